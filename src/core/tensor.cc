@@ -1,0 +1,100 @@
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace moeslim {
+
+std::size_t shape_numel(const Shape& shape) {
+  std::size_t n = 1;
+  for (std::int64_t d : shape) {
+    if (d < 0) throw Error(ErrorCode::kInvalidArgument, "negative dimension in shape " + shape_to_string(shape));
+    const auto u = static_cast<std::size_t>(d);
+    if (u != 0 && n > std::numeric_limits<std::size_t>::max() / u) {
+      throw Error(ErrorCode::kInvalidArgument, "element count of shape " + shape_to_string(shape) + " overflows");
+    }
+    n *= u;
+  }
+  return n;
+}
+
+std::string shape_to_string(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+Tensor Tensor::zeros(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.numel_ = shape_numel(shape);
+  t.shape_ = std::move(shape);
+  const std::size_t bytes = t.numel_ * dtype_size(dtype);
+  const std::size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  if (p == nullptr) {
+    throw Error(ErrorCode::kIo, "out of memory allocating " + std::to_string(bytes) + " bytes for a tensor of shape " +
+                                    shape_to_string(t.shape_));
+  }
+  std::memset(p, 0, rounded == 0 ? 64 : rounded);
+  t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
+  t.data_ = static_cast<std::byte*>(p);
+  t.owned_ = true;
+  return t;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.numel_ = shape_numel(shape);
+  t.shape_ = std::move(shape);
+  t.owner_ = std::move(owner);
+  t.data_ = const_cast<std::byte*>(static_cast<const std::byte*>(data));
+  t.owned_ = false;
+  return t;
+}
+
+std::byte* Tensor::mutable_bytes() {
+  if (!owned_) throw Error(ErrorCode::kInternal, "attempt to write through a read-only tensor view");
+  return data_;
+}
+
+Tensor Tensor::to_f32() const {
+  Tensor out = zeros(DType::kF32, shape_);
+  float* dst = out.mutable_data<float>();
+  switch (dtype_) {
+    case DType::kF32: std::memcpy(dst, data_, nbytes()); break;
+    case DType::kBF16: bf16_to_f32(data<std::uint16_t>(), dst, numel_); break;
+    case DType::kF16: f16_to_f32(data<std::uint16_t>(), dst, numel_); break;
+    case DType::kI8: for (std::size_t i = 0; i < numel_; ++i) dst[i] = data<std::int8_t>()[i]; break;
+    case DType::kU8: for (std::size_t i = 0; i < numel_; ++i) dst[i] = data<std::uint8_t>()[i]; break;
+    case DType::kI32: for (std::size_t i = 0; i < numel_; ++i) dst[i] = static_cast<float>(data<std::int32_t>()[i]); break;
+    case DType::kI64: for (std::size_t i = 0; i < numel_; ++i) dst[i] = static_cast<float>(data<std::int64_t>()[i]); break;
+  }
+  return out;
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = zeros(dtype_, shape_);
+  if (nbytes() != 0) std::memcpy(out.data_, data_, nbytes());
+  return out;
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  if (shape_numel(shape) != numel_) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "cannot reshape " + shape_to_string(shape_) + " to " + shape_to_string(shape));
+  }
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+}  // namespace moeslim
