@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  nlohmann-json3-dev libicu-dev libdnnl-dev libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
+  nlohmann-json3-dev libicu-dev libdnnl-dev libcli11-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

@@ -1,0 +1,55 @@
+// moeslim: post-training quantization of Qwen3-MoE checkpoints on the CPU.
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "moeslim: quantize Qwen3-MoE models (Qwen3-30B-A3B, Qwen3-235B-A22B) on the CPU, one decoder layer at a\n"
+      "time, into msModelSlim's W8A8 / W4A8 formats that MindIE and vLLM-Ascend load.\n"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Print help for every subcommand");
+  bool quiet = false;
+  bool verbose = false;
+  app.add_flag("-q,--quiet", quiet, "Only print errors and results");
+  app.add_flag("-v,--verbose", verbose, "Print debugging detail");
+
+  std::map<const CLI::App*, moeslim::cli::CommandRunner> runners;
+  auto add = [&](moeslim::cli::CommandRunner (*registrar)(CLI::App&)) {
+    const std::size_t before = app.get_subcommands({}).size();
+    moeslim::cli::CommandRunner runner = registrar(app);
+    runners[app.get_subcommands({}).at(before)] = std::move(runner);
+  };
+  add(moeslim::cli::register_tokenize);
+  add(moeslim::cli::register_info);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  moeslim::set_log_level(quiet ? moeslim::LogLevel::kWarn
+                               : verbose ? moeslim::LogLevel::kDebug : moeslim::LogLevel::kInfo);
+  try {
+    for (const auto& [sub, runner] : runners) {
+      if (sub->parsed()) return runner();
+    }
+    return 2;
+  } catch (const moeslim::Error& e) {
+    std::fprintf(stderr, "moeslim: error (%s): %s\n", moeslim::error_code_name(e.code()), e.what());
+    return e.code() == moeslim::ErrorCode::kInvalidArgument ? 2 : 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "moeslim: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moeslim: internal error: %s\n", e.what());
+    return 3;
+  }
+}
