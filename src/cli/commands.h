@@ -13,5 +13,7 @@ using CommandRunner = std::function<int()>;
 
 CommandRunner register_tokenize(CLI::App& app);
 CommandRunner register_info(CLI::App& app);
+CommandRunner register_eval(CLI::App& app);
+CommandRunner register_synth(CLI::App& app);
 
 }  // namespace moeslim::cli

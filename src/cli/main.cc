@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   };
   add(moeslim::cli::register_tokenize);
   add(moeslim::cli::register_info);
+  add(moeslim::cli::register_eval);
+  add(moeslim::cli::register_synth);
 
   try {
     app.parse(argc, argv);

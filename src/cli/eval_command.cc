@@ -1,0 +1,137 @@
+// `moeslim eval`: perplexity of a model on held-in text (and KL / top-1 agreement against a reference model),
+// with the protocol of the shared reference results.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "eval/perplexity.h"
+#include "io/checkpoint.h"
+#include "kernels/threading.h"
+#include "model/causal_lm.h"
+#include "model/config.h"
+#include "text/dataset.h"
+#include "text/tokenizer.h"
+
+namespace moeslim::cli {
+namespace {
+
+struct EvalOptions {
+  std::string model;
+  std::string data;
+  std::string reference;
+  std::int64_t window = 256;
+  std::int64_t layer_count = 0;
+  std::int64_t max_documents = 0;
+  int threads = 1;
+  std::string precision = "f32";
+  bool json = false;
+};
+
+int run_eval(const EvalOptions& o) {
+  kernels::set_num_threads(o.threads);
+  const model::FloatPrecision precision =
+      o.precision == "bf16" ? model::FloatPrecision::kBF16 : model::FloatPrecision::kF32;
+
+  const text::Tokenizer tokenizer = text::Tokenizer::from_model_dir_or_file(o.model);
+  std::vector<std::string> texts = text::read_text_dataset(o.data);
+  if (o.max_documents > 0 && static_cast<std::int64_t>(texts.size()) > o.max_documents) {
+    texts.resize(static_cast<std::size_t>(o.max_documents));
+  }
+  std::vector<std::vector<std::int32_t>> documents;
+  for (const auto& t : texts) documents.push_back(tokenizer.encode(t));
+  const auto separator = tokenizer.token_to_id("<|endoftext|>");
+  if (!separator) {
+    throw Error(ErrorCode::kNotFound, "the tokenizer has no <|endoftext|> token to separate documents", o.model);
+  }
+  const model::TokenSet windows = eval::make_eval_windows(documents, *separator, o.window);
+
+  model::ModelConfig config = model::ModelConfig::load(o.model);
+  if (o.layer_count > 0) config.limit_layers(o.layer_count);
+  const io::Checkpoint checkpoint = io::Checkpoint::open(o.model);
+  model::CheckpointLayerSource source(checkpoint, config, precision);
+
+  std::unique_ptr<io::Checkpoint> ref_checkpoint;
+  std::unique_ptr<model::CheckpointLayerSource> ref_source;
+  if (!o.reference.empty()) {
+    model::ModelConfig ref_config = model::ModelConfig::load(o.reference);
+    if (o.layer_count > 0) ref_config.limit_layers(o.layer_count);
+    ref_checkpoint = std::make_unique<io::Checkpoint>(io::Checkpoint::open(o.reference));
+    ref_source = std::make_unique<model::CheckpointLayerSource>(*ref_checkpoint, ref_config, model::FloatPrecision::kF32);
+  }
+
+  log_info("eval: {} documents, {} windows of up to {} tokens, {} layers", documents.size(),
+           windows.layout.sequences.size(), o.window, config.num_hidden_layers);
+  std::unique_ptr<Progress> progress;
+  const char* current_phase = nullptr;
+  eval::EvalOptions options;
+  options.progress = [&](const char* phase, std::int64_t done, std::int64_t total) {
+    if (phase != current_phase) {
+      if (progress) progress->finish();
+      progress = std::make_unique<Progress>("eval", total, phase);
+      current_phase = phase;
+    }
+    progress->advance(1);
+    (void)done;
+  };
+  const eval::EvalResult r = eval::evaluate(source, ref_source.get(), windows, options);
+  if (progress) progress->finish();
+
+  if (o.json) {
+    std::string out = fmt::format("{{\"perplexity\": {:.10g}, \"tokens\": {}", r.perplexity, r.predicted_tokens);
+    if (r.has_reference) {
+      out += fmt::format(", \"reference_perplexity\": {:.10g}, \"mean_kl\": {:.10g}, \"top1_agreement\": {:.10g}",
+                         r.reference_perplexity, r.mean_kl, r.top1_agreement);
+    }
+    std::printf("%s}\n", out.c_str());
+  } else {
+    std::printf("perplexity   %.6f over %lld predicted tokens\n", r.perplexity,
+                static_cast<long long>(r.predicted_tokens));
+    if (r.has_reference) {
+      std::printf("reference    perplexity %.6f\nmean KL      %.6g nats (reference || model)\ntop-1 agree  %.4f\n",
+                  r.reference_perplexity, r.mean_kl, r.top1_agreement);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+CommandRunner register_eval(CLI::App& app) {
+  auto opts = std::make_shared<EvalOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "eval",
+      "Perplexity of a model on held-in text: every document's tokens followed by <|endoftext|>, concatenated,\n"
+      "cut into independent windows of --window tokens; exp(mean negative log-likelihood) of every token after the\n"
+      "first of each window. With --reference, also the mean KL divergence of the model's next-token distribution\n"
+      "from the reference's and their top-1 agreement.\n"
+      "Example: moeslim eval --model models/tiny-qwen3-moe --data data/eval_valid.jsonl --json");
+  sub->add_option("--model", opts->model, "Model directory")->required()->check(CLI::ExistingDirectory);
+  sub->add_option("--data", opts->data, "Evaluation text: JSONL with a \"text\" field, or a JSON array of strings")
+      ->required()
+      ->check(CLI::ExistingFile);
+  sub->add_option("--reference", opts->reference, "Float model directory to compare with (KL, top-1 agreement)")
+      ->check(CLI::ExistingDirectory);
+  sub->add_option("--window", opts->window, "Tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  sub->add_option("--layer_count", opts->layer_count, "Use only the first N decoder layers (0 = all)")
+      ->capture_default_str();
+  sub->add_option("--max_documents", opts->max_documents, "Use only the first N documents (0 = all)")
+      ->capture_default_str();
+  sub->add_option("--threads", opts->threads, "Compute threads (1 is fastest on 2-vCPU machines whose vCPUs share a core)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  sub->add_option("--precision", opts->precision,
+                  "f32: float32 activations (matches a float32 reference); bf16: activations rounded to bf16 "
+                  "for the weight GEMMs, faster")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  sub->add_flag("--json", opts->json, "Print one JSON object: {\"perplexity\": ..., \"tokens\": ...}");
+  return [opts] { return run_eval(*opts); };
+}
+
+}  // namespace moeslim::cli

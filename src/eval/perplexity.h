@@ -1,0 +1,40 @@
+// Perplexity (and, against a reference model, mean KL divergence and top-1 agreement) of a model on text,
+// with the protocol of the shared reference: every document's ids followed by <|endoftext|>, concatenated,
+// cut into consecutive windows of `window` tokens (the last may be shorter; windows under 2 tokens dropped),
+// each window an independent sequence starting at position 0; the mean negative log-likelihood of tokens
+// 1..len-1 of every window given those before it; perplexity = exp(mean).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/causal_lm.h"
+
+namespace moeslim::eval {
+
+model::TokenSet make_eval_windows(const std::vector<std::vector<std::int32_t>>& documents, std::int32_t separator_id,
+                                  std::int64_t window);
+
+struct EvalResult {
+  double perplexity = 0;
+  double mean_nll = 0;
+  std::int64_t predicted_tokens = 0;
+  // Only with a reference model: mean over predicted tokens of KL(reference || model) in nats, and the
+  // fraction of tokens where both models' argmax agree.
+  bool has_reference = false;
+  double mean_kl = 0;
+  double top1_agreement = 0;
+  double reference_perplexity = 0;
+};
+
+struct EvalOptions {
+  std::int64_t max_rows_per_chunk = 4096;
+  std::function<void(const char* phase, std::int64_t done, std::int64_t total)> progress;
+};
+
+// Runs `model` (and `reference`, if not null) layer-major over the windows and scores every predicted token.
+EvalResult evaluate(model::LayerSource& model, model::LayerSource* reference, const model::TokenSet& windows,
+                    const EvalOptions& options);
+
+}  // namespace moeslim::eval

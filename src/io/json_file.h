@@ -1,0 +1,20 @@
+// Loading JSON files with errors that name the file: the one helper the project uses to read JSON.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace moeslim::io {
+
+// The whole file as bytes. kIo (with the system's reason) if it cannot be opened or read.
+std::string read_text_file(const std::filesystem::path& path);
+
+// Parses a JSON file. kIo if it cannot be opened or read; kFormat, with the line and
+// column of the problem, if it is not valid JSON. Duplicate keys keep the last value, as Python's json does.
+nlohmann::json read_json_file(const std::filesystem::path& path);
+// The same, keeping the file's key order (e.g. a shard index's weight_map).
+nlohmann::ordered_json read_ordered_json_file(const std::filesystem::path& path);
+
+}  // namespace moeslim::io

@@ -1,0 +1,202 @@
+#include "io/safetensors_writer.h"
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/error.h"
+#include "io/output_file.h"
+#include "io/safetensors_header.h"
+
+namespace moeslim::io {
+namespace {
+
+// Rejects names the format cannot hold and tensors whose bytes do not match their shape (a default-
+// constructed Tensor has shape [] but no data).
+void check_writable(const std::string& name, const Tensor& t, const std::string& file) {
+  if (name == "__metadata__") {
+    throw Error(ErrorCode::kInvalidArgument, "'__metadata__' is reserved and cannot name a tensor", file, name);
+  }
+  if (t.nbytes() != shape_numel(t.shape()) * dtype_size(t.dtype()) || (t.nbytes() > 0 && t.bytes() == nullptr)) {
+    throw Error(ErrorCode::kInvalidArgument, "tensor has no data for shape " + shape_to_string(t.shape()), file,
+                name);
+  }
+}
+
+// The index as json.dump(indent=2) writes it (and nlohmann's dump(2)), built as text because an ordered_json
+// object searches its keys linearly on every insertion and a large model has tens of thousands of tensors.
+std::string index_json(std::uint64_t total_size, const std::vector<std::pair<std::string, std::size_t>>& weight_map,
+                       const std::vector<std::string>& shard_names) {
+  std::string text = "{\n  \"metadata\": {\n    \"total_size\": " + std::to_string(total_size) + "\n  },\n";
+  if (weight_map.empty()) return text + "  \"weight_map\": {}\n}";
+  text += "  \"weight_map\": {";
+  for (std::size_t i = 0; i < weight_map.size(); ++i) {
+    text += i == 0 ? "\n    " : ",\n    ";
+    text += nlohmann::json(weight_map[i].first).dump() + ": " + nlohmann::json(shard_names[weight_map[i].second]).dump();
+  }
+  return text + "\n  }\n}";
+}
+
+void rename_or_throw(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::error_code ec;
+  std::filesystem::rename(from, to, ec);
+  if (ec) throw Error(ErrorCode::kIo, "cannot rename " + from.string() + " to it: " + ec.message(), to.string());
+}
+
+}  // namespace
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorInfo> infos;
+  std::unordered_set<std::string> seen;
+  std::uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    check_writable(name, t, path.string());
+    if (!seen.insert(name).second) {
+      throw Error(ErrorCode::kInvalidArgument, "tensor name given twice", path.string(), name);
+    }
+    infos.push_back({name, t.dtype(), t.shape(), offset, offset + t.nbytes()});
+    offset += t.nbytes();
+  }
+  const std::string header = build_safetensors_header(infos, metadata);
+  std::filesystem::path temp = path;
+  temp += ".tmp";
+  try {
+    OutputFile out(temp);
+    out.write(encode_header_length(header.size()));
+    out.write(header);
+    for (const auto& [name, t] : tensors) out.write(t.bytes(), t.nbytes());
+    out.close();
+    rename_or_throw(temp, path);
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove(temp, ec);
+    throw;
+  }
+}
+
+ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::filesystem::path directory, std::string base_name,
+                                                   std::uint64_t max_shard_bytes, bool sort_within_shard)
+    : ShardedSafetensorsWriter(std::move(directory), std::move(base_name),
+                               ShardedWriterOptions{max_shard_bytes, sort_within_shard, {}, {}}) {}
+
+ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::filesystem::path directory, std::string base_name,
+                                                   ShardedWriterOptions options)
+    : dir_(std::move(directory)), base_(std::move(base_name)), options_(std::move(options)) {
+  if (base_.empty() || base_.find('/') != std::string::npos) {
+    throw Error(ErrorCode::kInvalidArgument, "shard base name must be a non-empty file name", dir_.string(), base_);
+  }
+  if (options_.max_shard_bytes == 0) {
+    throw Error(ErrorCode::kInvalidArgument, "max_shard_bytes must be positive", dir_.string());
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) throw Error(ErrorCode::kIo, "cannot create the output directory: " + ec.message(), dir_.string());
+}
+
+ShardedSafetensorsWriter::~ShardedSafetensorsWriter() {
+  if (!finished_) remove_temporaries();
+}
+
+void ShardedSafetensorsWriter::remove_temporaries() noexcept {
+  std::error_code ec;
+  if (data_) {
+    const auto path = data_->path();
+    data_.reset();
+    std::filesystem::remove(path, ec);
+  }
+  for (const auto& p : closed_) std::filesystem::remove(p, ec);
+  closed_.clear();
+}
+
+std::filesystem::path ShardedSafetensorsWriter::temp_path(std::size_t shard_number, const char* kind) const {
+  // Hidden names so that nothing picks up a half-written output as a model file.
+  return dir_ / fmt::format(".{}-{:05}.{}.tmp", base_, shard_number, kind);
+}
+
+std::string ShardedSafetensorsWriter::final_name(std::size_t shard_number, std::size_t shard_count) const {
+  if (!options_.single_file_name.empty()) return options_.single_file_name;
+  return fmt::format("{}-{:05}-of-{:05}.safetensors", base_, shard_number, shard_count);
+}
+
+void ShardedSafetensorsWriter::add(const std::string& name, const Tensor& tensor) {
+  if (finished_) throw Error(ErrorCode::kInvalidArgument, "add() after finish()", dir_.string(), name);
+  check_writable(name, tensor, dir_.string());
+  if (names_.count(name)) throw Error(ErrorCode::kInvalidArgument, "tensor added twice", dir_.string(), name);
+  const std::uint64_t nbytes = tensor.nbytes();
+  const bool sharded = options_.single_file_name.empty();
+  // msModelSlim's rule: close the shard *before* the tensor that would bring it to the limit or past it.
+  if (sharded && !pending_.empty() && pending_bytes_ + nbytes >= options_.max_shard_bytes) close_shard();
+  if (!data_) data_ = std::make_unique<OutputFile>(temp_path(closed_.size() + 1, "data"));
+  const std::uint64_t offset = data_->bytes_written();
+  data_->write(tensor.bytes(), nbytes);
+  names_.insert(name);
+  pending_.push_back({name, tensor.dtype(), tensor.shape(), offset, nbytes});
+  pending_bytes_ += nbytes;
+  weight_map_.emplace_back(name, closed_.size());
+  total_size_ += nbytes;
+}
+
+void ShardedSafetensorsWriter::close_shard() {
+  std::vector<std::size_t> order(pending_.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  if (options_.sort_within_shard) {
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      const std::size_t sa = dtype_size(pending_[a].dtype), sb = dtype_size(pending_[b].dtype);
+      return sa != sb ? sa > sb : pending_[a].name < pending_[b].name;
+    });
+  }
+  std::vector<TensorInfo> infos;
+  std::uint64_t offset = 0;
+  for (std::size_t i : order) {
+    const PendingTensor& p = pending_[i];
+    infos.push_back({p.name, p.dtype, p.shape, offset, offset + p.nbytes});
+    offset += p.nbytes;
+  }
+  const std::string header = build_safetensors_header(infos, options_.metadata);
+
+  closed_.push_back(temp_path(closed_.size() + 1, "safetensors"));  // listed first so a failure cleans it up
+  OutputFile out(closed_.back());
+  out.write(encode_header_length(header.size()));
+  out.write(header);
+  for (std::size_t i : order) {
+    if (pending_[i].nbytes > 0) out.append_range_of(*data_, pending_[i].temp_offset, pending_[i].nbytes);
+  }
+  out.close();
+
+  if (data_) {
+    const auto data_path = data_->path();
+    data_.reset();
+    std::error_code ec;
+    std::filesystem::remove(data_path, ec);
+  }
+  pending_.clear();
+  pending_bytes_ = 0;
+}
+
+ShardedWriteSummary ShardedSafetensorsWriter::finish() {
+  if (finished_) throw Error(ErrorCode::kInvalidArgument, "finish() called twice", dir_.string());
+  if (!pending_.empty() || closed_.empty()) close_shard();
+
+  ShardedWriteSummary summary;
+  const std::size_t count = closed_.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    summary.shard_names.push_back(final_name(i + 1, count));
+    rename_or_throw(closed_[i], dir_ / summary.shard_names.back());
+  }
+  closed_.clear();
+  finished_ = true;
+
+  summary.tensor_count = weight_map_.size();
+  summary.total_size = total_size_;
+  for (const auto& [name, shard] : weight_map_) summary.names.push_back(name);
+  if (options_.single_file_name.empty()) {
+    summary.index_path = dir_ / (base_ + ".safetensors.index.json");
+    write_text_file(summary.index_path, index_json(total_size_, weight_map_, summary.shard_names));
+  }
+  return summary;
+}
+
+}  // namespace moeslim::io

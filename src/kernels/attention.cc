@@ -1,0 +1,118 @@
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/dnnl_matmul.h"
+#include "kernels/ops_common.h"
+#include "kernels/softmax_row.h"
+
+namespace moeslim::kernels {
+namespace {
+
+using dt = dnnl::memory::data_type;
+
+struct Scratch {
+  std::vector<float> q;       // [rows, d]: the block's q rows of one KV group, head-major
+  std::vector<float> scores;  // [rows, keys], then the probabilities
+  std::vector<float> o;       // [rows, d]
+};
+
+thread_local Scratch t_scratch;
+
+float* sized(std::vector<float>& v, std::int64_t n) {
+  if (v.size() < static_cast<std::size_t>(n)) v.resize(static_cast<std::size_t>(n));
+  return v.data();
+}
+
+void attention_impl(const float* q, const float* k, const float* v, const AttentionDims& dims,
+                    const std::uint8_t* is_real, float* out) {
+  const std::int64_t T = dims.tokens;
+  const std::int64_t nh = dims.q_heads;
+  const std::int64_t nkv = dims.kv_heads;
+  const std::int64_t d = dims.head_dim;
+  detail::require(T >= 0 && nh >= 1 && nkv >= 1 && d >= 1 && nh % nkv == 0, "causal_attention",
+                  "bad dims: tokens=" + std::to_string(T) + " q_heads=" + std::to_string(nh) +
+                      " kv_heads=" + std::to_string(nkv) + " head_dim=" + std::to_string(d));
+  const std::int64_t qs = dims.q_row_stride ? dims.q_row_stride : nh * d;
+  const std::int64_t ks = dims.k_row_stride ? dims.k_row_stride : nkv * d;
+  const std::int64_t vs = dims.v_row_stride ? dims.v_row_stride : nkv * d;
+  const std::int64_t os = dims.out_row_stride ? dims.out_row_stride : nh * d;
+  detail::require(qs >= nh * d && ks >= nkv * d && vs >= nkv * d && os >= nh * d, "causal_attention",
+                  "a row stride is smaller than heads·head_dim");
+  if (T == 0) return;
+  detail::require(q && k && v && out, "causal_attention", "null tensor");
+
+  const std::int64_t group = nh / nkv;
+  // HF: scores * (head_dim ** -0.5), a Python float applied to a float32 tensor: the scale rounded to float.
+  const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  // Query rows per block: the GEMMs see group·block ≈ 512 rows (efficient), and the causal waste (keys up to
+  // the block's end) stays ≈ block/T.
+  const std::int64_t block = std::min<std::int64_t>(T, std::clamp<std::int64_t>(512 / group, 16, 256));
+  Scratch& s = t_scratch;
+  float* qb = sized(s.q, group * block * d);
+  float* ob = sized(s.o, group * block * d);
+  float* scores = sized(s.scores, group * block * T);
+
+  for (std::int64_t c = 0; c < nkv; ++c) {
+    for (std::int64_t r0 = 0; r0 < T; r0 += block) {
+      const std::int64_t bq = std::min(block, T - r0);
+      const std::int64_t rows = group * bq;
+      const std::int64_t keys = r0 + bq;  // causal: no query of this block sees a later key
+      for (std::int64_t u = 0; u < group; ++u) {
+        for (std::int64_t i = 0; i < bq; ++i) {
+          std::memcpy(qb + (u * bq + i) * d, q + (r0 + i) * qs + (c * group + u) * d, sizeof(float) * d);
+        }
+      }
+      // S = Qb · K[0:keys, c]ᵀ
+      const detail::MatmulProblem qk{detail::row_major_desc(rows, d, d, dt::f32),
+                                     detail::transposed_weight_desc(keys, d, ks, dt::f32),
+                                     detail::row_major_desc(rows, keys, keys, dt::f32)};
+      detail::run_matmul(qk, qb, k + c * d, scores);
+      detail::for_each_row(rows, keys, [&](std::int64_t row) {
+        const std::int64_t t = r0 + row % bq;
+        float* p = scores + row * keys;
+        std::int64_t visible = t + 1;
+        if (is_real != nullptr && !is_real[t]) {
+          std::fill(p, p + keys, 0.0f);  // a pad query attends only to itself
+          p[t] = 1.0f;
+          return;
+        }
+        if (is_real != nullptr) {
+          for (std::int64_t j = 0; j < visible; ++j) {
+            if (!is_real[j]) p[j] = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
+          }
+        }
+        detail::softmax_row(p, p, visible, scale);
+        std::fill(p + visible, p + keys, 0.0f);
+      });
+      // Ob = P · V[0:keys, c]
+      const detail::MatmulProblem pv{detail::row_major_desc(rows, keys, keys, dt::f32),
+                                     detail::row_major_desc(keys, d, vs, dt::f32),
+                                     detail::row_major_desc(rows, d, d, dt::f32)};
+      detail::run_matmul(pv, scores, v + c * d, ob);
+      for (std::int64_t u = 0; u < group; ++u) {
+        for (std::int64_t i = 0; i < bq; ++i) {
+          std::memcpy(out + (r0 + i) * os + (c * group + u) * d, ob + (u * bq + i) * d, sizeof(float) * d);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void causal_attention(const float* q, const float* k, const float* v, const AttentionDims& dims, float* out) {
+  attention_impl(q, k, v, dims, nullptr, out);
+}
+
+void causal_attention_padded(const float* q, const float* k, const float* v, const AttentionDims& dims,
+                             const std::uint8_t* is_real, float* out) {
+  detail::require(is_real != nullptr || dims.tokens == 0, "causal_attention_padded", "null padding mask");
+  attention_impl(q, k, v, dims, is_real, out);
+}
+
+}  // namespace moeslim::kernels

@@ -1,0 +1,190 @@
+#include "kernels/dnnl_matmul.h"
+
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "kernels/threading.h"
+
+namespace moeslim::kernels::detail {
+namespace {
+
+using dt = dnnl::memory::data_type;
+
+// Enough entries for every (M, shape) a calibration run meets; when full the cache starts over rather than
+// tracking recency (creation is cheap next to the GEMMs that would fill it).
+constexpr std::size_t kMaxCachedPrimitives = 4096;
+
+struct Cache {
+  std::mutex mutex;
+  std::unordered_map<std::string, std::shared_ptr<const dnnl::matmul>> primitives;
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+};
+
+Cache& cache() {
+  static Cache c;
+  return c;
+}
+
+void append_i64(std::string& key, std::int64_t v) {
+  key.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+// Everything of a memory descriptor that makes two problems different primitives.
+void append_desc(std::string& key, const dnnl::memory::desc& desc) {
+  const dnnl_memory_desc_t& d = desc.data;
+  append_i64(key, d.ndims);
+  append_i64(key, d.data_type);
+  append_i64(key, d.format_kind);
+  for (int i = 0; i < d.ndims; ++i) {
+    append_i64(key, d.dims[i]);
+    append_i64(key, d.padded_dims[i]);
+    append_i64(key, d.padded_offsets[i]);
+  }
+  append_i64(key, d.offset0);
+  if (d.format_kind == dnnl_blocked) {
+    const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+    for (int i = 0; i < d.ndims; ++i) append_i64(key, b.strides[i]);
+    append_i64(key, b.inner_nblks);
+    for (int i = 0; i < b.inner_nblks; ++i) {
+      append_i64(key, b.inner_blks[i]);
+      append_i64(key, b.inner_idxs[i]);
+    }
+  }
+  append_i64(key, d.extra.flags);
+  append_i64(key, d.extra.compensation_mask);
+  append_i64(key, d.extra.asymm_compensation_mask);
+}
+
+std::string problem_key(const MatmulProblem& p) {
+  std::string key;
+  key.reserve(512);
+  append_desc(key, p.src);
+  append_desc(key, p.weights);
+  append_desc(key, p.dst);
+  append_i64(key, p.accumulate ? 1 : 0);
+  // oneDNN splits work at creation time for the thread count of that moment.
+  append_i64(key, num_threads());
+  return key;
+}
+
+std::shared_ptr<const dnnl::matmul> create(const MatmulProblem& p) {
+  dnnl::primitive_attr attr;
+  if (p.accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.0f);
+    attr.set_post_ops(ops);
+  }
+  try {
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.src, p.weights, p.dst), attr, cpu_engine());
+    const std::string_view impl = pd.impl_info_str();
+    if (impl.rfind("ref", 0) == 0) {
+      // Correct but very slow; the strides or types are unusual for this CPU's optimised kernels.
+      log_warn("oneDNN chose its reference matmul ({}) for an {}x{}x{} problem", impl, p.src.dims()[0],
+               p.dst.dims()[1], p.src.dims()[1]);
+    }
+    return std::make_shared<const dnnl::matmul>(pd);
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorCode::kInternal, std::string("oneDNN cannot create a matmul: ") + e.what());
+  }
+}
+
+}  // namespace
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& thread_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+dnnl::memory::desc row_major_desc(std::int64_t rows, std::int64_t cols, std::int64_t ld, dt type) {
+  return dnnl::memory::desc({rows, cols}, type, dnnl::memory::dims{ld, 1});
+}
+
+dnnl::memory::desc transposed_weight_desc(std::int64_t n, std::int64_t k, std::int64_t ld, dt type) {
+  return dnnl::memory::desc({k, n}, type, dnnl::memory::dims{1, ld});
+}
+
+std::shared_ptr<const dnnl::matmul> cached_matmul(const MatmulProblem& problem) {
+  const std::string key = problem_key(problem);
+  Cache& c = cache();
+  {
+    std::lock_guard lock(c.mutex);
+    const auto it = c.primitives.find(key);
+    if (it != c.primitives.end()) {
+      ++c.hits;
+      return it->second;
+    }
+    ++c.misses;
+  }
+  auto primitive = create(problem);  // outside the lock: creation JIT-compiles kernels
+  std::lock_guard lock(c.mutex);
+  if (c.primitives.size() >= kMaxCachedPrimitives) c.primitives.clear();
+  c.primitives.emplace(key, primitive);
+  return primitive;
+}
+
+void run_matmul(const MatmulProblem& problem, const void* src, const void* weights, void* dst) {
+  apply_num_threads();
+  const auto primitive = cached_matmul(problem);
+  dnnl::engine& engine = cpu_engine();
+  dnnl::memory src_mem(problem.src, engine, const_cast<void*>(src));
+  dnnl::memory weights_mem(problem.weights, engine, const_cast<void*>(weights));
+  dnnl::memory dst_mem(problem.dst, engine, dst);
+  dnnl::stream& stream = thread_stream();
+  primitive->execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
+  stream.wait();
+}
+
+dnnl::memory::desc preferred_weight_desc(std::int64_t n, std::int64_t k, dt src_type, dt weight_type,
+                                         dt dst_type) {
+  // M = 256 is a typical calibration chunk; the packed layout was measured to be the same for M = 1..2048.
+  constexpr std::int64_t kRepresentativeM = 256;
+  apply_num_threads();
+  try {
+    const dnnl::matmul::primitive_desc pd(
+        dnnl::matmul::desc(row_major_desc(kRepresentativeM, k, k, src_type),
+                           dnnl::memory::desc({k, n}, weight_type, dnnl::memory::format_tag::any),
+                           row_major_desc(kRepresentativeM, n, n, dst_type)),
+        cpu_engine());
+    return pd.weights_desc();
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorCode::kInternal, std::string("oneDNN cannot plan a matmul: ") + e.what());
+  }
+}
+
+void reorder(const dnnl::memory::desc& from_desc, const void* from, const dnnl::memory::desc& to_desc, void* to) {
+  apply_num_threads();
+  dnnl::engine& engine = cpu_engine();
+  dnnl::memory from_mem(from_desc, engine, const_cast<void*>(from));
+  dnnl::memory to_mem(to_desc, engine, to);
+  dnnl::stream& stream = thread_stream();
+  try {
+    dnnl::reorder(from_mem, to_mem).execute(stream, from_mem, to_mem);
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorCode::kInternal, std::string("oneDNN cannot reorder a weight: ") + e.what());
+  }
+  stream.wait();
+}
+
+MatmulCacheStats matmul_cache_stats() {
+  Cache& c = cache();
+  std::lock_guard lock(c.mutex);
+  return {c.primitives.size(), c.hits, c.misses};
+}
+
+void clear_matmul_cache() {
+  Cache& c = cache();
+  std::lock_guard lock(c.mutex);
+  c.primitives.clear();
+}
+
+}  // namespace moeslim::kernels::detail

@@ -1,0 +1,56 @@
+// Internal: the oneDNN side of every GEMM — engine, per-thread stream, and a cache of matmul primitives keyed
+// by the full problem (types, shapes, strides, weight layout, accumulate flag, thread count).
+//
+// Why fixed shapes and a cache rather than DNNL_RUNTIME_DIM_VAL for M: oneDNN 2.6 serves runtime-M matmuls
+// with its older gemm:jit code, not the brgemm kernels. Measured 1 thread on Sapphire Rapids: int8 falls from
+// ~1400 to ~800 GOP/s and bf16 at M=64 from ~790 to ~420 GFLOP/s. A new M costs one primitive creation
+// (0.05–1 ms, kernels JIT-compiled) and is then reused.
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace moeslim::kernels::detail {
+
+dnnl::engine& cpu_engine();
+dnnl::stream& thread_stream();
+
+// A row-major [rows, cols] matrix with row stride ld (elements).
+dnnl::memory::desc row_major_desc(std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                                  dnnl::memory::data_type type);
+// The weight operand of Y = X·Wᵀ for W stored row-major as [n, k] with row stride ld: oneDNN's [k, n] view.
+dnnl::memory::desc transposed_weight_desc(std::int64_t n, std::int64_t k, std::int64_t ld,
+                                          dnnl::memory::data_type type);
+
+struct MatmulProblem {
+  dnnl::memory::desc src;
+  dnnl::memory::desc weights;  // may be a packed (blocked) layout
+  dnnl::memory::desc dst;
+  bool accumulate = false;     // dst += result (a sum post-op) instead of dst = result
+};
+
+// The primitive for a problem; created on first use, then shared. Thread-safe.
+std::shared_ptr<const dnnl::matmul> cached_matmul(const MatmulProblem& problem);
+
+// Runs a matmul on caller memory (oneDNN does not write src or weights; the const_casts are for its API).
+void run_matmul(const MatmulProblem& problem, const void* src, const void* weights, void* dst);
+
+// The layout oneDNN's fastest matmul wants for an [n, k] weight of `type` with activations `src_type`
+// (queried once per problem kind at a representative M; the layout does not depend on M).
+dnnl::memory::desc preferred_weight_desc(std::int64_t n, std::int64_t k, dnnl::memory::data_type src_type,
+                                         dnnl::memory::data_type weight_type, dnnl::memory::data_type dst_type);
+
+// Copies (and converts) between two descriptions of the same [k, n] weight via a oneDNN reorder.
+void reorder(const dnnl::memory::desc& from_desc, const void* from, const dnnl::memory::desc& to_desc, void* to);
+
+struct MatmulCacheStats {
+  std::size_t entries = 0;
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+};
+MatmulCacheStats matmul_cache_stats();
+void clear_matmul_cache();
+
+}  // namespace moeslim::kernels::detail

@@ -1,0 +1,221 @@
+#include "model/decoder_layer.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+#include "core/profiler.h"
+#include "kernels/attention.h"
+#include "kernels/ops.h"
+
+namespace moeslim::model {
+namespace {
+
+std::vector<std::uint8_t> gather_mask(const TokenLayout& layout, const std::vector<std::int32_t>& rows) {
+  std::vector<std::uint8_t> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) out[i] = layout.real[static_cast<std::size_t>(rows[i])];
+  return out;
+}
+
+// A linear's forward, timed under `kind` with its FLOP count when profiling is on.
+void run_linear(const Linear& linear, const float* x, std::int64_t rows, float* y, ProfileKind kind) {
+  ProfileScope scope(kind, 2.0 * static_cast<double>(rows) * static_cast<double>(linear.in_features()) *
+                               static_cast<double>(linear.out_features()));
+  linear.forward(x, rows, y);
+}
+
+void observe(ForwardObserver* observer, const std::string& module, const float* x, std::int64_t rows,
+             std::int64_t cols, const std::uint8_t* real) {
+  if (observer != nullptr && observer->wants_linear_input(module)) {
+    observer->on_linear_input(module, x, rows, cols, real);
+  }
+}
+
+// y = down(silu(gate(x)) * up(x)) for `rows` rows of x; observers see gate/up's shared input and down's input.
+void swiglu_forward(const SwiGluMlp& mlp, const std::string& prefix, const float* x, std::int64_t rows,
+                    std::int64_t hidden, const std::uint8_t* real, ForwardObserver* observer, float* y) {
+  const std::int64_t width = mlp.gate_proj->out_features();
+  observe(observer, prefix + "gate_proj", x, rows, hidden, real);
+  observe(observer, prefix + "up_proj", x, rows, hidden, real);
+  Tensor gate = Tensor::zeros(DType::kF32, {rows, width});
+  Tensor up = Tensor::zeros(DType::kF32, {rows, width});
+  run_linear(*mlp.gate_proj, x, rows, gate.mutable_data<float>(), ProfileKind::kExpertGemm);
+  run_linear(*mlp.up_proj, x, rows, up.mutable_data<float>(), ProfileKind::kExpertGemm);
+  {
+    ProfileScope scope(ProfileKind::kMoeDispatch);
+    kernels::silu_mul(gate.data<float>(), up.data<float>(), gate.mutable_data<float>(),
+                      static_cast<std::int64_t>(gate.numel()));
+  }
+  observe(observer, prefix + "down_proj", gate.data<float>(), rows, width, real);
+  run_linear(*mlp.down_proj, gate.data<float>(), rows, y, ProfileKind::kExpertGemm);
+}
+
+}  // namespace
+
+void RmsNorm::apply(const float* x, std::int64_t rows, std::int64_t n, double eps, float* out) const {
+  kernels::rms_norm(x, rows, n, weight.data<float>(), static_cast<float>(eps), out);
+  if (!bias.empty() && bias.numel() > 0) {
+    const float* b = bias.data<float>();
+    for (std::int64_t r = 0; r < rows; ++r) {
+      float* o = out + r * n;
+      for (std::int64_t i = 0; i < n; ++i) o[i] += b[i];
+    }
+  }
+}
+
+void DecoderLayer::forward(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
+                           ForwardObserver* observer) const {
+  forward_attention(config, hidden, layout, observer);
+  forward_mlp(config, hidden, layout, observer);
+}
+
+void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const TokenLayout& layout,
+                                     ForwardObserver* observer) const {
+  const std::int64_t N = layout.rows();
+  const std::int64_t H = c.hidden_size;
+  const std::int64_t d = c.head_dim;
+  const std::int64_t nh = c.num_attention_heads;
+  const std::int64_t nkv = c.num_key_value_heads;
+  if (hidden.rank() != 2 || hidden.dim(0) != N || hidden.dim(1) != H) {
+    throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
+                                          " does not match the token layout's " + std::to_string(N) + " rows");
+  }
+  const std::string prefix = layer_prefix(index) + "self_attn.";
+  const std::uint8_t* real = layout.real.data();
+
+  Tensor normed = Tensor::zeros(DType::kF32, {N, H});
+  {
+    ProfileScope scope(ProfileKind::kNormRope);
+    attn.input_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed.mutable_data<float>());
+  }
+  observe(observer, prefix + "q_proj", normed.data<float>(), N, H, real);
+  observe(observer, prefix + "k_proj", normed.data<float>(), N, H, real);
+  observe(observer, prefix + "v_proj", normed.data<float>(), N, H, real);
+
+  Tensor q = Tensor::zeros(DType::kF32, {N, nh * d});
+  Tensor k = Tensor::zeros(DType::kF32, {N, nkv * d});
+  Tensor v = Tensor::zeros(DType::kF32, {N, nkv * d});
+  run_linear(*attn.q_proj, normed.data<float>(), N, q.mutable_data<float>(), ProfileKind::kAttentionGemm);
+  run_linear(*attn.k_proj, normed.data<float>(), N, k.mutable_data<float>(), ProfileKind::kAttentionGemm);
+  run_linear(*attn.v_proj, normed.data<float>(), N, v.mutable_data<float>(), ProfileKind::kAttentionGemm);
+
+  // q_norm / k_norm: RMSNorm over head_dim of every head, before RoPE.
+  {
+    ProfileScope scope(ProfileKind::kNormRope);
+    kernels::rms_norm(q.data<float>(), N * nh, d, attn.q_norm.data<float>(), static_cast<float>(c.rms_norm_eps),
+                      q.mutable_data<float>());
+    kernels::rms_norm(k.data<float>(), N * nkv, d, attn.k_norm.data<float>(), static_cast<float>(c.rms_norm_eps),
+                      k.mutable_data<float>());
+    kernels::rope_rotate_half(q.mutable_data<float>(), N, nh, d, layout.positions.data(), c.rope_theta);
+    kernels::rope_rotate_half(k.mutable_data<float>(), N, nkv, d, layout.positions.data(), c.rope_theta);
+  }
+
+  Tensor context = Tensor::zeros(DType::kF32, {N, nh * d});
+  {
+    double flops = 0;
+    for (const SequenceSpan& s : layout.sequences) flops += 2.0 * nh * d * static_cast<double>(s.length * s.length);
+    ProfileScope scope(ProfileKind::kAttentionCore, flops);
+    const bool padded = layout.has_padding();
+    for (const SequenceSpan& s : layout.sequences) {
+      kernels::AttentionDims dims;
+      dims.tokens = s.length;
+      dims.q_heads = nh;
+      dims.kv_heads = nkv;
+      dims.head_dim = d;
+      const float* qs = q.data<float>() + s.begin * nh * d;
+      const float* ks = k.data<float>() + s.begin * nkv * d;
+      const float* vs = v.data<float>() + s.begin * nkv * d;
+      float* out = context.mutable_data<float>() + s.begin * nh * d;
+      if (padded) {
+        kernels::causal_attention_padded(qs, ks, vs, dims, real + s.begin, out);
+      } else {
+        kernels::causal_attention(qs, ks, vs, dims, out);
+      }
+    }
+  }
+  observe(observer, prefix + "o_proj", context.data<float>(), N, nh * d, real);
+  Tensor o = Tensor::zeros(DType::kF32, {N, H});
+  run_linear(*attn.o_proj, context.data<float>(), N, o.mutable_data<float>(), ProfileKind::kAttentionGemm);
+  float* h = hidden.mutable_data<float>();
+  const float* op = o.data<float>();
+  for (std::int64_t i = 0; i < N * H; ++i) h[i] += op[i];
+}
+
+void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const TokenLayout& layout,
+                               ForwardObserver* observer) const {
+  const std::int64_t N = layout.rows();
+  const std::int64_t H = c.hidden_size;
+  const std::string prefix = layer_prefix(index) + "mlp.";
+  const std::uint8_t* real = layout.real.data();
+
+  Tensor normed = Tensor::zeros(DType::kF32, {N, H});
+  {
+    ProfileScope scope(ProfileKind::kNormRope);
+    mlp.post_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed.mutable_data<float>());
+  }
+  Tensor out = Tensor::zeros(DType::kF32, {N, H});
+
+  if (!mlp.is_moe) {
+    swiglu_forward(mlp.dense, prefix, normed.data<float>(), N, H, real, observer, out.mutable_data<float>());
+  } else {
+    const std::int64_t E = c.num_experts;
+    const std::int64_t K = c.num_experts_per_tok;
+    observe(observer, prefix + "gate", normed.data<float>(), N, H, real);
+    Tensor logits = Tensor::zeros(DType::kF32, {N, E});
+    run_linear(*mlp.router, normed.data<float>(), N, logits.mutable_data<float>(), ProfileKind::kRouterGemm);
+    std::unique_ptr<ProfileScope> routing_scope = std::make_unique<ProfileScope>(ProfileKind::kMoeDispatch);
+    kernels::softmax_rows(logits.data<float>(), N, E, logits.mutable_data<float>());
+    std::vector<std::int32_t> chosen(static_cast<std::size_t>(N * K));
+    std::vector<float> weights(static_cast<std::size_t>(N * K));
+    kernels::topk_rows(logits.data<float>(), N, E, K, chosen.data(), weights.data());
+    if (c.norm_topk_prob) {
+      for (std::int64_t t = 0; t < N; ++t) {
+        float sum = 0;
+        for (std::int64_t s = 0; s < K; ++s) sum += weights[t * K + s];
+        for (std::int64_t s = 0; s < K; ++s) weights[t * K + s] /= sum;
+      }
+    }
+    if (observer != nullptr) observer->on_routing(index, chosen.data(), weights.data(), N, K, real);
+
+    // Group (token, weight) pairs by expert; experts run in ascending index and add into `out` in that order,
+    // as Hugging Face does, so the sum does not depend on threads.
+    std::vector<std::vector<std::int32_t>> rows_of(static_cast<std::size_t>(E));
+    std::vector<std::vector<float>> weight_of(static_cast<std::size_t>(E));
+    for (std::int64_t t = 0; t < N; ++t) {
+      for (std::int64_t s = 0; s < K; ++s) {
+        const auto e = static_cast<std::size_t>(chosen[t * K + s]);
+        rows_of[e].push_back(static_cast<std::int32_t>(t));
+        weight_of[e].push_back(weights[t * K + s]);
+      }
+    }
+    routing_scope.reset();
+    const float* x = normed.data<float>();
+    float* o = out.mutable_data<float>();
+    for (std::int64_t e = 0; e < E; ++e) {
+      const auto& rows = rows_of[static_cast<std::size_t>(e)];
+      if (rows.empty()) continue;
+      const auto n = static_cast<std::int64_t>(rows.size());
+      Tensor gathered = Tensor::zeros(DType::kF32, {n, H});
+      float* g = gathered.mutable_data<float>();
+      for (std::int64_t i = 0; i < n; ++i) std::memcpy(g + i * H, x + rows[i] * H, H * sizeof(float));
+      const std::vector<std::uint8_t> mask = gather_mask(layout, rows);
+      Tensor y = Tensor::zeros(DType::kF32, {n, H});
+      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], prefix + "experts." + std::to_string(e) + ".", g, n,
+                     H, mask.data(), observer, y.mutable_data<float>());
+      const float* yp = y.data<float>();
+      const auto& w = weight_of[static_cast<std::size_t>(e)];
+      for (std::int64_t i = 0; i < n; ++i) {
+        float* dst = o + rows[i] * H;
+        const float* src = yp + i * H;
+        const float wi = w[i];
+        for (std::int64_t j = 0; j < H; ++j) dst[j] += src[j] * wi;
+      }
+    }
+  }
+  float* h = hidden.mutable_data<float>();
+  const float* op = out.data<float>();
+  for (std::int64_t i = 0; i < N * H; ++i) h[i] += op[i];
+}
+
+}  // namespace moeslim::model

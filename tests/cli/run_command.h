@@ -1,0 +1,48 @@
+// Runs a shell command and captures its exit status, stdout and stderr (for CLI tests).
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "test_paths.h"
+
+namespace moeslim::testing {
+
+struct CommandResult {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+inline std::string read_whole_file(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// `args` is appended to the moeslim executable's path; it must be shell-quoted by the caller.
+inline CommandResult run_moeslim(const std::string& args) {
+  static int counter = 0;
+  const auto dir = binary_dir() / "test_tmp";
+  std::filesystem::create_directories(dir);
+  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  const auto out = dir / ("out_" + tag);
+  const auto err = dir / ("err_" + tag);
+  const std::string cmd = moeslim_exe().string() + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int raw = std::system(cmd.c_str());
+  CommandResult r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = read_whole_file(out);
+  r.err = read_whole_file(err);
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  return r;
+}
+
+}  // namespace moeslim::testing

@@ -1,0 +1,215 @@
+#include "kernels/gemm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/gemm_reference.h"
+#include "kernel_test_util.h"
+
+namespace moeslim::kernels {
+namespace {
+
+using testing::random_bf16;
+using testing::random_floats;
+using testing::rel_l2;
+
+struct Shape {
+  std::int64_t m, n, k;
+};
+
+// Odd shapes: M from a single token up to a block, N and K not multiples of 16.
+const Shape kShapes[] = {{1, 37, 53}, {3, 100, 129}, {17, 257, 300}, {64, 61, 1031}, {64, 130, 77}};
+
+// Unit roundoff of float32 and bf16 (round to nearest): the largest relative error of one rounding.
+constexpr double kF32Unit = 0x1p-24;
+constexpr double kBf16Unit = 0x1p-9;
+
+struct Problem {
+  Shape s;
+  std::int64_t ldx, ldw, ldy;
+  std::vector<float> x;
+  std::vector<std::uint16_t> w;
+  std::vector<double> ref;      // X·Wᵀ in double, [m, n]
+  std::vector<double> abs_ref;  // |X|·|W|ᵀ, for element-wise error bounds
+
+  Problem(Shape shape, std::uint32_t seed, std::int64_t pad = 0)
+      : s(shape), ldx(shape.k + pad), ldw(shape.k + 2 * pad), ldy(shape.n + pad) {
+    x = random_floats(static_cast<std::size_t>(s.m * ldx), seed);
+    w = random_bf16(static_cast<std::size_t>(s.n * ldw), seed + 1);
+    ref.resize(static_cast<std::size_t>(s.m * s.n));
+    abs_ref.resize(ref.size());
+    for (std::int64_t r = 0; r < s.m; ++r) {
+      for (std::int64_t c = 0; c < s.n; ++c) {
+        double sum = 0, abs_sum = 0;
+        for (std::int64_t i = 0; i < s.k; ++i) {
+          const double p = static_cast<double>(x[r * ldx + i]) * bf16_to_f32(w[c * ldw + i]);
+          sum += p;
+          abs_sum += std::fabs(p);
+        }
+        ref[r * s.n + c] = sum;
+        abs_ref[r * s.n + c] = abs_sum;
+      }
+    }
+  }
+
+  std::vector<float> run(GemmPrecision precision, WeightStorage storage = WeightStorage::kPacked) const {
+    std::vector<float> y(static_cast<std::size_t>(s.m * ldy), -7.0f);
+    const PreparedWeight pw = PreparedWeight::from_bf16(w.data(), s.n, s.k, ldw, precision, storage);
+    gemm(x.data(), s.m, ldx, pw, y.data(), ldy);
+    return y;
+  }
+
+  double rel_error(const std::vector<float>& y) const { return rel_l2(y.data(), ldy, ref.data(), s.n, s.m, s.n); }
+
+  // Largest |y − ref| / (unit·Σ|x·w|) over the elements: how many unit roundoffs of error per element,
+  // relative to the scale at which the rounding errors of a dot product live.
+  double worst_error_in_units(const std::vector<float>& y, double unit) const {
+    double worst = 0;
+    for (std::int64_t r = 0; r < s.m; ++r) {
+      for (std::int64_t c = 0; c < s.n; ++c) {
+        const double e = std::fabs(y[r * ldy + c] - ref[r * s.n + c]) / (unit * abs_ref[r * s.n + c]);
+        worst = std::max(worst, e);
+      }
+    }
+    return worst;
+  }
+};
+
+class GemmF32Methods : public ::testing::TestWithParam<F32GemmMethod> {};
+
+TEST_P(GemmF32Methods, MatchesDoubleReferenceOnOddShapes) {
+  testing::ScopedF32Method method(GetParam());
+  std::uint32_t seed = 10;
+  for (const Shape& s : kShapes) {
+    const Problem p(s, seed++);
+    const std::vector<float> y = p.run(GemmPrecision::kF32);
+    EXPECT_LE(p.rel_error(y), 1e-5) << s.m << "x" << s.n << "x" << s.k;
+    // Float32 dot products: error ≤ ~K·u·Σ|x·w| in the worst case, ~√K·u typically; well under K here.
+    EXPECT_LE(p.worst_error_in_units(y, kF32Unit), static_cast<double>(s.k)) << s.m << "x" << s.n << "x" << s.k;
+  }
+}
+
+TEST_P(GemmF32Methods, StridedOperandsAndBorrowedWeights) {
+  testing::ScopedF32Method method(GetParam());
+  const Problem p({17, 45, 70}, 99, /*pad=*/5);
+  const std::vector<float> packed = p.run(GemmPrecision::kF32, WeightStorage::kPacked);
+  const std::vector<float> borrowed = p.run(GemmPrecision::kF32, WeightStorage::kBorrowed);
+  EXPECT_LE(p.rel_error(packed), 1e-5);
+  EXPECT_LE(p.rel_error(borrowed), 1e-5);
+  // Columns beyond n in the output rows are untouched.
+  for (std::int64_t r = 0; r < p.s.m; ++r) {
+    for (std::int64_t c = p.s.n; c < p.ldy; ++c) EXPECT_EQ(packed[r * p.ldy + c], -7.0f);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, GemmF32Methods,
+                         ::testing::Values(F32GemmMethod::kNativeF32, F32GemmMethod::kBf16x3),
+                         [](const auto& info) {
+                           return std::string(info.param == F32GemmMethod::kNativeF32 ? "NativeF32" : "Bf16x3");
+                         });
+
+TEST(Gemm, AutoMethodPicksBf16x3ExactlyWhenOneDnnUsesAmx) {
+  EXPECT_EQ(resolved_f32_gemm_method() == F32GemmMethod::kBf16x3, onednn_uses_amx());
+  const std::vector<std::uint16_t> w = random_bf16(16 * 16, 1);
+  const PreparedWeight pw = PreparedWeight::from_bf16(w.data(), 16, 16, 16, GemmPrecision::kF32);
+  EXPECT_STREQ(pw.method_name(), onednn_uses_amx() ? "bf16x3" : "f32");
+}
+
+// kBF16 rounds each activation to bf16 (relative error ≤ 2^-9), then accumulates in float32. So its result
+// must be (a) within 2^-9·Σ|x·w| (+ float32 accumulation) of the exact product, element by element, and
+// (b) as exact as a float32 GEMM against the product of the *rounded* activations.
+TEST(Gemm, Bf16PrecisionIsExactGemmOfRoundedActivations) {
+  std::uint32_t seed = 40;
+  for (const Shape& s : kShapes) {
+    const Problem p(s, seed++);
+    for (WeightStorage storage : {WeightStorage::kPacked, WeightStorage::kBorrowed}) {
+      const std::vector<float> y = p.run(GemmPrecision::kBF16, storage);
+      EXPECT_LE(p.worst_error_in_units(y, kBf16Unit), 1.0 + static_cast<double>(s.k) * 0x1p-15);
+      EXPECT_LE(p.rel_error(y), 4e-3);  // measured ≈1.5e-3 on uniform data (≈ 2^-9/√3)
+
+      std::vector<float> x_rounded(p.x.size());
+      for (std::size_t i = 0; i < p.x.size(); ++i) x_rounded[i] = round_to_bf16(p.x[i]);
+      std::vector<float> ref_rounded(static_cast<std::size_t>(s.m * s.n));
+      reference_gemm(x_rounded.data(), s.m, s.k, p.ldx, p.w.data(), s.n, p.ldw, ref_rounded.data(), s.n);
+      EXPECT_LE(rel_l2(y.data(), p.ldy, ref_rounded.data(), s.n, s.m, s.n), 1e-5);
+    }
+  }
+}
+
+TEST(Gemm, ManyRowsRunInChunksOnTheBf16Paths) {
+  // K = 4099: the bf16 paths convert 511 rows per step, so 1100 rows take three steps with two shapes.
+  for (F32GemmMethod method : {F32GemmMethod::kBf16x3, F32GemmMethod::kNativeF32}) {
+    testing::ScopedF32Method scoped(method);
+    const Problem p({1100, 19, 4099}, 7);
+    EXPECT_LE(p.rel_error(p.run(GemmPrecision::kF32)), 1e-5);
+    EXPECT_LE(p.rel_error(p.run(GemmPrecision::kBF16)), 4e-3);
+  }
+}
+
+TEST(Gemm, Float32WeightsFromF32) {
+  const Shape s{9, 33, 65};
+  const std::vector<float> x = random_floats(static_cast<std::size_t>(s.m * s.k), 3);
+  const std::vector<float> w = random_floats(static_cast<std::size_t>(s.n * s.k), 4, -0.2f, 0.2f);
+  std::vector<float> ref(static_cast<std::size_t>(s.m * s.n)), y(ref.size());
+  reference_gemm(x.data(), s.m, s.k, s.k, w.data(), s.n, s.k, ref.data(), s.n);
+  gemm(x.data(), s.m, s.k, PreparedWeight::from_f32(w.data(), s.n, s.k, s.k, GemmPrecision::kF32), y.data(), s.n);
+  EXPECT_LE(rel_l2(y.data(), s.n, ref.data(), s.n, s.m, s.n), 1e-6);
+
+  // kBF16 rounds both operands to bf16: equal to the f32 reference on rounded inputs.
+  std::vector<float> xr(x.size()), wr(w.size()), ref_rounded(ref.size());
+  for (std::size_t i = 0; i < x.size(); ++i) xr[i] = round_to_bf16(x[i]);
+  for (std::size_t i = 0; i < w.size(); ++i) wr[i] = round_to_bf16(w[i]);
+  reference_gemm(xr.data(), s.m, s.k, s.k, wr.data(), s.n, s.k, ref_rounded.data(), s.n);
+  gemm(x.data(), s.m, s.k, PreparedWeight::from_f32(w.data(), s.n, s.k, s.k, GemmPrecision::kBF16), y.data(), s.n);
+  EXPECT_LE(rel_l2(y.data(), s.n, ref_rounded.data(), s.n, s.m, s.n), 1e-5);
+}
+
+TEST(Gemm, OneShotOnBorrowedBf16Weight) {
+  const Problem p({3, 50, 90}, 77, /*pad=*/3);
+  for (GemmPrecision precision : {GemmPrecision::kF32, GemmPrecision::kBF16}) {
+    std::vector<float> y(static_cast<std::size_t>(p.s.m * p.ldy));
+    gemm_bf16_weight(p.x.data(), p.s.m, p.s.k, p.ldx, p.w.data(), p.s.n, p.ldw, y.data(), p.ldy, precision);
+    EXPECT_LE(p.rel_error(y), precision == GemmPrecision::kF32 ? 1e-5 : 4e-3);
+  }
+}
+
+TEST(Gemm, PrimitivesAreReusedAcrossCallsAndCreatedOncePerM) {
+  const Shape s{5, 41, 83};
+  const Problem p(s, 5);
+  const PreparedWeight pw = PreparedWeight::from_bf16(p.w.data(), s.n, s.k, p.ldw, GemmPrecision::kF32);
+  std::vector<float> y(static_cast<std::size_t>(64 * p.ldy));
+  std::vector<float> x = random_floats(static_cast<std::size_t>(64 * p.ldx), 6);
+  gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);  // may create
+  const GemmCacheStats warm = gemm_cache_stats();
+  gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);
+  gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);
+  GemmCacheStats now = gemm_cache_stats();
+  EXPECT_EQ(now.misses, warm.misses);
+  EXPECT_GT(now.hits, warm.hits);
+  gemm(x.data(), 6, p.ldx, pw, y.data(), p.ldy);  // a new M: new primitive(s)
+  const GemmCacheStats after_new_m = gemm_cache_stats();
+  EXPECT_GT(after_new_m.misses, now.misses);
+  gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);
+  gemm(x.data(), 6, p.ldx, pw, y.data(), p.ldy);
+  EXPECT_EQ(gemm_cache_stats().misses, after_new_m.misses);
+}
+
+TEST(Gemm, ZeroRowsIsANoOpAndBadArgumentsThrow) {
+  const std::vector<std::uint16_t> w = random_bf16(8 * 4, 1);
+  const PreparedWeight pw = PreparedWeight::from_bf16(w.data(), 8, 4, 4, GemmPrecision::kF32);
+  EXPECT_EQ(pw.n(), 8);
+  EXPECT_EQ(pw.k(), 4);
+  gemm(nullptr, 0, 4, pw, nullptr, 8);
+  std::vector<float> x(16), y(32);
+  EXPECT_THROW(gemm(x.data(), 2, 3, pw, y.data(), 8), Error);  // ldx < k
+  EXPECT_THROW(gemm(x.data(), 2, 4, pw, y.data(), 7), Error);  // ldy < n
+  EXPECT_THROW(gemm(x.data(), 2, 4, PreparedWeight(), y.data(), 8), Error);
+  EXPECT_THROW(PreparedWeight::from_bf16(w.data(), 8, 4, 3, GemmPrecision::kF32), Error);
+}
+
+}  // namespace
+}  // namespace moeslim::kernels
