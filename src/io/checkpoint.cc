@@ -26,8 +26,9 @@ void check_shard_file_name(const std::string& shard, const std::string& tensor, 
   bool escapes = shard.empty() || p.is_absolute();
   for (const auto& part : p) escapes = escapes || part == "..";
   if (escapes) {
-    throw Error(ErrorCode::kFormat, "weight_map names shard '" + shard + "', which is not a file in the model directory",
-                index_file, tensor);
+    throw Error(ErrorCode::kFormat,
+                "weight_map names shard '" + shard + "', which is not a file in the model directory", index_file,
+                tensor);
   }
 }
 
@@ -91,8 +92,9 @@ struct Checkpoint::Impl {
         throw Error(ErrorCode::kFormat, "tensor is stored in two shards: " + s.file_name + " and " + other.file_name,
                     s.path.string(), t.name);
       }
-      throw Error(ErrorCode::kFormat, "tensor is stored in " + s.file_name + " but " + index_name + " maps it to " +
-                                          other.file_name + ", which lacks it",
+      throw Error(ErrorCode::kFormat,
+                  "tensor is stored in " + s.file_name + " but " + index_name + " maps it to " + other.file_name +
+                      ", which lacks it",
                   s.path.string(), t.name);
     }
   }
@@ -199,13 +201,9 @@ Tensor Checkpoint::tensor(std::string_view name) const {
   return impl_->header_of(impl_->shard_index(name)).tensor(name);
 }
 
-void Checkpoint::release(std::string_view name) const {
-  impl_->header_of(impl_->shard_index(name)).release(name);
-}
+void Checkpoint::release(std::string_view name) const { impl_->header_of(impl_->shard_index(name)).release(name); }
 
-void Checkpoint::prefetch(std::string_view name) const {
-  impl_->header_of(impl_->shard_index(name)).prefetch(name);
-}
+void Checkpoint::prefetch(std::string_view name) const { impl_->header_of(impl_->shard_index(name)).prefetch(name); }
 
 std::filesystem::path Checkpoint::shard_path_of(std::string_view name) const {
   return impl_->shards[impl_->shard_index(name)].path;

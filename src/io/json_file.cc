@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -11,34 +12,47 @@
 namespace moeslim::io {
 namespace {
 
-// nlohmann reports "[json.exception.parse_error.101] parse error at line 3, column 7: ..."; the id prefix
-// means nothing to a user.
-std::string describe(const nlohmann::json::parse_error& e) {
-  std::string what = e.what();
-  if (what.rfind("[json.exception", 0) == 0) {
-    if (const auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
-  }
-  return "invalid JSON: " + what;
-}
-
 template <typename Json>
 Json parse_json_file(const std::filesystem::path& path) {
   const std::string text = read_text_file(path);
   try {
     return Json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    throw Error(ErrorCode::kFormat, describe(e), path.string());
+    throw Error(ErrorCode::kFormat, "invalid JSON: " + describe_json_parse_error(text, e), path.string());
   }
 }
 
 }  // namespace
+
+std::string describe_json_parse_error(std::string_view text, const nlohmann::json::parse_error& e) {
+  // nlohmann says "[json.exception.parse_error.101] parse error at line 4, column 0: <reason>", counting the
+  // character after the one that failed (for "tru\n", the start of the next line). Report the line and
+  // column (1-based) of the last character read instead, and keep the reason.
+  std::string reason = e.what();
+  if (const auto pos = reason.find("column "); pos != std::string::npos) {
+    if (const auto colon = reason.find(": ", pos); colon != std::string::npos) reason = reason.substr(colon + 2);
+  }
+  if (text.empty()) return reason;
+  const std::size_t at = std::min<std::size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size() - 1);
+  std::size_t line = 1, column = 1;
+  for (std::size_t i = 0; i < at; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + reason;
+}
 
 std::string read_text_file(const std::filesystem::path& path) {
   int fd;
   do {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   } while (fd < 0 && errno == EINTR);
-  if (fd < 0) throw Error(ErrorCode::kIo, std::string("cannot open for reading: ") + std::strerror(errno), path.string());
+  if (fd < 0)
+    throw Error(ErrorCode::kIo, std::string("cannot open for reading: ") + std::strerror(errno), path.string());
   std::string text;
   char buffer[1 << 16];
   for (;;) {

@@ -2,9 +2,9 @@
 #pragma once
 
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 
 namespace moeslim::io {
 
@@ -16,5 +16,8 @@ std::string read_text_file(const std::filesystem::path& path);
 nlohmann::json read_json_file(const std::filesystem::path& path);
 // The same, keeping the file's key order (e.g. a shard index's weight_map).
 nlohmann::ordered_json read_ordered_json_file(const std::filesystem::path& path);
+
+// "line L, column C: <reason>" for a parse error in `text` (lines and columns 1-based).
+std::string describe_json_parse_error(std::string_view text, const nlohmann::json::parse_error& e);
 
 }  // namespace moeslim::io

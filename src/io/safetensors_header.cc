@@ -1,12 +1,12 @@
 #include "io/safetensors_header.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace moeslim::io {
 namespace {
@@ -14,8 +14,8 @@ namespace {
 using nlohmann::json;
 
 // Safetensors dtypes that exist but moeslim does not read: rejected as kUnsupported rather than kFormat.
-constexpr std::string_view kKnownUnsupportedDtypes[] = {"BOOL", "U16", "I16", "U32", "U64", "F64", "F8_E4M3",
-                                                       "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64"};
+constexpr std::string_view kKnownUnsupportedDtypes[] = {
+    "BOOL", "U16", "I16", "U32", "U64", "F64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64"};
 
 // Byte offset of the first ill-formed UTF-8 sequence, or npos. Rejects overlong forms, surrogates and
 // code points above U+10FFFF, as the reference (Rust's str::from_utf8) does.
@@ -75,11 +75,7 @@ json parse_with_unique_keys(std::string_view text, const std::string& file) {
   try {
     return json::parse(text.begin(), text.end(), on_event);
   } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    if (const auto pos = what.find("] "); what.rfind("[json.exception", 0) == 0 && pos != std::string::npos) {
-      what = what.substr(pos + 2);
-    }
-    throw Error(ErrorCode::kFormat, "header is not valid JSON: " + what, file);
+    throw Error(ErrorCode::kFormat, "header is not valid JSON at " + describe_json_parse_error(text, e), file);
   }
 }
 
@@ -108,8 +104,8 @@ std::vector<std::uint64_t> parse_unsigned_array(const json& entry, const char* k
   std::vector<std::uint64_t> values;
   for (const json& v : *it) {
     if (!v.is_number_unsigned()) {
-      throw Error(ErrorCode::kFormat,
-                  std::string("'") + key + "' must hold non-negative integers, found " + v.dump(), file, name);
+      throw Error(ErrorCode::kFormat, std::string("'") + key + "' must hold non-negative integers, found " + v.dump(),
+                  file, name);
     }
     values.push_back(v.get<std::uint64_t>());
   }
@@ -151,10 +147,10 @@ TensorInfo parse_entry(const std::string& name, const json& entry, std::uint64_t
                 file, name);
   }
   if (t.end > data_size) {
-    throw Error(ErrorCode::kFormat,
-                "data_offsets " + range + " run past the end of the data area (" + std::to_string(data_size) +
-                    " bytes)",
-                file, name);
+    throw Error(
+        ErrorCode::kFormat,
+        "data_offsets " + range + " run past the end of the data area (" + std::to_string(data_size) + " bytes)", file,
+        name);
   }
   return t;
 }
@@ -181,8 +177,8 @@ void check_coverage(const std::vector<TensorInfo>& sorted, std::uint64_t data_si
     if (t.begin < covered) {
       throw Error(ErrorCode::kFormat,
                   "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] overlap those of '" +
-                      previous->name + "' [" + std::to_string(previous->begin) + ", " +
-                      std::to_string(previous->end) + "]",
+                      previous->name + "' [" + std::to_string(previous->begin) + ", " + std::to_string(previous->end) +
+                      "]",
                   file, t.name);
     }
     if (t.begin > covered) {
@@ -206,8 +202,7 @@ void check_coverage(const std::vector<TensorInfo>& sorted, std::uint64_t data_si
 
 SafetensorsHeader parse_safetensors_header(std::string_view header, std::uint64_t data_size, const std::string& file) {
   if (const auto bad = find_invalid_utf8(header); bad != std::string_view::npos) {
-    throw Error(ErrorCode::kFormat, "header is not valid UTF-8 (byte " + std::to_string(bad) + " of the header)",
-                file);
+    throw Error(ErrorCode::kFormat, "header is not valid UTF-8 (byte " + std::to_string(bad) + " of the header)", file);
   }
   const json root = parse_with_unique_keys(header, file);
   if (!root.is_object()) {

@@ -24,10 +24,10 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
                 file);
   }
   if (n > size - 8) {
-    throw Error(ErrorCode::kFormat,
-                "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
-                    " bytes)",
-                file);
+    throw Error(
+        ErrorCode::kFormat,
+        "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes)",
+        file);
   }
   f.data_offset_ = 8 + n;
   const std::string_view header(reinterpret_cast<const char*>(f.mapping_->data()) + 8, n);
@@ -42,7 +42,8 @@ bool SafetensorsFile::contains(std::string_view name) const { return index_.find
 
 const TensorInfo& SafetensorsFile::info(std::string_view name) const {
   const auto it = index_.find(name);
-  if (it == index_.end()) throw Error(ErrorCode::kNotFound, "no such tensor in the file", path_.string(), std::string(name));
+  if (it == index_.end())
+    throw Error(ErrorCode::kNotFound, "no such tensor in the file", path_.string(), std::string(name));
   return tensors_[it->second];
 }
 

@@ -1,9 +1,9 @@
 #include "io/safetensors_writer.h"
 
 #include <fmt/core.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "core/error.h"
@@ -20,8 +20,7 @@ void check_writable(const std::string& name, const Tensor& t, const std::string&
     throw Error(ErrorCode::kInvalidArgument, "'__metadata__' is reserved and cannot name a tensor", file, name);
   }
   if (t.nbytes() != shape_numel(t.shape()) * dtype_size(t.dtype()) || (t.nbytes() > 0 && t.bytes() == nullptr)) {
-    throw Error(ErrorCode::kInvalidArgument, "tensor has no data for shape " + shape_to_string(t.shape()), file,
-                name);
+    throw Error(ErrorCode::kInvalidArgument, "tensor has no data for shape " + shape_to_string(t.shape()), file, name);
   }
 }
 
@@ -34,7 +33,8 @@ std::string index_json(std::uint64_t total_size, const std::vector<std::pair<std
   text += "  \"weight_map\": {";
   for (std::size_t i = 0; i < weight_map.size(); ++i) {
     text += i == 0 ? "\n    " : ",\n    ";
-    text += nlohmann::json(weight_map[i].first).dump() + ": " + nlohmann::json(shard_names[weight_map[i].second]).dump();
+    text +=
+        nlohmann::json(weight_map[i].first).dump() + ": " + nlohmann::json(shard_names[weight_map[i].second]).dump();
   }
   return text + "\n  }\n}";
 }

@@ -40,9 +40,9 @@ struct ShardedWriterOptions {
 struct ShardedWriteSummary {
   std::vector<std::string> shard_names;  // file names, in shard order
   std::size_t tensor_count = 0;
-  std::uint64_t total_size = 0;          // sum of tensor byte sizes (headers excluded)
-  std::vector<std::string> names;        // tensor names in write order
-  std::filesystem::path index_path;      // empty in single-file mode
+  std::uint64_t total_size = 0;      // sum of tensor byte sizes (headers excluded)
+  std::vector<std::string> names;    // tensor names in write order
+  std::filesystem::path index_path;  // empty in single-file mode
 };
 
 // Output as "<base>-00001-of-0000N.safetensors" + "<base>.safetensors.index.json". Each shard's data streams
@@ -87,7 +87,7 @@ class ShardedSafetensorsWriter {
   std::unique_ptr<OutputFile> data_;  // the open shard's data; null until its first tensor
   std::vector<PendingTensor> pending_;
   std::uint64_t pending_bytes_ = 0;
-  std::vector<std::filesystem::path> closed_;  // finished shard files, still under temporary names
+  std::vector<std::filesystem::path> closed_;                    // finished shard files, still under temporary names
   std::vector<std::pair<std::string, std::size_t>> weight_map_;  // name -> 0-based shard, write order
   std::unordered_set<std::string> names_;
   std::uint64_t total_size_ = 0;

@@ -43,8 +43,9 @@ std::vector<std::string> copy_side_files(const std::filesystem::path& src_dir, c
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     std::filesystem::copy_file(src_dir / name, dst_dir / name, std::filesystem::copy_options::overwrite_existing, ec);
-    if (ec) throw Error(ErrorCode::kIo, "cannot copy to " + (dst_dir / name).string() + ": " + ec.message(),
-                        (src_dir / name).string());
+    if (ec)
+      throw Error(ErrorCode::kIo, "cannot copy to " + (dst_dir / name).string() + ": " + ec.message(),
+                  (src_dir / name).string());
   }
   return names;
 }

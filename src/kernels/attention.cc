@@ -16,6 +16,8 @@ namespace {
 using dt = dnnl::memory::data_type;
 
 struct Scratch {
+  std::vector<float> k;       // [T, d]: one KV head's keys, dense
+  std::vector<float> v;       // [T, d]: its values, dense
   std::vector<float> q;       // [rows, d]: the block's q rows of one KV group, head-major
   std::vector<float> scores;  // [rows, keys], then the probabilities
   std::vector<float> o;       // [rows, d]
@@ -56,8 +58,16 @@ void attention_impl(const float* q, const float* k, const float* v, const Attent
   float* qb = sized(s.q, group * block * d);
   float* ob = sized(s.o, group * block * d);
   float* scores = sized(s.scores, group * block * T);
+  float* kc = sized(s.k, T * d);
+  float* vc = sized(s.v, T * d);
 
   for (std::int64_t c = 0; c < nkv; ++c) {
+    // Dense copies of this head's keys and values: oneDNN's fast (brgemm) kernels want dense operands, and
+    // strided ones would send every GEMM below to its slower gemm:jit path.
+    for (std::int64_t t = 0; t < T; ++t) {
+      std::memcpy(kc + t * d, k + t * ks + c * d, sizeof(float) * d);
+      std::memcpy(vc + t * d, v + t * vs + c * d, sizeof(float) * d);
+    }
     for (std::int64_t r0 = 0; r0 < T; r0 += block) {
       const std::int64_t bq = std::min(block, T - r0);
       const std::int64_t rows = group * bq;
@@ -69,9 +79,9 @@ void attention_impl(const float* q, const float* k, const float* v, const Attent
       }
       // S = Qb · K[0:keys, c]ᵀ
       const detail::MatmulProblem qk{detail::row_major_desc(rows, d, d, dt::f32),
-                                     detail::transposed_weight_desc(keys, d, ks, dt::f32),
+                                     detail::transposed_weight_desc(keys, d, d, dt::f32),
                                      detail::row_major_desc(rows, keys, keys, dt::f32)};
-      detail::run_matmul(qk, qb, k + c * d, scores);
+      detail::run_matmul(qk, qb, kc, scores);
       detail::for_each_row(rows, keys, [&](std::int64_t row) {
         const std::int64_t t = r0 + row % bq;
         float* p = scores + row * keys;
@@ -91,9 +101,9 @@ void attention_impl(const float* q, const float* k, const float* v, const Attent
       });
       // Ob = P · V[0:keys, c]
       const detail::MatmulProblem pv{detail::row_major_desc(rows, keys, keys, dt::f32),
-                                     detail::row_major_desc(keys, d, vs, dt::f32),
+                                     detail::row_major_desc(keys, d, d, dt::f32),
                                      detail::row_major_desc(rows, d, d, dt::f32)};
-      detail::run_matmul(pv, scores, v + c * d, ob);
+      detail::run_matmul(pv, scores, vc, ob);
       for (std::int64_t u = 0; u < group; ++u) {
         for (std::int64_t i = 0; i < bq; ++i) {
           std::memcpy(out + (r0 + i) * os + (c * group + u) * d, ob + (u * bq + i) * d, sizeof(float) * d);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct PreparedWeight::Impl {
   const void* data = nullptr;
   dnnl::memory packed;              // owns the packed copy; empty when borrowed
   std::size_t owned_bytes = 0;
+  Tensor borrowed_from;             // keeps a borrowed tensor's memory (a mapping, say) alive
 };
 
 namespace {
@@ -79,45 +81,81 @@ std::shared_ptr<Impl> pack(const void* w, dt from_type, std::int64_t n, std::int
   return impl;
 }
 
-thread_local std::vector<std::uint16_t> t_scratch;
+thread_local std::vector<std::uint16_t> t_activations;  // bf16 terms of X
+thread_local std::vector<float> t_dense_x;                // X copied dense (native f32, packed weights)
+thread_local std::vector<float> t_dense_y;                // Y computed dense, then copied to its strided rows
 
-std::uint16_t* scratch(std::size_t elements) {
-  if (t_scratch.size() < elements) t_scratch.resize(elements);
-  return t_scratch.data();
+template <typename T>
+T* scratch(std::vector<T>& buffer, std::int64_t elements) {
+  if (buffer.size() < static_cast<std::size_t>(elements)) buffer.resize(static_cast<std::size_t>(elements));
+  return buffer.data();
+}
+
+// oneDNN 2.6 runs packed weights only with its brgemm kernels, and those need dense rows (ld == cols) for X
+// and Y; anything else falls to its reference matmul (~100x slower). Strided operands are therefore staged
+// through dense buffers when the weight is packed; borrowed weights go to gemm:jit, which takes any stride.
+bool needs_dense(const Impl& w, std::int64_t ld, std::int64_t cols) { return w.packed && ld != cols; }
+
+void copy_rows(const float* src, std::int64_t ld_src, float* dst, std::int64_t ld_dst, std::int64_t rows,
+               std::int64_t cols) {
+  for (std::int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ld_dst, src + r * ld_src, sizeof(float) * cols);
 }
 
 void gemm_native_f32(const float* x, std::int64_t m, std::int64_t ldx, const Impl& w, float* y, std::int64_t ldy) {
-  const detail::MatmulProblem problem{detail::row_major_desc(m, w.k, ldx, dt::f32), w.weights_desc,
-                                      detail::row_major_desc(m, w.n, ldy, dt::f32)};
-  detail::run_matmul(problem, x, w.data, y);
+  const bool stage_x = needs_dense(w, ldx, w.k);
+  const bool stage_y = needs_dense(w, ldy, w.n);
+  if (!stage_x && !stage_y) {
+    const detail::MatmulProblem problem{detail::row_major_desc(m, w.k, ldx, dt::f32), w.weights_desc,
+                                        detail::row_major_desc(m, w.n, ldy, dt::f32)};
+    detail::run_matmul(problem, x, w.data, y);
+    return;
+  }
+  const std::int64_t chunk = std::clamp<std::int64_t>(kChunkElements / std::max(w.k, w.n), 1, m);
+  float* dense_x = stage_x ? scratch(t_dense_x, chunk * w.k) : nullptr;
+  float* dense_y = stage_y ? scratch(t_dense_y, chunk * w.n) : nullptr;
+  for (std::int64_t r0 = 0; r0 < m; r0 += chunk) {
+    const std::int64_t rows = std::min(chunk, m - r0);
+    if (stage_x) copy_rows(x + r0 * ldx, ldx, dense_x, w.k, rows, w.k);
+    const float* src = stage_x ? dense_x : x + r0 * ldx;
+    float* dst = stage_y ? dense_y : y + r0 * ldy;
+    const detail::MatmulProblem problem{detail::row_major_desc(rows, w.k, stage_x ? w.k : ldx, dt::f32),
+                                        w.weights_desc,
+                                        detail::row_major_desc(rows, w.n, stage_y ? w.n : ldy, dt::f32)};
+    detail::run_matmul(problem, src, w.data, dst);
+    if (stage_y) copy_rows(dense_y, w.n, y + r0 * ldy, ldy, rows, w.n);
+  }
 }
 
 void gemm_bf16_paths(const float* x, std::int64_t m, std::int64_t ldx, const Impl& w, float* y, std::int64_t ldy) {
   const std::int64_t k = w.k;
   const std::int64_t chunk = std::clamp<std::int64_t>(kChunkElements / k, 1, m);
   const int terms = w.method == Method::kBf16x3 ? 3 : 1;
-  std::uint16_t* buffer = scratch(static_cast<std::size_t>(terms * chunk * k));
+  std::uint16_t* buffer = scratch(t_activations, terms * chunk * k);
+  const bool stage_y = needs_dense(w, ldy, w.n);
+  float* dense_y = stage_y ? scratch(t_dense_y, chunk * w.n) : nullptr;
   for (std::int64_t r0 = 0; r0 < m; r0 += chunk) {
     const std::int64_t rows = std::min(chunk, m - r0);
     const float* xs = x + r0 * ldx;
-    float* ys = y + r0 * ldy;
+    float* ys = stage_y ? dense_y : y + r0 * ldy;
+    const std::int64_t ld_ys = stage_y ? w.n : ldy;
     const detail::MatmulProblem first{detail::row_major_desc(rows, k, k, dt::bf16), w.weights_desc,
-                                      detail::row_major_desc(rows, w.n, ldy, dt::f32), false};
+                                      detail::row_major_desc(rows, w.n, ld_ys, dt::f32), false};
     if (terms == 1) {
       f32_to_bf16_rows(xs, rows, k, ldx, buffer, k);
       detail::run_matmul(first, buffer, w.data, ys);
-      continue;
+    } else {
+      std::uint16_t* hi = buffer;
+      std::uint16_t* mid = buffer + rows * k;
+      std::uint16_t* lo = buffer + 2 * rows * k;
+      split_f32_to_bf16x3_rows(xs, rows, k, ldx, hi, mid, lo);
+      // Smallest term first, so the two small contributions are summed before meeting the large one.
+      detail::MatmulProblem rest = first;
+      rest.accumulate = true;
+      detail::run_matmul(first, lo, w.data, ys);
+      detail::run_matmul(rest, mid, w.data, ys);
+      detail::run_matmul(rest, hi, w.data, ys);
     }
-    std::uint16_t* hi = buffer;
-    std::uint16_t* mid = buffer + rows * k;
-    std::uint16_t* lo = buffer + 2 * rows * k;
-    split_f32_to_bf16x3_rows(xs, rows, k, ldx, hi, mid, lo);
-    // Smallest term first, so the two small contributions are summed before meeting the large one.
-    detail::MatmulProblem rest = first;
-    rest.accumulate = true;
-    detail::run_matmul(first, lo, w.data, ys);
-    detail::run_matmul(rest, mid, w.data, ys);
-    detail::run_matmul(rest, hi, w.data, ys);
+    if (stage_y) copy_rows(dense_y, w.n, y + r0 * ldy, ldy, rows, w.n);
   }
 }
 
@@ -172,6 +210,23 @@ PreparedWeight PreparedWeight::from_f32(const float* w, std::int64_t n, std::int
     f32_to_bf16_rows(w, n, k, ld, rounded.data(), k);
     out.impl_ = pack(rounded.data(), dt::bf16, n, k, k, dt::bf16, precision, method);
   }
+  return out;
+}
+
+PreparedWeight PreparedWeight::from_tensor(const Tensor& w, GemmPrecision precision, WeightStorage storage) {
+  if (w.rank() != 2) {
+    throw Error(ErrorCode::kInvalidArgument, "PreparedWeight::from_tensor: weight must be 2-D, got " +
+                                                 shape_to_string(w.shape()));
+  }
+  const std::int64_t n = w.dim(0), k = w.dim(1);
+  if (w.dtype() == DType::kF32) return from_f32(w.data<float>(), n, k, k, precision);
+  if (w.dtype() != DType::kBF16) {
+    throw Error(ErrorCode::kUnsupported, std::string("PreparedWeight::from_tensor: weight dtype ") +
+                                             std::string(dtype_name(w.dtype())) + " (need BF16 or F32)");
+  }
+  PreparedWeight out = from_bf16(w.data<std::uint16_t>(), n, k, k, precision, storage);
+  // Just created and not shared yet, so setting the keep-alive in place is safe.
+  if (out.impl_->owned_bytes == 0) std::const_pointer_cast<Impl>(out.impl_)->borrowed_from = w;
   return out;
 }
 

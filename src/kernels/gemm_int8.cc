@@ -23,6 +23,7 @@ struct PreparedInt8Weight::Impl {
   std::vector<std::int8_t> plain_copy;
   std::vector<std::int32_t> column_sums;
   std::size_t owned_bytes = 0;
+  Tensor borrowed_from;  // keeps a borrowed tensor's memory alive
 };
 
 const PreparedInt8Weight::Impl& int8_impl(const PreparedInt8Weight& w) {
@@ -37,7 +38,7 @@ using Impl = PreparedInt8Weight::Impl;
 
 std::atomic<Int8GemmBackend> g_backend{Int8GemmBackend::kAuto};
 
-// Activation rows converted per step when s8 activations are re-biased to u8 (bounds the scratch to 4 MB).
+// Rows staged per step when activations are re-biased or made dense (bounds the scratch to a few MB).
 constexpr std::int64_t kChunkElements = std::int64_t{1} << 22;
 
 bool onednn_int8_is_exact() {
@@ -99,34 +100,54 @@ void gemm_portable(const Act* x, std::int64_t m, std::int64_t ldx, const Impl& w
   }
 }
 
-void gemm_onednn_u8(const std::uint8_t* x, std::int64_t m, std::int64_t ldx, const Impl& w, std::int32_t* acc,
-                    std::int64_t ldacc) {
-  const detail::MatmulProblem problem{detail::row_major_desc(m, w.k, ldx, dt::u8), w.weights_desc,
-                                      detail::row_major_desc(m, w.n, ldacc, dt::s32)};
-  detail::run_matmul(problem, x, w.data, acc);
+thread_local std::vector<std::uint8_t> t_dense_x;
+thread_local std::vector<std::int32_t> t_dense_acc;
+
+template <typename T>
+T* scratch(std::vector<T>& buffer, std::int64_t elements) {
+  if (buffer.size() < static_cast<std::size_t>(elements)) buffer.resize(static_cast<std::size_t>(elements));
+  return buffer.data();
 }
 
-thread_local std::vector<std::uint8_t> t_rebiased;
-
-// s8 activations through oneDNN: x + 128 as u8, then subtract 128·Σ_k W[n,k] (exact; see the header).
-void gemm_onednn_s8(const std::int8_t* x, std::int64_t m, std::int64_t ldx, const Impl& w, std::int32_t* acc,
-                    std::int64_t ldacc) {
-  const std::int64_t k = w.k;
-  const std::int64_t chunk = std::clamp<std::int64_t>(kChunkElements / k, 1, m);
-  if (t_rebiased.size() < static_cast<std::size_t>(chunk * k)) t_rebiased.resize(static_cast<std::size_t>(chunk * k));
-  std::uint8_t* u = t_rebiased.data();
-  for (std::int64_t r0 = 0; r0 < m; r0 += chunk) {
-    const std::int64_t rows = std::min(chunk, m - r0);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int8_t* src = x + (r0 + r) * ldx;
-      std::uint8_t* dst = u + r * k;
-      for (std::int64_t i = 0; i < k; ++i) dst[i] = static_cast<std::uint8_t>(src[i]) ^ 0x80u;
+// Through oneDNN's u8·s8 matmul. s8 activations are re-biased to u8 (x ^ 0x80 = x + 128) and 128·Σ_k W[n,k]
+// is subtracted afterwards (exact; see the header). Packed weights run only with brgemm kernels, which need
+// dense rows, so strided X or acc are staged through dense buffers (as in gemm.cc).
+void gemm_onednn(const void* x, bool x_is_s8, std::int64_t m, std::int64_t ldx, const Impl& w, std::int32_t* acc,
+                 std::int64_t ldacc) {
+  const bool packed = static_cast<bool>(w.packed);
+  const bool stage_x = x_is_s8 || (packed && ldx != w.k);
+  const bool stage_y = packed && ldacc != w.n;
+  const std::int64_t chunk = std::clamp<std::int64_t>(kChunkElements / std::max(w.k, w.n), 1, m);
+  std::uint8_t* dense_x = stage_x ? scratch(t_dense_x, chunk * w.k) : nullptr;
+  std::int32_t* dense_acc = stage_y ? scratch(t_dense_acc, chunk * w.n) : nullptr;
+  for (std::int64_t r0 = 0; r0 < m; r0 += stage_x || stage_y ? chunk : m) {
+    const std::int64_t rows = stage_x || stage_y ? std::min(chunk, m - r0) : m;
+    const auto* src = static_cast<const std::uint8_t*>(x) + r0 * ldx;
+    if (stage_x) {
+      const std::uint8_t flip = x_is_s8 ? 0x80u : 0x00u;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const std::uint8_t* in = src + r * ldx;
+        std::uint8_t* out = dense_x + r * w.k;
+        for (std::int64_t i = 0; i < w.k; ++i) out[i] = in[i] ^ flip;
+      }
+      src = dense_x;
     }
-    gemm_onednn_u8(u, rows, k, w, acc + r0 * ldacc, ldacc);
+    std::int32_t* dst = stage_y ? dense_acc : acc + r0 * ldacc;
+    const detail::MatmulProblem problem{detail::row_major_desc(rows, w.k, stage_x ? w.k : ldx, dt::u8),
+                                        w.weights_desc,
+                                        detail::row_major_desc(rows, w.n, stage_y ? w.n : ldacc, dt::s32)};
+    detail::run_matmul(problem, src, w.data, dst);
+    if (stage_y) {
+      for (std::int64_t r = 0; r < rows; ++r) {
+        std::memcpy(acc + (r0 + r) * ldacc, dense_acc + r * w.n, sizeof(std::int32_t) * w.n);
+      }
+    }
   }
-  for (std::int64_t r = 0; r < m; ++r) {
-    std::int32_t* out = acc + r * ldacc;
-    for (std::int64_t c = 0; c < w.n; ++c) out[c] -= 128 * w.column_sums[static_cast<std::size_t>(c)];
+  if (x_is_s8) {
+    for (std::int64_t r = 0; r < m; ++r) {
+      std::int32_t* out = acc + r * ldacc;
+      for (std::int64_t c = 0; c < w.n; ++c) out[c] -= 128 * w.column_sums[static_cast<std::size_t>(c)];
+    }
   }
 }
 
@@ -200,6 +221,18 @@ PreparedInt8Weight PreparedInt8Weight::from_s8(const std::int8_t* w, std::int64_
   return out;
 }
 
+PreparedInt8Weight PreparedInt8Weight::from_tensor(const Tensor& w, WeightStorage storage) {
+  if (w.rank() != 2 || w.dtype() != DType::kI8) {
+    throw Error(ErrorCode::kInvalidArgument, "PreparedInt8Weight::from_tensor: need a 2-D I8 tensor, got " +
+                                                 std::string(dtype_name(w.dtype())) + " " +
+                                                 shape_to_string(w.shape()));
+  }
+  PreparedInt8Weight out = from_s8(w.data<std::int8_t>(), w.dim(0), w.dim(1), w.dim(1), storage);
+  // Just created and not shared yet, so setting the keep-alive in place is safe.
+  if (storage == WeightStorage::kBorrowed) std::const_pointer_cast<Impl>(out.impl_)->borrowed_from = w;
+  return out;
+}
+
 std::int64_t PreparedInt8Weight::n() const { return impl_ ? impl_->n : 0; }
 std::int64_t PreparedInt8Weight::k() const { return impl_ ? impl_->k : 0; }
 const std::vector<std::int32_t>& PreparedInt8Weight::column_sums() const { return int8_impl(*this).column_sums; }
@@ -212,7 +245,7 @@ void gemm_u8s8_s32(const std::uint8_t* x, std::int64_t m, std::int64_t ldx, cons
   if (m == 0) return;
   apply_num_threads();
   if (w.backend == Int8GemmBackend::kOneDnn) {
-    gemm_onednn_u8(x, m, ldx, w, acc, ldacc);
+    gemm_onednn(x, /*x_is_s8=*/false, m, ldx, w, acc, ldacc);
   } else {
     gemm_portable(x, m, ldx, w, acc, ldacc);
   }
@@ -225,7 +258,7 @@ void gemm_s8s8_s32(const std::int8_t* x, std::int64_t m, std::int64_t ldx, const
   if (m == 0) return;
   apply_num_threads();
   if (w.backend == Int8GemmBackend::kOneDnn) {
-    gemm_onednn_s8(x, m, ldx, w, acc, ldacc);
+    gemm_onednn(x, /*x_is_s8=*/true, m, ldx, w, acc, ldacc);
   } else {
     gemm_portable(x, m, ldx, w, acc, ldacc);
   }

@@ -30,6 +30,9 @@ class PreparedInt8Weight {
   static PreparedInt8Weight from_s8(const std::int8_t* w, std::int64_t n, std::int64_t k, std::int64_t ld,
                                     WeightStorage storage = WeightStorage::kPacked);
 
+  // A 2-D I8 tensor [n, k]; with kBorrowed a copy of the tensor keeps its memory alive.
+  static PreparedInt8Weight from_tensor(const Tensor& w, WeightStorage storage = WeightStorage::kPacked);
+
   bool empty() const { return impl_ == nullptr; }
   std::int64_t n() const;
   std::int64_t k() const;

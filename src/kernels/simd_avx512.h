@@ -3,7 +3,13 @@
 // check cpu support (cpu_features.h) first.
 #pragma once
 
+// GCC 12 warns that _mm512_undefined_ps()'s self-initialised variable "may be used uninitialized" wherever the
+// masked intrinsics inline (GCC bug 105593, fixed in GCC 13); the warning points into the intrinsics headers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <cstdint>
 

@@ -60,9 +60,11 @@ Tensor embed(const Tensor& embedding, const std::vector<std::int32_t>& ids) {
 }
 
 void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Tensor& hidden,
-                       const TokenLayout& layout, std::int64_t max_rows, ForwardObserver* observer) {
+                       const TokenLayout& layout, std::int64_t max_rows, std::int64_t max_sequences,
+                       ForwardObserver* observer) {
   const std::int64_t H = config.hidden_size;
-  if (layout.rows() <= max_rows) {
+  if (max_sequences <= 0) max_sequences = static_cast<std::int64_t>(layout.sequences.size());
+  if (layout.rows() <= max_rows && static_cast<std::int64_t>(layout.sequences.size()) <= max_sequences) {
     layer.forward(config, hidden, layout, observer);
     return;
   }
@@ -72,13 +74,16 @@ void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Ten
     TokenLayout chunk;
     const std::int64_t begin = layout.sequences[s].begin;
     std::int64_t rows = 0;
-    while (s < layout.sequences.size() && (rows == 0 || rows + layout.sequences[s].length <= max_rows)) {
+    std::int64_t count = 0;
+    while (s < layout.sequences.size() && count < max_sequences &&
+           (rows == 0 || rows + layout.sequences[s].length <= max_rows)) {
       const SequenceSpan& span = layout.sequences[s];
       chunk.add_sequence(span.length, layout.real.data() + span.begin);
       // Keep the caller's positions (they may not start at 0 for continued sequences).
       std::memcpy(chunk.positions.data() + rows, layout.positions.data() + span.begin, span.length * sizeof(std::int64_t));
       rows += span.length;
       ++s;
+      ++count;
     }
     Tensor part = Tensor::zeros(DType::kF32, {rows, H});
     std::memcpy(part.mutable_data<float>(), hidden.data<float>() + begin * H, rows * H * sizeof(float));
@@ -98,7 +103,8 @@ Tensor run_layers(LayerSource& source, const TokenSet& tokens, const RunOptions&
       std::unique_ptr<ProfileScope> load_scope = std::make_unique<ProfileScope>(ProfileKind::kLoadWeights);
       const DecoderLayer layer = source.load_layer(l);
       load_scope.reset();
-      run_layer_chunked(config, layer, hidden, tokens.layout, options.max_rows_per_chunk, options.observer);
+      run_layer_chunked(config, layer, hidden, tokens.layout, options.max_rows_per_chunk,
+                        options.max_sequences_per_chunk, options.observer);
     }
     source.release_layer(l);
     if (options.after_layer) options.after_layer(l, hidden);

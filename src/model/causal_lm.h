@@ -58,6 +58,7 @@ Tensor embed(const Tensor& embedding, const std::vector<std::int32_t>& ids);
 
 struct RunOptions {
   std::int64_t max_rows_per_chunk = 4096;  // bounds the per-layer scratch memory
+  std::int64_t max_sequences_per_chunk = 0;  // 0 = no limit; calibration runs batches of N prompts
   ForwardObserver* observer = nullptr;
   // Called after each layer with the hidden state (for tests and per-layer reports).
   std::function<void(std::int64_t layer, const Tensor& hidden)> after_layer;
@@ -71,7 +72,8 @@ Tensor run_layers(LayerSource& source, const TokenSet& tokens, const RunOptions&
 // Runs one layer over the rows in chunks of whole sequences (each at most max_rows rows unless one sequence is
 // longer by itself).
 void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Tensor& hidden,
-                       const TokenLayout& layout, std::int64_t max_rows, ForwardObserver* observer);
+                       const TokenLayout& layout, std::int64_t max_rows, std::int64_t max_sequences,
+                       ForwardObserver* observer);
 
 // Final norm + lm_head for rows [begin, begin + count) of the residual stream: logits F32 [count, vocab].
 Tensor compute_logits(const ModelConfig& config, const Tensor& final_norm, const Linear& lm_head,

@@ -27,7 +27,7 @@ std::size_t utf8_length_of_code_point(UChar32 c) { return c < 0x80 ? 1 : c < 0x8
 }  // namespace
 
 std::string_view normalize_nfc(std::string_view utf8, std::string& storage) {
-  const icu::Normalizer2& nfc = nfc_instance();
+  static const icu::Normalizer2& nfc = nfc_instance();  // owned by ICU, thread-safe, never freed
   UErrorCode status = U_ZERO_ERROR;
   const icu::StringPiece input(utf8.data(), static_cast<std::int32_t>(utf8.size()));
   if (nfc.isNormalizedUTF8(input, status) && U_SUCCESS(status)) return utf8;

@@ -1,5 +1,6 @@
 #include "text/tokenizer.h"
 
+#include <atomic>
 #include <mutex>
 #include <unordered_map>
 
@@ -21,6 +22,30 @@ constexpr std::size_t kMaxCachedPieceBytes = 128;
 constexpr std::size_t kCacheCapacity = 1 << 16;
 
 enum class IdKind : std::uint8_t { kUnused, kVocab, kAdded };
+
+// Appends the bytes a BPE token stands for: each byte-level symbol maps back to its byte. A token with a
+// character outside the table (impossible in a byte-level vocabulary) is kept as its own UTF-8, as
+// tokenizers' ByteLevel decoder does.
+void append_token_bytes(std::string_view token, std::string& out) {
+  const std::size_t mark = out.size();
+  for (std::size_t pos = 0; pos < token.size();) {
+    std::size_t bad = 0;
+    const std::size_t n = utf8_sequence_length(token.substr(pos), &bad);
+    std::optional<std::uint8_t> byte;
+    if (n != 0) {
+      char32_t cp = static_cast<unsigned char>(token[pos]) & (n == 1 ? 0x7Fu : 0xFFu >> (n + 1));
+      for (std::size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(token[pos + k]) & 0x3Fu);
+      byte = unicode_to_byte(cp);
+    }
+    if (!byte) {
+      out.resize(mark);
+      out.append(token);
+      return;
+    }
+    out.push_back(static_cast<char>(*byte));
+    pos += n;
+  }
+}
 
 }  // namespace
 
@@ -81,6 +106,7 @@ struct Tokenizer::Impl {
   std::optional<std::int32_t> eos_id;
   bool split_special_tokens = false;
 
+  mutable std::atomic<bool> warned_invalid_utf8{false};
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<std::int32_t>, TransparentStringHash, std::equal_to<>> cache;
 };
@@ -115,7 +141,13 @@ void Tokenizer::Impl::encode(std::string_view utf8, const EncodeOptions& options
   std::string repaired;
   if (!is_valid_utf8(utf8)) {
     const std::size_t replaced = append_repaired_utf8(utf8, repaired);
-    log_warn("tokenizer input is not valid UTF-8: {} invalid sequence(s) replaced by U+FFFD", replaced);
+    // Warn once per tokenizer; a corpus with many broken texts would otherwise flood stderr.
+    if (!warned_invalid_utf8.exchange(true)) {
+      log_warn("tokenizer input is not valid UTF-8: {} invalid sequence(s) replaced by U+FFFD "
+               "(later texts: logged at debug level)", replaced);
+    } else {
+      log_debug("tokenizer input is not valid UTF-8: {} invalid sequence(s) replaced by U+FFFD", replaced);
+    }
     utf8 = repaired;
   }
   std::vector<Segment> segments;
@@ -211,34 +243,7 @@ std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
       bytes += token;
       continue;
     }
-    // Map each byte-level symbol back to its byte. A token with a character outside the table (impossible
-    // for byte-level vocabularies) is kept as its own UTF-8, as tokenizers' ByteLevel decoder does.
-    const std::size_t mark = bytes.size();
-    bool all_mapped = true;
-    for (std::size_t pos = 0; pos < token.size() && all_mapped;) {
-      std::size_t bad = 0;
-      const std::size_t n = utf8_sequence_length(std::string_view(token).substr(pos), &bad);
-      if (n == 0) {
-        all_mapped = false;
-        break;
-      }
-      char32_t cp = static_cast<unsigned char>(token[pos]);
-      if (n > 1) {
-        cp &= 0xFFu >> (n + 1);
-        for (std::size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(token[pos + k]) & 0x3F);
-      }
-      const auto byte = unicode_to_byte(cp);
-      if (!byte) {
-        all_mapped = false;
-      } else {
-        bytes.push_back(static_cast<char>(*byte));
-      }
-      pos += n;
-    }
-    if (!all_mapped) {
-      bytes.resize(mark);
-      bytes += token;
-    }
+    append_token_bytes(token, bytes);
   }
   if (is_valid_utf8(bytes)) return bytes;
   std::string repaired;

@@ -14,6 +14,9 @@
 // rule) before step 1, and a warning is logged. decode() likewise returns valid UTF-8, with U+FFFD where the
 // ids' bytes do not form valid UTF-8 (as Hugging Face's errors="replace").
 //
+// Unicode data comes from ICU (Unicode 15.0 in ICU 72); Hugging Face's current build knows Unicode 16. Only
+// letters and digits assigned after 15.0 can split differently (spec §7.4), a documented, rare divergence.
+//
 // A Tokenizer is immutable after loading except for its piece cache (guarded by a mutex) and the
 // split_special_tokens default, so encode() may be called from several threads.
 #pragma once

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "run_command.h"
-#include "test_paths.h"
+#include "common/test_paths.h"
 
 namespace moeslim::testing {
 namespace {

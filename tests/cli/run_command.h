@@ -9,7 +9,7 @@
 #include <sstream>
 #include <string>
 
-#include "test_paths.h"
+#include "common/test_paths.h"
 
 namespace moeslim::testing {
 

@@ -37,7 +37,8 @@ inline void write_raw_safetensors(const std::filesystem::path& path, std::string
 
 // Runs `f`, which must throw moeslim::Error with this code, file, field and a detail containing `substring`.
 template <typename F>
-void expect_error(F&& f, ErrorCode code, const std::string& file, const std::string& field, std::string_view substring) {
+void expect_error(F&& f, ErrorCode code, const std::string& file, const std::string& field,
+                  std::string_view substring) {
   try {
     f();
     ADD_FAILURE() << "no error thrown; expected one containing '" << substring << "'";

@@ -29,9 +29,9 @@ TEST(MappedFile, ContentSurvivesDroppingPages) {
   const auto m = MappedFile::open(dir.path() / "f");
   ASSERT_EQ(m->size(), bytes.size());
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->data()), m->size()), bytes);
-  m->advise_dontneed(100, 5000);               // unaligned: widened to whole pages
-  m->advise_dontneed(4096 * 3, 1u << 30);      // clipped to the file
-  m->advise_dontneed(m->size() + 10, 10);      // entirely past the end: ignored
+  m->advise_dontneed(100, 5000);           // unaligned: widened to whole pages
+  m->advise_dontneed(4096 * 3, 1u << 30);  // clipped to the file
+  m->advise_dontneed(m->size() + 10, 10);  // entirely past the end: ignored
   m->advise_willneed(0, m->size());
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->data()), m->size()), bytes);
   EXPECT_EQ(m->path(), dir.path() / "f");
@@ -39,8 +39,8 @@ TEST(MappedFile, ContentSurvivesDroppingPages) {
 
 TEST(MappedFile, MissingFileIsAnIoErrorNamingIt) {
   TempDir dir("mapped_file");
-  testing::expect_error([&] { MappedFile::open(dir.path() / "nope"); }, ErrorCode::kIo,
-                        (dir.path() / "nope").string(), "", "cannot open for reading");
+  testing::expect_error([&] { MappedFile::open(dir.path() / "nope"); }, ErrorCode::kIo, (dir.path() / "nope").string(),
+                        "", "cannot open for reading");
 }
 
 TEST(MappedFile, DirectoryIsRejected) {

@@ -1,9 +1,9 @@
 #include "io/safetensors_writer.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "common/test_paths.h"
@@ -71,18 +71,27 @@ TEST(WriteSafetensors, HeaderIsCompactWithoutMetadataUnlessGiven) {
   const SafetensorsFile f = SafetensorsFile::open(dir.path() / "a.safetensors");
   EXPECT_TRUE(f.metadata().empty());
   const std::string text = read_text_file(dir.path() / "a.safetensors").substr(8, f.data_offset() - 8);
-  EXPECT_EQ(text, R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})" + std::string(1, ' '));
+  EXPECT_EQ(text, R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})" + std::string(2, ' '));
 }
 
 TEST(WriteSafetensors, RejectsDuplicateAndReservedNames) {
   TempDir dir("writer");
   const auto path = dir.path() / "d.safetensors";
-  expect_error([&] { write_safetensors(path, {{"x", patterned(DType::kF32, {1}, 0)}, {"x", patterned(DType::kF32, {1}, 1)}}); },
-               ErrorCode::kInvalidArgument, path.string(), "x", "given twice");
-  expect_error([&] { write_safetensors(path, {{"__metadata__", patterned(DType::kF32, {1}, 0)}}); },
-               ErrorCode::kInvalidArgument, path.string(), "__metadata__", "reserved");
-  expect_error([&] { write_safetensors(path, {{"blank", Tensor()}}); }, ErrorCode::kInvalidArgument, path.string(),
-               "blank", "no data");
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"x", patterned(DType::kF32, {1}, 0)}, {"x", patterned(DType::kF32, {1}, 1)}});
+      },
+      ErrorCode::kInvalidArgument, path.string(), "x", "given twice");
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"__metadata__", patterned(DType::kF32, {1}, 0)}});
+      },
+      ErrorCode::kInvalidArgument, path.string(), "__metadata__", "reserved");
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"blank", Tensor()}});
+      },
+      ErrorCode::kInvalidArgument, path.string(), "blank", "no data");
   EXPECT_TRUE(files_in(dir.path()).empty());
 }
 
@@ -148,7 +157,9 @@ TEST(ShardedSafetensorsWriter, ClosesShardBeforeTheTensorThatWouldReachTheMax) {
     EXPECT_EQ(f.data_offset() % 8, 0u) << shards[i];
     EXPECT_TRUE(f.metadata().empty());
     for (const auto& [name, t] : c.tensors) {
-      if (f.contains(name)) EXPECT_TRUE(same_bytes(f.tensor(name), t)) << name;
+      if (f.contains(name)) {
+        EXPECT_TRUE(same_bytes(f.tensor(name), t)) << name;
+      }
     }
   }
 
@@ -161,8 +172,9 @@ TEST(ShardedSafetensorsWriter, ClosesShardBeforeTheTensorThatWouldReachTheMax) {
   }
   const std::string index_text = read_text_file(summary.index_path);
   EXPECT_EQ(index_text, expected_index.dump(2));
-  EXPECT_EQ(index_text.rfind("{\n  \"metadata\": {\n    \"total_size\": 340\n  },\n  \"weight_map\": {\n    \"b.w\": ", 0),
-            0u);
+  EXPECT_EQ(
+      index_text.rfind("{\n  \"metadata\": {\n    \"total_size\": 340\n  },\n  \"weight_map\": {\n    \"b.w\": ", 0),
+      0u);
 }
 
 TEST(ShardedSafetensorsWriter, KeepsWriteOrderWhenNotSorting) {
@@ -194,7 +206,8 @@ TEST(ShardedSafetensorsWriter, NoTensorsGivesOneEmptyShard) {
   EXPECT_TRUE(SafetensorsFile::open(dir.path() / summary.shard_names[0]).tensors().empty());
   const auto index = read_json_file(summary.index_path);
   EXPECT_TRUE(index["weight_map"].empty());
-  EXPECT_EQ(read_text_file(summary.index_path), nlohmann::json::parse(R"({"metadata":{"total_size":0},"weight_map":{}})").dump(2));
+  EXPECT_EQ(read_text_file(summary.index_path),
+            nlohmann::json::parse(R"({"metadata":{"total_size":0},"weight_map":{}})").dump(2));
 }
 
 TEST(ShardedSafetensorsWriter, SingleFileModeWritesExactlyOneNamedFile) {

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/tensor.h"
 #include "kernels/gemm_reference.h"
 #include "kernel_test_util.h"
 
@@ -175,6 +176,31 @@ TEST(Gemm, OneShotOnBorrowedBf16Weight) {
     gemm_bf16_weight(p.x.data(), p.s.m, p.s.k, p.ldx, p.w.data(), p.s.n, p.ldw, y.data(), p.ldy, precision);
     EXPECT_LE(p.rel_error(y), precision == GemmPrecision::kF32 ? 1e-5 : 4e-3);
   }
+}
+
+TEST(Gemm, FromTensorKeepsABorrowedViewAlive) {
+  const Shape s{4, 24, 40};
+  const Problem p(s, 31);
+  std::shared_ptr<std::vector<std::uint16_t>> storage = std::make_shared<std::vector<std::uint16_t>>(p.w);
+  std::weak_ptr<std::vector<std::uint16_t>> watch = storage;
+  PreparedWeight pw;
+  {
+    const Tensor view = Tensor::view(DType::kBF16, {s.n, s.k}, storage->data(), storage);
+    pw = PreparedWeight::from_tensor(view, GemmPrecision::kBF16, WeightStorage::kBorrowed);
+    storage.reset();
+  }
+  EXPECT_FALSE(watch.expired());  // the prepared weight holds the view, and so the memory
+  EXPECT_EQ(pw.owned_bytes(), 0u);
+  std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
+  gemm(p.x.data(), s.m, p.ldx, pw, y.data(), s.n);
+  EXPECT_LE(rel_l2(y.data(), s.n, p.ref.data(), s.n, s.m, s.n), 4e-3);
+  pw = PreparedWeight();
+  EXPECT_TRUE(watch.expired());
+
+  const Tensor f32 = Tensor::zeros(DType::kF32, {3, 5});
+  EXPECT_EQ(PreparedWeight::from_tensor(f32, GemmPrecision::kF32).n(), 3);
+  EXPECT_THROW(PreparedWeight::from_tensor(Tensor::zeros(DType::kF16, {3, 5}), GemmPrecision::kF32), Error);
+  EXPECT_THROW(PreparedWeight::from_tensor(Tensor::zeros(DType::kBF16, {15}), GemmPrecision::kF32), Error);
 }
 
 TEST(Gemm, PrimitivesAreReusedAcrossCallsAndCreatedOncePerM) {

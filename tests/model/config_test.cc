@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
-#include "test_paths.h"
+#include "common/test_paths.h"
 
 namespace moeslim::model {
 namespace {

@@ -9,7 +9,7 @@
 #include "io/safetensors_reader.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
-#include "test_paths.h"
+#include "common/test_paths.h"
 
 namespace moeslim::model {
 namespace {

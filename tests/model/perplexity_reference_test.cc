@@ -7,7 +7,7 @@
 #include "io/checkpoint.h"
 #include "io/json_file.h"
 #include "model/config.h"
-#include "test_paths.h"
+#include "common/test_paths.h"
 #include "text/dataset.h"
 #include "text/tokenizer.h"
 

@@ -11,7 +11,7 @@
 #include "model/config.h"
 #include "model/layer_loader.h"
 #include "model/synthetic_checkpoint.h"
-#include "test_paths.h"
+#include "common/test_paths.h"
 
 namespace moeslim::model {
 namespace {

@@ -2,9 +2,11 @@
 // handling and the vocabulary accessors.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "text/byte_level.h"
@@ -223,6 +225,24 @@ TEST(TokenizerCases, MissingPathIsNotFound) {
     EXPECT_EQ(e.code(), ErrorCode::kNotFound);
     EXPECT_EQ(e.file(), (empty.path() / "tokenizer.json").string());
   }
+}
+
+TEST(TokenizerCases, ConcurrentEncodesAgree) {
+  const text::Tokenizer t = text::Tokenizer::from_model_dir_or_file(bundled_model_dir());
+  const auto cases = read_reference_ids(test_data_dir() / "reference" / "tiny_tokenizer_ids.json");
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (std::size_t i = 0; i < cases.size(); ++i) {
+        const ReferenceCase& c = cases[(i + k * 31) % cases.size()];
+        if (t.encode(c.text) != c.ids) ++mismatches;
+        if (i % 16 == 0) t.clear_cache();
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(TokenizerCases, CacheDoesNotChangeResults) {
