@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -8,6 +10,18 @@
 #include "core/half.h"
 
 namespace moeslim {
+namespace {
+
+// glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB), after which blocks
+// of a layer's size (a few MiB per expert weight) come from the heap and fragment it: freed layers are not
+// returned to the OS and peak RSS grows with depth. Fixing the threshold keeps every large buffer an
+// mmap of its own, so a layer's memory goes back to the OS when the layer is freed (measured: 6 layers of
+// Qwen3-30B-A3B shapes went from +0.6 GiB per layer to flat).
+const bool g_fixed_mmap_threshold = [] { return mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1; }();
+
+}  // namespace
+
+bool large_allocations_return_to_os() { return g_fixed_mmap_threshold; }
 
 std::size_t shape_numel(const Shape& shape) {
   std::size_t n = 1;

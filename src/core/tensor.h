@@ -19,6 +19,10 @@ using Shape = std::vector<std::int64_t>;
 std::size_t shape_numel(const Shape& shape);
 std::string shape_to_string(const Shape& shape);  // "[4096, 2048]"
 
+// True once the allocator is set so freed large buffers go back to the OS (see tensor.cc); referenced by
+// the streaming code so the setting is linked into every program.
+bool large_allocations_return_to_os();
+
 class Tensor {
  public:
   Tensor() = default;

@@ -25,6 +25,11 @@ struct Scratch {
 
 thread_local Scratch t_scratch;
 
+// Keys (and so the score columns) are padded to a multiple of this; see attention_impl.
+constexpr std::int64_t kKeyGranule = 64;
+
+std::int64_t round_up(std::int64_t x, std::int64_t granule) { return (x + granule - 1) / granule * granule; }
+
 float* sized(std::vector<float>& v, std::int64_t n) {
   if (v.size() < static_cast<std::size_t>(n)) v.resize(static_cast<std::size_t>(n));
   return v.data();
@@ -51,46 +56,61 @@ void attention_impl(const float* q, const float* k, const float* v, const Attent
   const std::int64_t group = nh / nkv;
   // HF: scores * (head_dim ** -0.5), a Python float applied to a float32 tensor: the scale rounded to float.
   const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  // Query rows per block: the GEMMs see group·block ≈ 512 rows (efficient), and the causal waste (keys up to
-  // the block's end) stays ≈ block/T.
-  const std::int64_t block = std::min<std::int64_t>(T, std::clamp<std::int64_t>(512 / group, 16, 256));
+  // Query rows per head and block: the GEMMs see group·block ≈ 512 rows (efficient; 128–1024 measured alike
+  // at T=2048, where ~70% of the time is in the f32 GEMMs and ~16% in the softmax), and the causal waste
+  // (keys up to the block's end) stays ≈ block/T. GEMM shapes come from a small set so the primitive cache
+  // stays bounded across sequence lengths (row_blocks.h explains why): every block has group·block rows
+  // (the last one padded with zero rows) and the keys are padded with zero rows to a multiple of 64.
+  const std::int64_t block = std::min(std::clamp<std::int64_t>(512 / group, 16, 256), round_up(T, 16));
+  const std::int64_t rows = group * block;
+  const std::int64_t padded_tokens = round_up(T, kKeyGranule);
   Scratch& s = t_scratch;
-  float* qb = sized(s.q, group * block * d);
-  float* ob = sized(s.o, group * block * d);
-  float* scores = sized(s.scores, group * block * T);
-  float* kc = sized(s.k, T * d);
-  float* vc = sized(s.v, T * d);
+  float* qb = sized(s.q, rows * d);
+  float* ob = sized(s.o, rows * d);
+  float* scores = sized(s.scores, rows * padded_tokens);
+  float* kc = sized(s.k, padded_tokens * d);
+  float* vc = sized(s.v, padded_tokens * d);
+  std::fill(kc + T * d, kc + padded_tokens * d, 0.0f);
+  std::fill(vc + T * d, vc + padded_tokens * d, 0.0f);
 
   for (std::int64_t c = 0; c < nkv; ++c) {
-    // Dense copies of this head's keys and values: oneDNN's fast (brgemm) kernels want dense operands, and
-    // strided ones would send every GEMM below to its slower gemm:jit path.
+    // Dense copies of this head's keys and values: oneDNN's fast (brgemm) kernels want dense operands.
     for (std::int64_t t = 0; t < T; ++t) {
       std::memcpy(kc + t * d, k + t * ks + c * d, sizeof(float) * d);
       std::memcpy(vc + t * d, v + t * vs + c * d, sizeof(float) * d);
     }
     for (std::int64_t r0 = 0; r0 < T; r0 += block) {
-      const std::int64_t bq = std::min(block, T - r0);
-      const std::int64_t rows = group * bq;
-      const std::int64_t keys = r0 + bq;  // causal: no query of this block sees a later key
+      const std::int64_t bq = std::min(block, T - r0);  // real query rows per head in this block
+      const std::int64_t keys = std::min(round_up(r0 + bq, kKeyGranule), padded_tokens);  // causal limit
       for (std::int64_t u = 0; u < group; ++u) {
-        for (std::int64_t i = 0; i < bq; ++i) {
-          std::memcpy(qb + (u * bq + i) * d, q + (r0 + i) * qs + (c * group + u) * d, sizeof(float) * d);
+        for (std::int64_t i = 0; i < block; ++i) {
+          float* dst = qb + (u * block + i) * d;
+          if (i < bq) {
+            std::memcpy(dst, q + (r0 + i) * qs + (c * group + u) * d, sizeof(float) * d);
+          } else {
+            std::fill(dst, dst + d, 0.0f);
+          }
         }
       }
-      // S = Qb · K[0:keys, c]ᵀ
+      // S = Qb · K[0:keys]ᵀ
       const detail::MatmulProblem qk{detail::row_major_desc(rows, d, d, dt::f32),
                                      detail::transposed_weight_desc(keys, d, d, dt::f32),
                                      detail::row_major_desc(rows, keys, keys, dt::f32)};
       detail::run_matmul(qk, qb, kc, scores);
       detail::for_each_row(rows, keys, [&](std::int64_t row) {
-        const std::int64_t t = r0 + row % bq;
         float* p = scores + row * keys;
-        std::int64_t visible = t + 1;
+        const std::int64_t i = row % block;
+        const std::int64_t t = r0 + i;
+        if (i >= bq) {  // a padding row: its output is discarded
+          std::fill(p, p + keys, 0.0f);
+          return;
+        }
         if (is_real != nullptr && !is_real[t]) {
           std::fill(p, p + keys, 0.0f);  // a pad query attends only to itself
           p[t] = 1.0f;
           return;
         }
+        const std::int64_t visible = t + 1;
         if (is_real != nullptr) {
           for (std::int64_t j = 0; j < visible; ++j) {
             if (!is_real[j]) p[j] = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
@@ -99,14 +119,14 @@ void attention_impl(const float* q, const float* k, const float* v, const Attent
         detail::softmax_row(p, p, visible, scale);
         std::fill(p + visible, p + keys, 0.0f);
       });
-      // Ob = P · V[0:keys, c]
+      // Ob = P · V[0:keys]
       const detail::MatmulProblem pv{detail::row_major_desc(rows, keys, keys, dt::f32),
                                      detail::row_major_desc(keys, d, d, dt::f32),
                                      detail::row_major_desc(rows, d, d, dt::f32)};
       detail::run_matmul(pv, scores, vc, ob);
       for (std::int64_t u = 0; u < group; ++u) {
         for (std::int64_t i = 0; i < bq; ++i) {
-          std::memcpy(out + (r0 + i) * os + (c * group + u) * d, ob + (u * bq + i) * d, sizeof(float) * d);
+          std::memcpy(out + (r0 + i) * os + (c * group + u) * d, ob + (u * block + i) * d, sizeof(float) * d);
         }
       }
     }

@@ -26,6 +26,18 @@ void split3_portable(const float* src, std::int64_t n, std::uint16_t* hi, std::u
   }
 }
 
+void round_to_bf16_portable(const float* src, float* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = moeslim::round_to_bf16(src[i]);
+}
+
+MOESLIM_AVX512 void round_to_bf16_avx512(const float* src, float* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = detail::first_lanes(n - i);
+    const __m256i h = detail::f32_to_bf16_avx512(_mm512_maskz_loadu_ps(m, src + i));
+    _mm512_mask_storeu_ps(dst + i, m, detail::bf16_to_f32_avx512(h));
+  }
+}
+
 MOESLIM_AVX512 void f32_to_bf16_avx512(const float* src, std::uint16_t* dst, std::int64_t n) {
   for (std::int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = detail::first_lanes(n - i);
@@ -77,6 +89,15 @@ void f32_to_bf16_rows(const float* src, std::int64_t rows, std::int64_t cols, st
   for (std::int64_t r = 0; r < rows; ++r) {
     simd ? f32_to_bf16_avx512(src + r * ld_src, dst + r * ld_dst, cols)
          : f32_to_bf16_portable(src + r * ld_src, dst + r * ld_dst, cols);
+  }
+}
+
+void round_to_bf16_rows(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld_src, float* dst,
+                        std::int64_t ld_dst) {
+  const bool simd = use_avx512();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    simd ? round_to_bf16_avx512(src + r * ld_src, dst + r * ld_dst, cols)
+         : round_to_bf16_portable(src + r * ld_src, dst + r * ld_dst, cols);
   }
 }
 

@@ -14,6 +14,10 @@ void bf16_to_f32(const std::uint16_t* src, float* dst, std::size_t n);
 void f32_to_bf16_rows(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld_src,
                       std::uint16_t* dst, std::int64_t ld_dst);
 
+// Rows rounded to bf16 precision but kept as float32 (PyTorch's x.bfloat16().float()); dst may alias src.
+void round_to_bf16_rows(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld_src, float* dst,
+                        std::int64_t ld_dst);
+
 // Splits x into three bf16 terms with x ≈ hi + mid + lo, each term the bf16 rounding of what the previous
 // terms left (the subtractions are exact). Together they carry all 24 significant bits of x (the error is
 // below 2^-24 |x|), so a GEMM over the three terms against a bf16 weight is as exact as a float32 GEMM.

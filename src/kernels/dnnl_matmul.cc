@@ -1,5 +1,6 @@
 #include "kernels/dnnl_matmul.h"
 
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -14,9 +15,10 @@ namespace {
 
 using dt = dnnl::memory::data_type;
 
-// Enough entries for every (M, shape) a calibration run meets; when full the cache starts over rather than
-// tracking recency (creation is cheap next to the GEMMs that would fill it).
-constexpr std::size_t kMaxCachedPrimitives = 4096;
+// With M bucketed (row_blocks.h) a run needs ~12 entries per weight shape, plus attention's; when full, the
+// cache starts over rather than tracking recency (creation is cheap next to the GEMMs that would refill it).
+// 1024 entries hold at most ~170 MB of JIT code.
+constexpr std::size_t kMaxCachedPrimitives = 1024;
 
 struct Cache {
   std::mutex mutex;
@@ -173,6 +175,31 @@ void reorder(const dnnl::memory::desc& from_desc, const void* from, const dnnl::
     throw Error(ErrorCode::kInternal, std::string("oneDNN cannot reorder a weight: ") + e.what());
   }
   stream.wait();
+}
+
+namespace {
+std::atomic<bool> g_bf16_disabled_for_testing{false};
+}  // namespace
+
+bool onednn_has_bf16_matmul() {
+  static const bool available = [] {
+    try {
+      apply_num_threads();
+      const dnnl::matmul::primitive_desc pd(
+          dnnl::matmul::desc(row_major_desc(16, 32, 32, dt::bf16),
+                             dnnl::memory::desc({32, 16}, dt::bf16, dnnl::memory::format_tag::any),
+                             row_major_desc(16, 16, 16, dt::f32)),
+          cpu_engine());
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return available && !g_bf16_disabled_for_testing.load(std::memory_order_relaxed);
+}
+
+void set_bf16_matmul_disabled_for_testing(bool disabled) {
+  g_bf16_disabled_for_testing.store(disabled, std::memory_order_relaxed);
 }
 
 MatmulCacheStats matmul_cache_stats() {

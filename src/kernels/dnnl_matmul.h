@@ -4,7 +4,7 @@
 // Why fixed shapes and a cache rather than DNNL_RUNTIME_DIM_VAL for M: oneDNN 2.6 serves runtime-M matmuls
 // with its older gemm:jit code, not the brgemm kernels. Measured 1 thread on Sapphire Rapids: int8 falls from
 // ~1400 to ~800 GOP/s and bf16 at M=64 from ~790 to ~420 GFLOP/s. A new M costs one primitive creation
-// (0.05–1 ms, kernels JIT-compiled) and is then reused.
+// (0.05–1 ms, kernels JIT-compiled) and 40–170 KB of JIT code, so callers bucket M (row_blocks.h).
 #pragma once
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -44,6 +44,11 @@ dnnl::memory::desc preferred_weight_desc(std::int64_t n, std::int64_t k, dnnl::m
 
 // Copies (and converts) between two descriptions of the same [k, n] weight via a oneDNN reorder.
 void reorder(const dnnl::memory::desc& from_desc, const void* from, const dnnl::memory::desc& to_desc, void* to);
+
+// Whether oneDNN can run bf16 matmuls on this CPU (2.6 needs AVX-512; not on AVX2-only machines). Probed once.
+// The override is for tests: it makes the GEMMs take their no-bf16 paths on any CPU.
+bool onednn_has_bf16_matmul();
+void set_bf16_matmul_disabled_for_testing(bool disabled);
 
 struct MatmulCacheStats {
   std::size_t entries = 0;

@@ -10,28 +10,32 @@
 #include "kernels/convert.h"
 #include "kernels/cpu_features.h"
 #include "kernels/dnnl_matmul.h"
+#include "kernels/row_blocks.h"
 
 namespace moeslim::kernels {
 namespace {
 
 using dt = dnnl::memory::data_type;
 
-enum class Method { kNativeF32, kBf16, kBf16x3 };
+// kBf16OnF32: kBF16 where oneDNN has no bf16 matmul (AVX2-only CPUs): X rounded to bf16 values but kept in
+// float32, times the bf16 weight widened to float32, in a float32 GEMM. Products of bf16 values are exact in
+// float32, so this computes what a bf16 GEMM with float32 accumulation computes (at float32 speed).
+enum class Method { kNativeF32, kBf16, kBf16x3, kBf16OnF32 };
 
 const char* method_name_of(Method m) {
   switch (m) {
     case Method::kNativeF32: return "f32";
     case Method::kBf16: return "bf16";
     case Method::kBf16x3: return "bf16x3";
+    case Method::kBf16OnF32: return "bf16-on-f32";
   }
   return "?";
 }
 
-std::atomic<F32GemmMethod> g_f32_method{F32GemmMethod::kAuto};
+// The methods whose packed weight is float32.
+bool weight_is_f32(Method m) { return m == Method::kNativeF32 || m == Method::kBf16OnF32; }
 
-// Rows of X converted per step on the bf16 paths: bounds the conversion scratch (3 × 2M bf16 = 12 MB for
-// bf16x3) and keeps most steps at one M, so one primitive serves them. Measured: no loss against one call.
-constexpr std::int64_t kChunkElements = std::int64_t{1} << 21;
+std::atomic<F32GemmMethod> g_f32_method{F32GemmMethod::kAuto};
 
 void check_dims(std::int64_t n, std::int64_t k, std::int64_t ld, const void* w, const char* what) {
   if (w == nullptr || n < 1 || k < 1 || ld < k) {
@@ -59,8 +63,9 @@ namespace {
 using Impl = PreparedWeight::Impl;
 
 Method method_for(GemmPrecision precision, bool weight_is_bf16) {
-  if (precision == GemmPrecision::kBF16) return Method::kBf16;
-  if (!weight_is_bf16) return Method::kNativeF32;
+  const bool bf16_matmul = detail::onednn_has_bf16_matmul();
+  if (precision == GemmPrecision::kBF16) return bf16_matmul ? Method::kBf16 : Method::kBf16OnF32;
+  if (!weight_is_bf16 || !bf16_matmul) return Method::kNativeF32;
   return resolved_f32_gemm_method() == F32GemmMethod::kBf16x3 ? Method::kBf16x3 : Method::kNativeF32;
 }
 
@@ -82,8 +87,8 @@ std::shared_ptr<Impl> pack(const void* w, dt from_type, std::int64_t n, std::int
 }
 
 thread_local std::vector<std::uint16_t> t_activations;  // bf16 terms of X
-thread_local std::vector<float> t_dense_x;                // X copied dense (native f32, packed weights)
-thread_local std::vector<float> t_dense_y;                // Y computed dense, then copied to its strided rows
+thread_local std::vector<float> t_dense_x;                // X rows copied dense (native f32)
+thread_local std::vector<float> t_dense_y;                // Y rows computed dense, then copied out
 
 template <typename T>
 T* scratch(std::vector<T>& buffer, std::int64_t elements) {
@@ -101,62 +106,51 @@ void copy_rows(const float* src, std::int64_t ld_src, float* dst, std::int64_t l
   for (std::int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ld_dst, src + r * ld_src, sizeof(float) * cols);
 }
 
-void gemm_native_f32(const float* x, std::int64_t m, std::int64_t ldx, const Impl& w, float* y, std::int64_t ldy) {
-  const bool stage_x = needs_dense(w, ldx, w.k);
-  const bool stage_y = needs_dense(w, ldy, w.n);
-  if (!stage_x && !stage_y) {
-    const detail::MatmulProblem problem{detail::row_major_desc(m, w.k, ldx, dt::f32), w.weights_desc,
-                                        detail::row_major_desc(m, w.n, ldy, dt::f32)};
-    detail::run_matmul(problem, x, w.data, y);
-    return;
-  }
-  const std::int64_t chunk = std::clamp<std::int64_t>(kChunkElements / std::max(w.k, w.n), 1, m);
-  float* dense_x = stage_x ? scratch(t_dense_x, chunk * w.k) : nullptr;
-  float* dense_y = stage_y ? scratch(t_dense_y, chunk * w.n) : nullptr;
-  for (std::int64_t r0 = 0; r0 < m; r0 += chunk) {
-    const std::int64_t rows = std::min(chunk, m - r0);
-    if (stage_x) copy_rows(x + r0 * ldx, ldx, dense_x, w.k, rows, w.k);
-    const float* src = stage_x ? dense_x : x + r0 * ldx;
-    float* dst = stage_y ? dense_y : y + r0 * ldy;
-    const detail::MatmulProblem problem{detail::row_major_desc(rows, w.k, stage_x ? w.k : ldx, dt::f32),
-                                        w.weights_desc,
-                                        detail::row_major_desc(rows, w.n, stage_y ? w.n : ldy, dt::f32)};
-    detail::run_matmul(problem, src, w.data, dst);
-    if (stage_y) copy_rows(dense_y, w.n, y + r0 * ldy, ldy, rows, w.n);
-  }
-}
+// One row block: X rows [rows, k] (row stride ldx) against W into Y rows (row stride ldy), with the GEMM run
+// at M = block.padded_rows (extra rows are zeros in, ignored out).
+void gemm_block(const float* x, std::int64_t ldx, const Impl& w, float* y, std::int64_t ldy,
+                const detail::RowBlock& block) {
+  const std::int64_t k = w.k, n = w.n, m = block.padded_rows, rows = block.rows;
+  const bool stage_y = block.padded() || needs_dense(w, ldy, n);
+  float* out = stage_y ? scratch(t_dense_y, m * n) : y;
+  const auto out_desc = detail::row_major_desc(m, n, stage_y ? n : ldy, dt::f32);
 
-void gemm_bf16_paths(const float* x, std::int64_t m, std::int64_t ldx, const Impl& w, float* y, std::int64_t ldy) {
-  const std::int64_t k = w.k;
-  const std::int64_t chunk = std::clamp<std::int64_t>(kChunkElements / k, 1, m);
-  const int terms = w.method == Method::kBf16x3 ? 3 : 1;
-  std::uint16_t* buffer = scratch(t_activations, terms * chunk * k);
-  const bool stage_y = needs_dense(w, ldy, w.n);
-  float* dense_y = stage_y ? scratch(t_dense_y, chunk * w.n) : nullptr;
-  for (std::int64_t r0 = 0; r0 < m; r0 += chunk) {
-    const std::int64_t rows = std::min(chunk, m - r0);
-    const float* xs = x + r0 * ldx;
-    float* ys = stage_y ? dense_y : y + r0 * ldy;
-    const std::int64_t ld_ys = stage_y ? w.n : ldy;
-    const detail::MatmulProblem first{detail::row_major_desc(rows, k, k, dt::bf16), w.weights_desc,
-                                      detail::row_major_desc(rows, w.n, ld_ys, dt::f32), false};
+  if (weight_is_f32(w.method)) {
+    const bool round = w.method == Method::kBf16OnF32;
+    const float* src = x;
+    std::int64_t ld_src = ldx;
+    if (round || block.padded() || needs_dense(w, ldx, k)) {
+      float* dense = scratch(t_dense_x, m * k);
+      round ? round_to_bf16_rows(x, rows, k, ldx, dense, k) : copy_rows(x, ldx, dense, k, rows, k);
+      std::fill(dense + rows * k, dense + m * k, 0.0f);
+      src = dense;
+      ld_src = k;
+    }
+    detail::run_matmul({detail::row_major_desc(m, k, ld_src, dt::f32), w.weights_desc, out_desc}, src, w.data, out);
+  } else {
+    const int terms = w.method == Method::kBf16x3 ? 3 : 1;
+    std::uint16_t* buffer = scratch(t_activations, terms * m * k);
+    for (int t = 0; t < terms; ++t) {  // the padding rows of each term: bf16 +0
+      std::fill(buffer + (t * m + rows) * k, buffer + (t + 1) * m * k, std::uint16_t{0});
+    }
+    const detail::MatmulProblem first{detail::row_major_desc(m, k, k, dt::bf16), w.weights_desc, out_desc, false};
     if (terms == 1) {
-      f32_to_bf16_rows(xs, rows, k, ldx, buffer, k);
-      detail::run_matmul(first, buffer, w.data, ys);
+      f32_to_bf16_rows(x, rows, k, ldx, buffer, k);
+      detail::run_matmul(first, buffer, w.data, out);
     } else {
       std::uint16_t* hi = buffer;
-      std::uint16_t* mid = buffer + rows * k;
-      std::uint16_t* lo = buffer + 2 * rows * k;
-      split_f32_to_bf16x3_rows(xs, rows, k, ldx, hi, mid, lo);
+      std::uint16_t* mid = buffer + m * k;
+      std::uint16_t* lo = buffer + 2 * m * k;
+      split_f32_to_bf16x3_rows(x, rows, k, ldx, hi, mid, lo);
       // Smallest term first, so the two small contributions are summed before meeting the large one.
       detail::MatmulProblem rest = first;
       rest.accumulate = true;
-      detail::run_matmul(first, lo, w.data, ys);
-      detail::run_matmul(rest, mid, w.data, ys);
-      detail::run_matmul(rest, hi, w.data, ys);
+      detail::run_matmul(first, lo, w.data, out);
+      detail::run_matmul(rest, mid, w.data, out);
+      detail::run_matmul(rest, hi, w.data, out);
     }
-    if (stage_y) copy_rows(dense_y, w.n, y + r0 * ldy, ldy, rows, w.n);
   }
+  if (stage_y) copy_rows(out, n, y, ldy, rows, n);
 }
 
 }  // namespace
@@ -169,6 +163,7 @@ void set_f32_gemm_method(F32GemmMethod method) { g_f32_method.store(method, std:
 
 F32GemmMethod resolved_f32_gemm_method() {
   const F32GemmMethod m = g_f32_method.load(std::memory_order_relaxed);
+  if (!detail::onednn_has_bf16_matmul()) return F32GemmMethod::kNativeF32;
   if (m != F32GemmMethod::kAuto) return m;
   // Three bf16 GEMMs beat one f32 GEMM only where bf16 runs on AMX tiles (~4x AVX-512 f32); with AVX512-BF16
   // alone bf16 is ~2x f32, so three passes would lose.
@@ -180,7 +175,7 @@ PreparedWeight PreparedWeight::from_bf16(const std::uint16_t* w, std::int64_t n,
   check_dims(n, k, ld, w, "PreparedWeight::from_bf16");
   const Method method = method_for(precision, /*weight_is_bf16=*/true);
   PreparedWeight out;
-  if (method == Method::kNativeF32) {
+  if (weight_is_f32(method)) {
     out.impl_ = pack(w, dt::bf16, n, k, ld, dt::f32, precision, method);
   } else if (storage == WeightStorage::kPacked) {
     out.impl_ = pack(w, dt::bf16, n, k, ld, dt::bf16, precision, method);
@@ -208,7 +203,8 @@ PreparedWeight PreparedWeight::from_f32(const float* w, std::int64_t n, std::int
     // Round with moeslim's own conversion (nearest even, exactly core/half.h), then pack.
     std::vector<std::uint16_t> rounded(static_cast<std::size_t>(n * k));
     f32_to_bf16_rows(w, n, k, ld, rounded.data(), k);
-    out.impl_ = pack(rounded.data(), dt::bf16, n, k, k, dt::bf16, precision, method);
+    out.impl_ = pack(rounded.data(), dt::bf16, n, k, k, weight_is_f32(method) ? dt::f32 : dt::bf16, precision,
+                     method);
   }
   return out;
 }
@@ -244,11 +240,8 @@ void gemm(const float* x, std::int64_t m, std::int64_t ldx, const PreparedWeight
                 "gemm: bad operands for weight [" + std::to_string(impl.n) + ", " + std::to_string(impl.k) +
                     "]: m=" + std::to_string(m) + " ldx=" + std::to_string(ldx) + " ldy=" + std::to_string(ldy));
   }
-  if (m == 0) return;
-  if (impl.method == Method::kNativeF32) {
-    gemm_native_f32(x, m, ldx, impl, y, ldy);
-  } else {
-    gemm_bf16_paths(x, m, ldx, impl, y, ldy);
+  for (const detail::RowBlock& block : detail::plan_row_blocks(m, detail::chunk_rows(std::max(impl.k, impl.n)))) {
+    gemm_block(x + block.begin * ldx, ldx, impl, y + block.begin * ldy, ldy, block);
   }
 }
 

@@ -9,15 +9,19 @@
 //             bf16x3:      X split into three bf16 terms hi+mid+lo that carry all 24 bits of X (convert.h),
 //                          three bf16 GEMMs against the unchanged bf16 W, accumulated in f32 (smallest term
 //                          first). Products of bf16 values are exact in f32, so this is a float32 GEMM;
-//                          on AMX it is 1.3–1.8x faster than native f32 and keeps W at 2 bytes per weight.
-//   kBF16 — X rounded to bf16 (nearest even), one bf16 GEMM with f32 accumulation. 2–4x faster than kF32;
+//                          on AMX it is 1.1–1.7x faster than native f32 (bench/gemm_bench) and keeps W at
+//                          2 bytes per weight.
+//                          Differences from native f32 only at the edges: AMX flushes subnormals (values
+//                          below ~1e-38), and an Inf in X gives NaN (Inf − Inf in the split).
+//   kBF16 — X rounded to bf16 (nearest even), one bf16 GEMM with f32 accumulation. 3–4x faster than kF32;
 //           each activation carries ≤ 2^-9 relative error, so |error| ≤ 2^-9·Σ|x·w| per output; measured
-//           1.7e-3 relative L2.
+//           1.7e-3 relative L2. Where oneDNN has no bf16 matmul (AVX2-only CPUs) the same numbers come from
+//           a float32 GEMM on bf16-rounded activations (method "bf16-on-f32"), at float32 speed.
 //
 // Speed notes: a packed weight runs on oneDNN's brgemm kernels, which need dense X and Y rows (ld == k,
 // ld == n); strided X or Y are staged through dense buffers (an extra copy). A borrowed weight also runs on
 // brgemm when W, X and Y are all dense, and on oneDNN's gemm:jit otherwise (any strides; slower for small M).
-// Primitives are cached per M (dnnl_matmul.h).
+// Primitives are cached, and M is bucketed so a run meets only ~12 per weight shape (row_blocks.h).
 #pragma once
 
 #include <cstddef>
@@ -63,7 +67,7 @@ class PreparedWeight {
   std::int64_t n() const;
   std::int64_t k() const;
   GemmPrecision precision() const;
-  const char* method_name() const;  // "f32", "bf16" or "bf16x3"
+  const char* method_name() const;  // "f32", "bf16", "bf16x3" or "bf16-on-f32"
   std::size_t owned_bytes() const;  // 0 when borrowed
 
   struct Impl;  // defined in gemm.cc
@@ -74,6 +78,8 @@ class PreparedWeight {
 };
 
 // Y = X·Wᵀ. x: [m, w.k()] with row stride ldx; y: [m, w.n()] with row stride ldy. m = 0 does nothing.
+// Safe to call from several threads at once (per-thread streams and staging buffers of a few MB each);
+// each call itself uses set_num_threads() threads.
 void gemm(const float* x, std::int64_t m, std::int64_t ldx, const PreparedWeight& w, float* y, std::int64_t ldy);
 
 // One-shot form on a bf16 weight [n, k] (row stride ldw), e.g. straight from an mmap. Uses the weight in

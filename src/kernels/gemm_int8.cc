@@ -4,9 +4,11 @@
 #include <atomic>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "kernels/dnnl_matmul.h"
+#include "kernels/row_blocks.h"
 #include "kernels/threading.h"
 
 namespace moeslim::kernels {
@@ -37,9 +39,6 @@ using dt = dnnl::memory::data_type;
 using Impl = PreparedInt8Weight::Impl;
 
 std::atomic<Int8GemmBackend> g_backend{Int8GemmBackend::kAuto};
-
-// Rows staged per step when activations are re-biased or made dense (bounds the scratch to a few MB).
-constexpr std::int64_t kChunkElements = std::int64_t{1} << 22;
 
 bool onednn_int8_is_exact() {
   switch (dnnl::get_effective_cpu_isa()) {
@@ -109,45 +108,52 @@ T* scratch(std::vector<T>& buffer, std::int64_t elements) {
   return buffer.data();
 }
 
-// Through oneDNN's u8·s8 matmul. s8 activations are re-biased to u8 (x ^ 0x80 = x + 128) and 128·Σ_k W[n,k]
-// is subtracted afterwards (exact; see the header). Packed weights run only with brgemm kernels, which need
-// dense rows, so strided X or acc are staged through dense buffers (as in gemm.cc).
-void gemm_onednn(const void* x, bool x_is_s8, std::int64_t m, std::int64_t ldx, const Impl& w, std::int32_t* acc,
-                 std::int64_t ldacc) {
+// One row block through oneDNN's u8·s8 matmul (row_blocks.h). s8 activations are re-biased to u8
+// (x ^ 0x80 = x + 128) and 128·Σ_k W[n,k] is subtracted afterwards (exact; see the header). Packed weights run
+// only with brgemm kernels, which need dense rows, so strided X or acc are staged through dense buffers.
+void onednn_block(const void* x, bool x_is_s8, std::int64_t ldx, const Impl& w, std::int32_t* acc,
+                  std::int64_t ldacc, const detail::RowBlock& block) {
+  const std::int64_t k = w.k, n = w.n, m = block.padded_rows, rows = block.rows;
   const bool packed = static_cast<bool>(w.packed);
-  const bool stage_x = x_is_s8 || (packed && ldx != w.k);
-  const bool stage_y = packed && ldacc != w.n;
-  const std::int64_t chunk = std::clamp<std::int64_t>(kChunkElements / std::max(w.k, w.n), 1, m);
-  std::uint8_t* dense_x = stage_x ? scratch(t_dense_x, chunk * w.k) : nullptr;
-  std::int32_t* dense_acc = stage_y ? scratch(t_dense_acc, chunk * w.n) : nullptr;
-  for (std::int64_t r0 = 0; r0 < m; r0 += stage_x || stage_y ? chunk : m) {
-    const std::int64_t rows = stage_x || stage_y ? std::min(chunk, m - r0) : m;
-    const auto* src = static_cast<const std::uint8_t*>(x) + r0 * ldx;
-    if (stage_x) {
-      const std::uint8_t flip = x_is_s8 ? 0x80u : 0x00u;
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const std::uint8_t* in = src + r * ldx;
-        std::uint8_t* out = dense_x + r * w.k;
-        for (std::int64_t i = 0; i < w.k; ++i) out[i] = in[i] ^ flip;
-      }
-      src = dense_x;
+  const bool stage_x = x_is_s8 || block.padded() || (packed && ldx != k);
+  const bool stage_y = block.padded() || (packed && ldacc != n);
+  const auto* src = static_cast<const std::uint8_t*>(x);
+  if (stage_x) {
+    std::uint8_t* dense = scratch(t_dense_x, m * k);
+    const std::uint8_t flip = x_is_s8 ? 0x80u : 0x00u;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t i = 0; i < k; ++i) dense[r * k + i] = src[r * ldx + i] ^ flip;
     }
-    std::int32_t* dst = stage_y ? dense_acc : acc + r0 * ldacc;
-    const detail::MatmulProblem problem{detail::row_major_desc(rows, w.k, stage_x ? w.k : ldx, dt::u8),
-                                        w.weights_desc,
-                                        detail::row_major_desc(rows, w.n, stage_y ? w.n : ldacc, dt::s32)};
-    detail::run_matmul(problem, src, w.data, dst);
-    if (stage_y) {
-      for (std::int64_t r = 0; r < rows; ++r) {
-        std::memcpy(acc + (r0 + r) * ldacc, dense_acc + r * w.n, sizeof(std::int32_t) * w.n);
-      }
+    std::fill(dense + rows * k, dense + m * k, std::uint8_t{0});
+    src = dense;
+  }
+  std::int32_t* dst = stage_y ? scratch(t_dense_acc, m * n) : acc;
+  const detail::MatmulProblem problem{detail::row_major_desc(m, k, stage_x ? k : ldx, dt::u8), w.weights_desc,
+                                      detail::row_major_desc(m, n, stage_y ? n : ldacc, dt::s32)};
+  detail::run_matmul(problem, src, w.data, dst);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::int32_t* out = acc + r * ldacc;
+    if (stage_y) std::memcpy(out, dst + r * n, sizeof(std::int32_t) * n);
+    if (x_is_s8) {
+      for (std::int64_t c = 0; c < n; ++c) out[c] -= 128 * w.column_sums[static_cast<std::size_t>(c)];
     }
   }
-  if (x_is_s8) {
-    for (std::int64_t r = 0; r < m; ++r) {
-      std::int32_t* out = acc + r * ldacc;
-      for (std::int64_t c = 0; c < w.n; ++c) out[c] -= 128 * w.column_sums[static_cast<std::size_t>(c)];
-    }
+}
+
+template <typename Act>
+void gemm_any(const Act* x, std::int64_t m, std::int64_t ldx, const PreparedInt8Weight& weight, std::int32_t* acc,
+              std::int64_t ldacc) {
+  const Impl& w = int8_impl(weight);
+  check_operands(w, m, ldx, ldacc, x, acc);
+  if (m == 0) return;
+  apply_num_threads();
+  if (w.backend == Int8GemmBackend::kPortable) {
+    gemm_portable(x, m, ldx, w, acc, ldacc);
+    return;
+  }
+  for (const detail::RowBlock& block : detail::plan_row_blocks(m, detail::chunk_rows(std::max(w.k, w.n)))) {
+    onednn_block(x + block.begin * ldx, std::is_same_v<Act, std::int8_t>, ldx, w, acc + block.begin * ldacc,
+                 ldacc, block);
   }
 }
 
@@ -240,28 +246,12 @@ std::size_t PreparedInt8Weight::owned_bytes() const { return impl_ ? impl_->owne
 
 void gemm_u8s8_s32(const std::uint8_t* x, std::int64_t m, std::int64_t ldx, const PreparedInt8Weight& weight,
                    std::int32_t* acc, std::int64_t ldacc) {
-  const Impl& w = int8_impl(weight);
-  check_operands(w, m, ldx, ldacc, x, acc);
-  if (m == 0) return;
-  apply_num_threads();
-  if (w.backend == Int8GemmBackend::kOneDnn) {
-    gemm_onednn(x, /*x_is_s8=*/false, m, ldx, w, acc, ldacc);
-  } else {
-    gemm_portable(x, m, ldx, w, acc, ldacc);
-  }
+  gemm_any(x, m, ldx, weight, acc, ldacc);
 }
 
 void gemm_s8s8_s32(const std::int8_t* x, std::int64_t m, std::int64_t ldx, const PreparedInt8Weight& weight,
                    std::int32_t* acc, std::int64_t ldacc) {
-  const Impl& w = int8_impl(weight);
-  check_operands(w, m, ldx, ldacc, x, acc);
-  if (m == 0) return;
-  apply_num_threads();
-  if (w.backend == Int8GemmBackend::kOneDnn) {
-    gemm_onednn(x, /*x_is_s8=*/true, m, ldx, w, acc, ldacc);
-  } else {
-    gemm_portable(x, m, ldx, w, acc, ldacc);
-  }
+  gemm_any(x, m, ldx, weight, acc, ldacc);
 }
 
 void gemm_u8s8_f32(const std::uint8_t* x, std::int64_t m, std::int64_t ldx, const PreparedInt8Weight& weight,

@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/tensor.h"
 #include "kernels/gemm.h"  // WeightStorage
 
 namespace moeslim::kernels {

@@ -9,7 +9,8 @@
 namespace moeslim::kernels {
 
 // Times repeated size×size×size GEMMs (bf16 weight, f32 activations, the method the engine would use for
-// `precision`) for about `seconds` after one warm-up call; returns GFLOP/s (2·size³ per GEMM).
+// `precision`, the current set_num_threads()) for about `seconds` after one warm-up call; returns GFLOP/s
+// (2·size³ per GEMM). Uses ~50 MB at the default size.
 double measure_gemm_peak(GemmPrecision precision, double seconds = 0.5, std::int64_t size = 2048);
 
 // The same for the int8 GEMM (u8 activations × s8 weights → s32); returns GOP/s.

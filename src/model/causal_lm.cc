@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/log.h"
 #include "core/profiler.h"
 #include "model/layer_loader.h"
 
@@ -97,6 +98,7 @@ Tensor run_layers(LayerSource& source, const TokenSet& tokens, const RunOptions&
   if (static_cast<std::int64_t>(tokens.ids.size()) != tokens.layout.rows()) {
     throw Error(ErrorCode::kInternal, "token ids and layout disagree on the row count");
   }
+  if (!large_allocations_return_to_os()) log_warn("could not fix the allocator's mmap threshold; peak memory may grow with depth");
   Tensor hidden = embed(source.embedding(), tokens.ids);
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
     {

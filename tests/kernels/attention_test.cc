@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/gemm.h"
 #include "kernel_test_util.h"
 
 namespace moeslim::kernels {
@@ -136,6 +137,25 @@ TEST(Attention, ViewsIntoAFusedQkvBuffer) {
   causal_attention(qkv.data(), qkv.data() + qw, qkv.data() + qw + kw, dims, strided.data());
   causal_attention(in.q.data(), in.k.data(), in.v.data(), in.dims, packed.data());
   EXPECT_LE(testing::rel_l2(strided.data(), dims.out_row_stride, packed.data(), qw, c.tokens, qw), 1e-6);
+}
+
+// GEMM shapes are padded (rows to the block, keys to a multiple of 64) so that sequences of many lengths
+// share primitives: here 41 lengths need at most 2 GEMMs × 6 key counts (64..384).
+TEST(Attention, ManySequenceLengthsShareFewPrimitives) {
+  const Inputs in({340, 8, 1, 16}, 110);
+  std::vector<float> out(in.q.size());
+  AttentionDims dims = in.dims;
+  dims.tokens = 300;
+  causal_attention(in.q.data(), in.k.data(), in.v.data(), dims, out.data());
+  const std::uint64_t before = gemm_cache_stats().misses;
+  for (std::int64_t t = 300; t <= 340; ++t) {
+    dims.tokens = t;
+    causal_attention(in.q.data(), in.k.data(), in.v.data(), dims, out.data());
+  }
+  EXPECT_LE(gemm_cache_stats().misses - before, 12u);
+  dims.tokens = 340;
+  const std::vector<double> ref = naive_attention(in.q, in.k, in.v, dims, nullptr);
+  EXPECT_LE(testing::rel_l2(out, ref), 1e-5);
 }
 
 TEST(Attention, RejectsBadDims) {

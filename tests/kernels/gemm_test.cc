@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/tensor.h"
+#include "kernels/dnnl_matmul.h"
 #include "kernels/gemm_reference.h"
 #include "kernel_test_util.h"
 
@@ -141,6 +142,29 @@ TEST(Gemm, Bf16PrecisionIsExactGemmOfRoundedActivations) {
   }
 }
 
+// CPUs whose oneDNN has no bf16 matmul (AVX2-only) run kBF16 as a float32 GEMM on bf16-rounded activations:
+// the same numbers up to accumulation order. Forced here with the test override.
+TEST(Gemm, Bf16PrecisionWithoutOneDnnBf16) {
+  detail::set_bf16_matmul_disabled_for_testing(true);
+  const Problem p({17, 45, 300}, 61, /*pad=*/2);
+  const PreparedWeight bf16 = PreparedWeight::from_bf16(p.w.data(), p.s.n, p.s.k, p.ldw, GemmPrecision::kBF16,
+                                                        WeightStorage::kBorrowed);
+  const PreparedWeight f32 = PreparedWeight::from_bf16(p.w.data(), p.s.n, p.s.k, p.ldw, GemmPrecision::kF32);
+  EXPECT_STREQ(bf16.method_name(), "bf16-on-f32");
+  EXPECT_STREQ(f32.method_name(), "f32");
+  EXPECT_EQ(resolved_f32_gemm_method(), F32GemmMethod::kNativeF32);
+  std::vector<float> y(static_cast<std::size_t>(p.s.m * p.ldy));
+  gemm(p.x.data(), p.s.m, p.ldx, bf16, y.data(), p.ldy);
+  std::vector<float> x_rounded(p.x.size());
+  for (std::size_t i = 0; i < p.x.size(); ++i) x_rounded[i] = round_to_bf16(p.x[i]);
+  std::vector<float> ref_rounded(static_cast<std::size_t>(p.s.m * p.s.n));
+  reference_gemm(x_rounded.data(), p.s.m, p.s.k, p.ldx, p.w.data(), p.s.n, p.ldw, ref_rounded.data(), p.s.n);
+  EXPECT_LE(rel_l2(y.data(), p.ldy, ref_rounded.data(), p.s.n, p.s.m, p.s.n), 1e-6);
+  gemm(p.x.data(), p.s.m, p.ldx, f32, y.data(), p.ldy);
+  EXPECT_LE(p.rel_error(y), 1e-5);
+  detail::set_bf16_matmul_disabled_for_testing(false);
+}
+
 TEST(Gemm, ManyRowsRunInChunksOnTheBf16Paths) {
   // K = 4099: the bf16 paths convert 511 rows per step, so 1100 rows take three steps with two shapes.
   for (F32GemmMethod method : {F32GemmMethod::kBf16x3, F32GemmMethod::kNativeF32}) {
@@ -189,8 +213,10 @@ TEST(Gemm, FromTensorKeepsABorrowedViewAlive) {
     pw = PreparedWeight::from_tensor(view, GemmPrecision::kBF16, WeightStorage::kBorrowed);
     storage.reset();
   }
-  EXPECT_FALSE(watch.expired());  // the prepared weight holds the view, and so the memory
-  EXPECT_EQ(pw.owned_bytes(), 0u);
+  // Borrowed wherever oneDNN has bf16 matmul; without it kBF16 needs a float32 copy and holds no view.
+  const bool borrowed = detail::onednn_has_bf16_matmul();
+  EXPECT_EQ(pw.owned_bytes() == 0, borrowed);
+  EXPECT_EQ(watch.expired(), !borrowed);  // a borrowing weight holds the view, and so the memory
   std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
   gemm(p.x.data(), s.m, p.ldx, pw, y.data(), s.n);
   EXPECT_LE(rel_l2(y.data(), s.n, p.ref.data(), s.n, s.m, s.n), 4e-3);
@@ -203,25 +229,32 @@ TEST(Gemm, FromTensorKeepsABorrowedViewAlive) {
   EXPECT_THROW(PreparedWeight::from_tensor(Tensor::zeros(DType::kBF16, {15}), GemmPrecision::kF32), Error);
 }
 
-TEST(Gemm, PrimitivesAreReusedAcrossCallsAndCreatedOncePerM) {
+// Each distinct M is a primitive with its own JIT code (40–170 KB), so M is bucketed (row_blocks.h): tails
+// pad to a multiple of 16, bulk to multiples of 64. Any number of distinct M costs at most 12 primitives
+// per weight shape (twice that for bf16x3, which also has an accumulating variant).
+TEST(Gemm, PrimitivesAreReusedAndBoundedWhateverTheRowCount) {
   const Shape s{5, 41, 83};
   const Problem p(s, 5);
   const PreparedWeight pw = PreparedWeight::from_bf16(p.w.data(), s.n, s.k, p.ldw, GemmPrecision::kF32);
-  std::vector<float> y(static_cast<std::size_t>(64 * p.ldy));
-  std::vector<float> x = random_floats(static_cast<std::size_t>(64 * p.ldx), 6);
+  const std::int64_t max_m = 300;
+  std::vector<float> x = random_floats(static_cast<std::size_t>(max_m * p.ldx), 6);
+  std::vector<float> y(static_cast<std::size_t>(max_m * p.ldy));
   gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);  // may create
   const GemmCacheStats warm = gemm_cache_stats();
-  gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);
-  gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);
-  GemmCacheStats now = gemm_cache_stats();
+  for (std::int64_t m : {5, 5, 6, 11, 16}) gemm(x.data(), m, p.ldx, pw, y.data(), p.ldy);  // all run at M = 16
+  const GemmCacheStats now = gemm_cache_stats();
   EXPECT_EQ(now.misses, warm.misses);
   EXPECT_GT(now.hits, warm.hits);
-  gemm(x.data(), 6, p.ldx, pw, y.data(), p.ldy);  // a new M: new primitive(s)
-  const GemmCacheStats after_new_m = gemm_cache_stats();
-  EXPECT_GT(after_new_m.misses, now.misses);
-  gemm(x.data(), 5, p.ldx, pw, y.data(), p.ldy);
-  gemm(x.data(), 6, p.ldx, pw, y.data(), p.ldy);
-  EXPECT_EQ(gemm_cache_stats().misses, after_new_m.misses);
+  gemm(x.data(), 17, p.ldx, pw, y.data(), p.ldy);  // M = 32: new
+  EXPECT_GT(gemm_cache_stats().misses, now.misses);
+
+  const std::uint64_t before = gemm_cache_stats().misses;
+  for (std::int64_t m = 1; m <= max_m; ++m) gemm(x.data(), m, p.ldx, pw, y.data(), p.ldy);
+  EXPECT_LE(gemm_cache_stats().misses - before, 2u * 12u);
+  // And the bucketed calls are still right (the last one, M = 300 = 256 + 44 padded to 48).
+  std::vector<float> ref(static_cast<std::size_t>(max_m * s.n));
+  reference_gemm(x.data(), max_m, s.k, p.ldx, p.w.data(), s.n, p.ldw, ref.data(), s.n);
+  EXPECT_LE(rel_l2(y.data(), p.ldy, ref.data(), s.n, max_m, s.n), 1e-5);
 }
 
 TEST(Gemm, ZeroRowsIsANoOpAndBadArgumentsThrow) {

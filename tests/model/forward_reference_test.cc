@@ -128,12 +128,8 @@ TEST_P(ForwardReference, LayerCountStopsAfterTheFirstNLayers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedTinyModels, ForwardReference,
-                         ::testing::Values("tiny-qwen3-moe", "tiny-qwen3-moe-outliers"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& ch : n) ch = (ch == '-') ? '_' : ch;
-                           return n;
-                         });
+                         ::testing::ValuesIn(testing::kSharedTinyModels),
+                         [](const auto& info) { return testing::model_param_name(info.param); });
 
 }  // namespace
 }  // namespace moeslim::model

@@ -49,12 +49,8 @@ TEST_P(PerplexityReference, MatchesReferenceWithinOneInTenThousand) {
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedTinyModels, PerplexityReference,
-                         ::testing::Values("tiny-qwen3-moe", "tiny-qwen3-moe-outliers"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& ch : n) ch = (ch == '-') ? '_' : ch;
-                           return n;
-                         });
+                         ::testing::ValuesIn(testing::kSharedTinyModels),
+                         [](const auto& info) { return testing::model_param_name(info.param); });
 
 }  // namespace
 }  // namespace moeslim::eval
