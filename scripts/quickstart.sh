@@ -14,3 +14,6 @@ echo
 echo "== moeslim tokenize --tokenizer $MODEL --input data/qwen3-moe_calib_prompt_50.json (first 3 of 48 shown)"
 "$MOESLIM" tokenize --tokenizer "$MODEL" --input data/qwen3-moe_calib_prompt_50.json --output build/calib_ids.json
 head -c 400 build/calib_ids.json; echo " ..."
+echo
+echo "== moeslim eval --model $MODEL --data data/eval_valid.jsonl (reference perplexity: 81.2497)"
+"$MOESLIM" eval --model "$MODEL" --data data/eval_valid.jsonl
