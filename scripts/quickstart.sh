@@ -11,7 +11,7 @@ MODEL=models/tiny-qwen3-moe
 echo "== moeslim info --model $MODEL"
 "$MOESLIM" info --model "$MODEL"
 echo
-echo "== moeslim tokenize --tokenizer $MODEL --input data/qwen3-moe_calib_prompt_50.json (first 3 of 48 shown)"
+echo "== moeslim tokenize --tokenizer $MODEL --input data/qwen3-moe_calib_prompt_50.json (first 400 bytes of build/calib_ids.json)"
 "$MOESLIM" tokenize --tokenizer "$MODEL" --input data/qwen3-moe_calib_prompt_50.json --output build/calib_ids.json
 head -c 400 build/calib_ids.json; echo " ..."
 echo

@@ -18,7 +18,7 @@ inline std::filesystem::path bundled_data_dir() { return source_dir() / "data"; 
 inline std::filesystem::path moeslim_exe() { return binary_dir() / "src" / "cli" / "moeslim"; }
 
 // The two shared tiny models as a GoogleTest parameter list, with valid test-name suffixes.
-inline const char* const kSharedTinyModels[] = {"tiny-qwen3-moe", "tiny-qwen3-moe-outliers"};
+inline const std::string kSharedTinyModels[] = {"tiny-qwen3-moe", "tiny-qwen3-moe-outliers"};
 inline std::string model_param_name(const std::string& model) {
   std::string n = model;
   for (char& ch : n) ch = (ch == '-') ? '_' : ch;
