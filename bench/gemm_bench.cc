@@ -36,20 +36,6 @@ const Shape kShapes[] = {
     {"attn q_proj", 64, 4096, 2048},     {"attn q_proj", 512, 4096, 2048},    {"attn q_proj", 2048, 4096, 2048},
 };
 
-double seconds_per_call(const std::function<void()>& step, double seconds) {
-  using clock = std::chrono::steady_clock;
-  step();  // warm-up: primitive creation, first touch of the buffers
-  const auto start = clock::now();
-  std::int64_t calls = 0;
-  double elapsed = 0;
-  do {
-    step();
-    ++calls;
-    elapsed = std::chrono::duration<double>(clock::now() - start).count();
-  } while (elapsed < seconds);
-  return elapsed / static_cast<double>(calls);
-}
-
 float pattern(std::int64_t i) { return static_cast<float>((i * 2654435761u) % 2001u) / 1000.0f - 1.0f; }
 
 struct Columns {

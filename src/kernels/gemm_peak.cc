@@ -10,8 +10,11 @@
 namespace moeslim::kernels {
 namespace {
 
-// Runs `step` once to warm up (primitive creation, page faults), then until `seconds` pass; returns the
-// average seconds per call.
+// Deterministic values of moderate size (no denormals, no cancellation to zero).
+float pattern(std::int64_t i) { return static_cast<float>((i * 2654435761u) % 2001u) / 1000.0f - 1.0f; }
+
+}  // namespace
+
 double seconds_per_call(const std::function<void()>& step, double seconds) {
   using clock = std::chrono::steady_clock;
   step();
@@ -25,11 +28,6 @@ double seconds_per_call(const std::function<void()>& step, double seconds) {
   } while (elapsed < seconds);
   return elapsed / static_cast<double>(calls);
 }
-
-// Deterministic values of moderate size (no denormals, no cancellation to zero).
-float pattern(std::int64_t i) { return static_cast<float>((i * 2654435761u) % 2001u) / 1000.0f - 1.0f; }
-
-}  // namespace
 
 double measure_gemm_peak(GemmPrecision precision, double seconds, std::int64_t size) {
   const auto count = static_cast<std::size_t>(size * size);

@@ -3,10 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "kernels/gemm.h"
 
 namespace moeslim::kernels {
+
+// Runs `step` once to warm up (primitive creation, page faults), then until `seconds` pass; returns the
+// average seconds per call. Shared by the peak measurement and the benchmarks.
+double seconds_per_call(const std::function<void()>& step, double seconds);
 
 // Times repeated size×size×size GEMMs (bf16 weight, f32 activations, the method the engine would use for
 // `precision`, the current set_num_threads()) for about `seconds` after one warm-up call; returns GFLOP/s
