@@ -1,0 +1,42 @@
+// What the quantization pipeline produces for one linear layer, independent of any file format. The export
+// writers map it to tensors (names, dtypes, shapes of msModelSlim's formats); the quantized runtime computes
+// with it. Values follow ../shared/spec/msmodelslim-algorithms.md §4 (W8A8) and §6 (W4A8).
+#pragma once
+
+#include <string>
+
+#include "core/tensor.h"
+
+namespace moeslim::quant {
+
+enum class QuantScheme {
+  kFloat,        // left unquantized (router, lm_head, embeddings, norms)
+  kW8A8,         // int8 per-channel weights, static per-tensor asymmetric int8 activations
+  kW8A8Dynamic,  // int8 per-channel weights, per-token symmetric int8 activations at run time
+  kW4A8Dynamic,  // int4 per-channel weights (stored unpacked here, one code per int8), per-token int8 activations
+};
+
+// "FLOAT", "W8A8", "W8A8_DYNAMIC", "W4A8_DYNAMIC": the description-file spelling.
+const char* quant_scheme_name(QuantScheme scheme);
+
+struct QuantizedLinear {
+  std::string name;  // Hugging Face module path, e.g. "model.layers.0.self_attn.q_proj"
+  QuantScheme scheme = QuantScheme::kFloat;
+  Tensor weight;        // kFloat: float weight; otherwise I8 codes [out, in] (int4 codes in [-8, 7], unpacked)
+  Tensor bias;          // F32 [out] or empty: the float bias (m4's W·shift for q/k/v)
+  Tensor weight_scale;  // F32 [out]: per-output-channel scale (bf16-representable values in the W8A8 v0 path)
+  // kW8A8 only:
+  Tensor input_scale;   // F32 [1]
+  Tensor input_offset;  // F32 [1], integer-valued in [-128, 127]
+  Tensor deq_scale;     // F32 [out] = float32(bf16(input_scale · weight_scale))
+  Tensor quant_bias;    // I32 [out] = rne(bias / deq_scale − Σ_k weight · input_offset)
+};
+
+// A float norm as written: weight and (m4's NormBias) bias, both F32 [n]; bias may be empty (W4A8 path).
+struct NormTensors {
+  std::string name;  // "model.layers.0.input_layernorm"
+  Tensor weight;
+  Tensor bias;
+};
+
+}  // namespace moeslim::quant
