@@ -15,5 +15,7 @@ CommandRunner register_tokenize(CLI::App& app);
 CommandRunner register_info(CLI::App& app);
 CommandRunner register_eval(CLI::App& app);
 CommandRunner register_synth(CLI::App& app);
+CommandRunner register_inspect(CLI::App& app);
+CommandRunner register_quant(CLI::App& app);
 
 }  // namespace moeslim::cli

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "eval/model_source.h"
 #include "eval/perplexity.h"
 #include "io/checkpoint.h"
 #include "kernels/threading.h"
@@ -39,33 +40,17 @@ int run_eval(const EvalOptions& o) {
       o.precision == "bf16" ? model::FloatPrecision::kBF16 : model::FloatPrecision::kF32;
 
   const text::Tokenizer tokenizer = text::Tokenizer::from_model_dir_or_file(o.model);
-  std::vector<std::string> texts = text::read_text_dataset(o.data);
-  if (o.max_documents > 0 && static_cast<std::int64_t>(texts.size()) > o.max_documents) {
-    texts.resize(static_cast<std::size_t>(o.max_documents));
-  }
-  std::vector<std::vector<std::int32_t>> documents;
-  for (const auto& t : texts) documents.push_back(tokenizer.encode(t));
-  const auto separator = tokenizer.token_to_id("<|endoftext|>");
-  if (!separator) {
-    throw Error(ErrorCode::kNotFound, "the tokenizer has no <|endoftext|> token to separate documents", o.model);
-  }
-  const model::TokenSet windows = eval::make_eval_windows(documents, *separator, o.window);
+  const eval::EvalData data = eval::load_eval_windows(o.data, tokenizer, o.window, o.max_documents);
+  const model::TokenSet& windows = data.windows;
 
-  model::ModelConfig config = model::ModelConfig::load(o.model);
-  if (o.layer_count > 0) config.limit_layers(o.layer_count);
-  const io::Checkpoint checkpoint = io::Checkpoint::open(o.model);
-  model::CheckpointLayerSource source(checkpoint, config, precision);
-
-  std::unique_ptr<io::Checkpoint> ref_checkpoint;
-  std::unique_ptr<model::CheckpointLayerSource> ref_source;
+  // A float checkpoint or a quantized output directory (run with the runtime's integer arithmetic).
+  const std::unique_ptr<model::LayerSource> source = eval::open_model_source(o.model, o.layer_count, precision);
+  std::unique_ptr<model::LayerSource> ref_source;
   if (!o.reference.empty()) {
-    model::ModelConfig ref_config = model::ModelConfig::load(o.reference);
-    if (o.layer_count > 0) ref_config.limit_layers(o.layer_count);
-    ref_checkpoint = std::make_unique<io::Checkpoint>(io::Checkpoint::open(o.reference));
-    ref_source = std::make_unique<model::CheckpointLayerSource>(*ref_checkpoint, ref_config, model::FloatPrecision::kF32);
+    ref_source = eval::open_model_source(o.reference, o.layer_count, model::FloatPrecision::kF32);
   }
-
-  log_info("eval: {} documents, {} windows of up to {} tokens, {} layers", documents.size(),
+  const model::ModelConfig& config = source->config();
+  log_info("eval: {} documents, {} windows of up to {} tokens, {} layers", data.documents,
            windows.layout.sequences.size(), o.window, config.num_hidden_layers);
   std::unique_ptr<Progress> progress;
   const char* current_phase = nullptr;
@@ -79,7 +64,7 @@ int run_eval(const EvalOptions& o) {
     progress->advance(1);
     (void)done;
   };
-  const eval::EvalResult r = eval::evaluate(source, ref_source.get(), windows, options);
+  const eval::EvalResult r = eval::evaluate(*source, ref_source.get(), windows, options);
   if (progress) progress->finish();
 
   if (o.json) {
@@ -111,11 +96,13 @@ CommandRunner register_eval(CLI::App& app) {
       "first of each window. With --reference, also the mean KL divergence of the model's next-token distribution\n"
       "from the reference's and their top-1 agreement.\n"
       "Example: moeslim eval --model models/tiny-qwen3-moe --data data/eval_valid.jsonl --json");
-  sub->add_option("--model", opts->model, "Model directory")->required()->check(CLI::ExistingDirectory);
+  sub->add_option("--model", opts->model,
+                  "Model directory: a float Hugging Face checkpoint, or a moeslim/msModelSlim quantized output "
+                  "(evaluated with the runtime's integer arithmetic)")->required()->check(CLI::ExistingDirectory);
   sub->add_option("--data", opts->data, "Evaluation text: JSONL with a \"text\" field, or a JSON array of strings")
       ->required()
       ->check(CLI::ExistingFile);
-  sub->add_option("--reference", opts->reference, "Float model directory to compare with (KL, top-1 agreement)")
+  sub->add_option("--reference", opts->reference, "Model directory to compare with, usually the float model (mean KL, top-1 agreement)")
       ->check(CLI::ExistingDirectory);
   sub->add_option("--window", opts->window, "Tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   sub->add_option("--layer_count", opts->layer_count, "Use only the first N decoder layers (0 = all)")

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   add(moeslim::cli::register_info);
   add(moeslim::cli::register_eval);
   add(moeslim::cli::register_synth);
+  add(moeslim::cli::register_quant);
+  add(moeslim::cli::register_inspect);
 
   try {
     app.parse(argc, argv);

@@ -1,5 +1,10 @@
 #include "core/dtype.h"
 
+#include <string>
+
+#include "core/error.h"
+#include "core/half.h"
+
 namespace moeslim {
 
 std::size_t dtype_size(DType dtype) {
@@ -33,6 +38,19 @@ std::optional<DType> dtype_from_name(std::string_view name) {
     if (dtype_name(d) == name) return d;
   }
   return std::nullopt;
+}
+
+bool is_float_dtype(DType dtype) { return dtype == DType::kBF16 || dtype == DType::kF16 || dtype == DType::kF32; }
+
+float round_to_float_dtype(float value, DType dtype) {
+  switch (dtype) {
+    case DType::kBF16: return round_to_bf16(value);
+    case DType::kF16: return f16_to_f32(f32_to_f16(value));
+    case DType::kF32: return value;
+    default:
+      throw Error(ErrorCode::kInvalidArgument,
+                  "cannot round to " + std::string(dtype_name(dtype)) + ": not a float dtype (BF16, F16, F32)");
+  }
 }
 
 }  // namespace moeslim

@@ -95,6 +95,21 @@ Tensor Tensor::to_f32() const {
   return out;
 }
 
+void Tensor::read_f32(std::size_t begin, std::size_t count, float* out) const {
+  if (begin > numel_ || count > numel_ - begin) {
+    throw Error(ErrorCode::kInvalidArgument, "read_f32: elements [" + std::to_string(begin) + ", +" +
+                                                 std::to_string(count) + ") outside " + shape_to_string(shape_));
+  }
+  switch (dtype_) {
+    case DType::kF32: std::memcpy(out, data<float>() + begin, count * sizeof(float)); return;
+    case DType::kBF16: bf16_to_f32(data<std::uint16_t>() + begin, out, count); return;
+    case DType::kF16: f16_to_f32(data<std::uint16_t>() + begin, out, count); return;
+    default:
+      throw Error(ErrorCode::kInvalidArgument,
+                  "read_f32: not a float tensor (" + std::string(dtype_name(dtype_)) + ")");
+  }
+}
+
 Tensor Tensor::clone() const {
   Tensor out = zeros(dtype_, shape_);
   if (nbytes() != 0) std::memcpy(out.data_, data_, nbytes());

@@ -54,6 +54,9 @@ class Tensor {
 
   // A float32 copy (exact from BF16/F16/F32/integers up to 2^24).
   Tensor to_f32() const;
+  // Elements [begin, begin + count) of a BF16, F16 or F32 tensor as float32, into `out` (exact); streams a
+  // large (e.g. mapped) weight row by row without a whole float32 copy. kInvalidArgument otherwise.
+  void read_f32(std::size_t begin, std::size_t count, float* out) const;
   // An owned deep copy.
   Tensor clone() const;
   // Same bytes, another shape of equal element count.

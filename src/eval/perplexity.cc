@@ -4,8 +4,24 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "text/dataset.h"
 
 namespace moeslim::eval {
+
+EvalData load_eval_windows(const std::filesystem::path& file, const text::Tokenizer& tokenizer, std::int64_t window,
+                           std::int64_t max_documents) {
+  std::vector<std::string> texts = text::read_text_dataset(file);
+  if (max_documents > 0 && static_cast<std::int64_t>(texts.size()) > max_documents) {
+    texts.resize(static_cast<std::size_t>(max_documents));
+  }
+  std::vector<std::vector<std::int32_t>> documents;
+  for (const auto& t : texts) documents.push_back(tokenizer.encode(t));
+  const auto separator = tokenizer.token_to_id("<|endoftext|>");
+  if (!separator) {
+    throw Error(ErrorCode::kNotFound, "the tokenizer has no <|endoftext|> token to separate documents", file.string());
+  }
+  return EvalData{make_eval_windows(documents, *separator, window), static_cast<std::int64_t>(documents.size())};
+}
 
 model::TokenSet make_eval_windows(const std::vector<std::vector<std::int32_t>>& documents, std::int32_t separator_id,
                                   std::int64_t window) {

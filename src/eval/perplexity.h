@@ -6,15 +6,26 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <vector>
 
 #include "model/causal_lm.h"
+#include "text/tokenizer.h"
 
 namespace moeslim::eval {
 
 model::TokenSet make_eval_windows(const std::vector<std::vector<std::int32_t>>& documents, std::int32_t separator_id,
                                   std::int64_t window);
+
+// Reads an evaluation text file (JSONL with a "text" field, or a JSON array of strings), keeps the first
+// max_documents (0 = all), tokenizes each and joins them with <|endoftext|> into windows of `window` tokens.
+struct EvalData {
+  model::TokenSet windows;
+  std::int64_t documents = 0;
+};
+EvalData load_eval_windows(const std::filesystem::path& file, const text::Tokenizer& tokenizer, std::int64_t window,
+                           std::int64_t max_documents);
 
 struct EvalResult {
   double perplexity = 0;

@@ -1,0 +1,134 @@
+// `moeslim quant`: msModelSlim's Qwen3-MoE quantization, accepting the flags of both of its entry points
+// (the example script quant_qwen_moe_w8a8.py and the one-click `msmodelslim quant`).
+#include <cstdio>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "cli/commands.h"
+#include "cli/resources.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "kernels/threading.h"
+#include "pipeline/w8a8_pipeline.h"
+
+namespace moeslim::cli {
+namespace {
+
+struct QuantOptions {
+  std::string model_path;
+  std::string save_path;
+  std::string quant_type = "w8a8";
+  std::string model_type;
+  std::string anti_dataset;
+  std::string calib_dataset;
+  std::string eval_data;
+  std::string anti_method = "m4";
+  std::string trust_remote_code = "False";
+  std::int64_t layer_count = 0;
+  std::int64_t batch_size = 4;
+  int threads = 1;
+  bool mindie_format = false;
+  bool rot = false;
+  bool stats_include_padding = false;
+  bool force = false;
+};
+
+int run_quant(const QuantOptions& o) {
+  kernels::set_num_threads(o.threads);
+  if (o.rot) {
+    throw Error(ErrorCode::kUnsupported, "Hadamard rotation is not supported yet; run without --rot", "", "--rot");
+  }
+  if (o.quant_type != "w8a8") {
+    throw Error(ErrorCode::kUnsupported, "only w8a8 is implemented so far (w4a8 is planned)", "", "--quant_type");
+  }
+  pipeline::W8A8Options p;
+  p.model_path = o.model_path;
+  p.save_path = o.save_path;
+  p.anti_dataset = o.anti_dataset.empty() ? resource_path("data/qwen3-moe_anti_prompt_50.json")
+                                          : std::filesystem::path(o.anti_dataset);
+  p.calib_dataset = o.calib_dataset.empty() ? resource_path("data/qwen3-moe_calib_prompt_50.json")
+                                            : std::filesystem::path(o.calib_dataset);
+  p.eval_data = o.eval_data;
+  p.layer_count = o.layer_count;
+  p.batch_size = o.batch_size;
+  p.mindie_format = o.mindie_format;
+  p.stats_include_padding = o.stats_include_padding;
+  p.force = o.force;
+  p.anti_method = o.anti_method == "none" ? pipeline::AntiMethod::kNone : pipeline::AntiMethod::kM4;
+  p.model_type = o.model_type;
+  const pipeline::W8A8Result r = pipeline::run_w8a8(p);
+  const auto& timing = r.report["timing_seconds"];
+  log_info("quant: wrote {} in {:.1f} s; report: {}/quant_report.json", o.save_path,
+           timing["total"].get<double>(), o.save_path);
+  for (const auto& [phase, seconds] : timing.items()) {
+    if (phase != "total") log_info("  {:<22} {:8.2f} s", phase, seconds.get<double>());
+  }
+  for (const auto& layer : r.report["per_layer"]) {
+    std::string line = fmt::format("  layer {:3}  relative error {:.5f}", layer["layer"].get<std::int64_t>(),
+                                   layer["relative_error"].get<double>());
+    if (layer.contains("experts_without_tokens") && !layer["experts_without_tokens"].empty()) {
+      line += fmt::format("  experts quantized data-free (no calibration token): {}",
+                          layer["experts_without_tokens"].dump());
+    }
+    log_info("{}", line);
+  }
+  return 0;
+}
+
+}  // namespace
+
+CommandRunner register_quant(CLI::App& app) {
+  auto o = std::make_shared<QuantOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "quant",
+      "Quantize a Qwen3-MoE checkpoint as msModelSlim's Qwen3-MoE example does, one decoder layer at a time.\n"
+      "W8A8 mixed: q/k/v/o W8A8 static (per-channel int8 weights, per-tensor activation scale/offset from\n"
+      "calibration), experts W8A8 dynamic (per-token activation scales at run time); router, norms, embeddings\n"
+      "and lm_head stay float; anti-outlier smoothing m4 first. Output: msModelSlim's ascendV1 layout (or the\n"
+      "older MindIE layout with --mindie_format), loadable by MindIE and vLLM-Ascend, plus quant_report.json.\n"
+      "The output is built in a temporary directory beside --save_path and renamed into place when complete.\n"
+      "Example (the seed's command): moeslim quant --model_path models/tiny-qwen3-moe --save_path /tmp/w8a8 \\\n"
+      "    --layer_count 0 --batch_size 4");
+  sub->add_option("--model_path", o->model_path, "Hugging Face checkpoint directory (bf16 safetensors + config)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  sub->add_option("--save_path", o->save_path, "Output directory (must not exist or be empty unless --force)")
+      ->required();
+  sub->add_option("--quant_type", o->quant_type, "w8a8 (w4a8 is planned)")->capture_default_str();
+  sub->add_option("--model_type", o->model_type, "Qwen3-30B | Qwen3-235B (msModelSlim's one-click flag; recorded)")
+      ->check(CLI::IsMember({"Qwen3-30B", "Qwen3-235B"}));
+  sub->add_option("--anti_dataset", o->anti_dataset,
+                  "Prompts for the anti-outlier statistics (JSON array of strings or JSONL with \"text\"); default: "
+                  "the bundled qwen3-moe_anti_prompt_50.json");
+  sub->add_option("--calib_dataset", o->calib_dataset,
+                  "Prompts for calibration; default: the bundled qwen3-moe_calib_prompt_50.json");
+  sub->add_option("--layer_count", o->layer_count,
+                  "Quantize only the first N decoder layers (0 = all). Unlike msModelSlim, the output config.json "
+                  "says N layers, so the result loads and evaluates as a model")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--batch_size", o->batch_size, "Prompts per calibration forward (1..16)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16));
+  sub->add_flag("--mindie_format", o->mindie_format, "Write the older MindIE (<= 2.1.RC1) safe_tensor layout");
+  sub->add_flag("--rot", o->rot, "Hadamard rotation before smoothing (not supported yet)");
+  sub->add_option("--trust_remote_code", o->trust_remote_code,
+                  "Accepted for compatibility and ignored: moeslim never runs code from a model directory")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"True", "False", "true", "false"}));
+  sub->add_option("--anti_method", o->anti_method, "Anti-outlier method: m4 (msModelSlim's) or none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"m4", "none"}));
+  sub->add_flag("--stats-include-padding", o->stats_include_padding,
+                "Right-pad each batch and let the pads enter every statistic, as msModelSlim does (default: pads "
+                "are excluded — the prompts of a batch are packed without padding)");
+  sub->add_option("--eval_data", o->eval_data,
+                  "After writing, evaluate the output against the float model on this text (perplexity, KL, top-1)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--threads", o->threads, "Compute threads")->capture_default_str()->check(CLI::Range(1, 1024));
+  sub->add_flag("--force", o->force, "Replace a non-empty --save_path");
+  return [o] { return run_quant(*o); };
+}
+
+}  // namespace moeslim::cli

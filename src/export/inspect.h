@@ -1,0 +1,69 @@
+// `moeslim inspect`: checks a quantized output directory against msModelSlim's output format
+// (../shared/spec/msmodelslim-output-format.md) and the arithmetic its loaders rely on, and summarises it.
+//
+// What is checked:
+//  * files: a description file (quant_model_description.json, or the MindIE layout's
+//    quant_model_description_w8a8_dynamic.json) with the layout's header keys in place; one shard index whose
+//    weight_map matches the shards exactly (every entry in its shard, no tensor outside the index, no shard
+//    outside the index, total_size = the tensors' bytes); config.json with the layout's keys and a
+//    num_hidden_layers equal to the layers present;
+//  * every tensor described and every description entry present;
+//  * per scheme, the tensors, dtypes and shapes of spec §2/§5 (W8A8: weight I8 [out,in], bias? [out],
+//    weight_scale / weight_offset [out,1], input_scale / input_offset [1], quant_bias I32 [out], deq_scale
+//    F32 [out] or I64 for an fp16 model; W8A8_DYNAMIC: weight, weight_scale, weight_offset; FLOAT: float in
+//    the model's dtype; norms: weight + bias, and their .module copies in the MindIE layout);
+//  * values: weight codes in [-127, 127] (v0 layouts), weight_offset zero, input_offset an integer in
+//    [-128, 127], scales positive, no NaN or Inf in any float tensor, and for W8A8 static linears
+//      deq_scale[n]  == float32(round_to_model_dtype(input_scale · weight_scale[n]))   bit for bit
+//      quant_bias[n] == rne(float32(bias[n] / deq_scale[n]) − Σ_k weight[n,k] · input_offset)
+//    in float32 arithmetic (bias 0 when absent). A quant_bias one away from that is accepted only when the
+//    exact value lies within float32 rounding error of a .5 tie, where the same formula evaluated in another
+//    order (double, or an NPU's reciprocal division) legitimately rounds the other way.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace moeslim::exporter {
+
+struct InspectViolation {
+  std::string subject;  // the tensor it is about; a file or "file: key" when it is not about one tensor
+  std::string problem;
+};
+
+struct InspectTypeSummary {
+  std::size_t modules = 0;  // linears of a quantized type; modules with a .weight for FLOAT
+  std::size_t tensors = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct InspectReport {
+  std::filesystem::path dir;
+  std::string layout;            // "ascendV1", "mindie", "ascendV1-v1" (W4A8) or "unknown"
+  std::string description_file;  // file name; empty when there is none
+  std::string model_quant_type;
+  DType float_dtype = DType::kBF16;  // the model's float dtype (config.json torch_dtype)
+  std::string index_file;
+  std::vector<std::string> shard_names;
+  std::size_t tensor_count = 0;
+  std::uint64_t total_size = 0;                        // bytes of tensor data found in the shards
+  std::map<std::string, InspectTypeSummary> by_type;  // description type -> counts
+  std::vector<InspectViolation> violations;
+
+  bool ok() const { return violations.empty(); }
+};
+
+// Inspects `dir`; problems are collected in the report, not thrown. Throws only kNotFound when `dir` is not
+// a directory.
+InspectReport inspect_output_dir(const std::filesystem::path& dir);
+
+// The summary table (one row per description type: modules, tensors, bytes) followed by one line per
+// violation naming its tensor, and a last line with the verdict.
+std::string format_inspect_report(const InspectReport& report);
+
+}  // namespace moeslim::exporter

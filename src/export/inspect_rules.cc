@@ -1,0 +1,445 @@
+// inspect: per-scheme tensor rules and the values loaders rely on (spec §2, §4.6, §5).
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+#include <unordered_set>
+
+#include "core/half.h"
+#include "export/float_encoding.h"
+#include "export/inspect_parts.h"
+
+namespace moeslim::exporter::inspect_detail {
+namespace {
+
+const std::string kFloat = "FLOAT";
+const std::string kW8A8 = "W8A8";
+const std::string kW8A8Dynamic = "W8A8_DYNAMIC";
+const std::string kW4A8Dynamic = "W4A8_DYNAMIC";
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string module_of(const std::string& tensor) {
+  const auto dot = tensor.rfind('.');
+  return dot == std::string::npos ? std::string() : tensor.substr(0, dot);
+}
+
+std::string leaf_of(const std::string& module) {
+  const auto dot = module.rfind('.');
+  return dot == std::string::npos ? module : module.substr(dot + 1);
+}
+
+// RMSNorm modules: model.norm, input_layernorm, post_attention_layernorm, q_norm, k_norm.
+bool is_norm_module(const std::string& module) { return ends_with(leaf_of(module), "norm"); }
+
+std::string dtype_list(const std::vector<DType>& dtypes) {
+  std::string s;
+  for (DType d : dtypes) s += (s.empty() ? "" : " or ") + std::string(dtype_name(d));
+  return s;
+}
+
+std::uint32_t bits_of(float f) {
+  std::uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+
+std::vector<float> float_values(const Tensor& t) {
+  const Tensor f = t.to_f32();
+  return {f.data<float>(), f.data<float>() + f.numel()};
+}
+
+template <typename T>
+std::vector<T> integer_values(const Tensor& t) {
+  std::vector<T> v(t.numel());
+  if (!v.empty()) std::memcpy(v.data(), t.bytes(), t.nbytes());  // mapped data need not be aligned
+  return v;
+}
+
+// Counts the non-finite elements of a float tensor from their bit patterns (no float copy of a 2 GB embedding).
+std::size_t count_non_finite(const Tensor& t, std::size_t& first) {
+  std::size_t count = 0;
+  auto scan = [&](auto mask, auto zero) {
+    using Bits = decltype(zero);
+    const std::byte* p = t.bytes();
+    for (std::size_t i = 0; i < t.numel(); ++i) {
+      Bits b;
+      std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
+      if ((b & mask) == mask && count++ == 0) first = i;
+    }
+  };
+  switch (t.dtype()) {
+    case DType::kBF16: scan(std::uint16_t{0x7f80}, std::uint16_t{}); break;
+    case DType::kF16: scan(std::uint16_t{0x7c00}, std::uint16_t{}); break;
+    case DType::kF32: scan(std::uint32_t{0x7f800000u}, std::uint32_t{}); break;
+    default: break;
+  }
+  return count;
+}
+
+float ulp(float v) {
+  const float a = std::fabs(v);
+  return std::nextafter(a, std::numeric_limits<float>::infinity()) - a;
+}
+
+class Checker {
+ public:
+  Checker(const RuleContext& c, InspectReport& report) : c_(c), report_(report) {
+    for (const auto& [name, type] : c_.description.entries) children_[module_of(name)].insert(name);
+    for (const std::string& name : c_.shards.names()) children_[module_of(name)].insert(name);
+  }
+
+  void run() {
+    check_presence();
+    check_modules();
+    check_remaining_tensors();
+    scan_and_summarise();
+  }
+
+ private:
+  void violation(const std::string& subject, std::string problem) {
+    report_.violations.push_back({subject, std::move(problem)});
+  }
+
+  void check_presence() {
+    for (const std::string& name : c_.shards.names()) {
+      if (!c_.description.type_of.count(name)) violation(name, "stored but not in " + c_.description.file_name);
+    }
+    for (const auto& [name, type] : c_.description.entries) {
+      if (!c_.shards.contains(name)) violation(name, "in " + c_.description.file_name + " but stored in no shard");
+    }
+  }
+
+  // Each quantized linear and each norm, found by its ".weight" entry.
+  void check_modules() {
+    for (const auto& [name, type] : c_.description.entries) {
+      if (!c_.shards.contains(name) || !ends_with(name, ".weight")) continue;
+      const std::string module = module_of(name);
+      if (c_.layout == Layout::kMindIE && ends_with(module, ".module")) continue;  // a norm's copy
+      if (type == kW8A8) {
+        w8a8_static_linear(module);
+      } else if (type == kW8A8Dynamic) {
+        dynamic_linear(module, type, {"weight", "weight_scale", "weight_offset"});
+      } else if (type == kW4A8Dynamic) {
+        dynamic_linear(module, type, {"weight", "weight_scale", "weight_offset", "scale_bias"});
+      } else if (is_norm_module(module)) {
+        norm(module);
+      }
+      report_.by_type[type].modules++;
+    }
+  }
+
+  // Tensors no module rule took: FLOAT ones get the float rule, quantized ones have lost their linear.
+  void check_remaining_tensors() {
+    for (const auto& [name, type] : c_.description.entries) {
+      if (!c_.shards.contains(name) || claimed_.count(name)) continue;
+      if (type == kFloat) {
+        float_tensor(name);
+      } else {
+        violation(name, fmt::format("typed {} but not part of a {} linear (no {}.weight of that type)", type, type,
+                                    module_of(name)));
+      }
+    }
+  }
+
+  // Every stored tensor: counted under its type, and scanned for NaN/Inf if it is a float tensor.
+  void scan_and_summarise() {
+    for (const std::string& name : c_.shards.names()) {
+      const io::TensorInfo& info = c_.shards.info(name);
+      const auto described = c_.description.type_of.find(name);
+      InspectTypeSummary& s = report_.by_type[described == c_.description.type_of.end() ? "(undescribed)"
+                                                                                        : described->second];
+      s.tensors++;
+      s.bytes += info.nbytes();
+      if (is_float_dtype(info.dtype)) {
+        std::size_t first = 0;
+        const Tensor t = c_.shards.tensor(name);
+        if (const std::size_t n = count_non_finite(t, first)) {
+          violation(name, fmt::format("{} non-finite value(s), the first at flat index {} ({})", n, first,
+                                      t.to_f32().data<float>()[first]));
+        }
+      }
+      c_.shards.release(name);  // a large model's pages are read once and dropped
+    }
+  }
+
+  // The stored tensor `name` if it has description type `type`, one of `dtypes` and (unless empty) `shape`;
+  // otherwise a violation and nullopt. An undescribed tensor is already reported by check_presence().
+  std::optional<Tensor> require(const std::string& name, const std::string& type, const std::vector<DType>& dtypes,
+                                const Shape& shape, const std::string& owner) {
+    claimed_.insert(name);
+    if (!c_.shards.contains(name)) {
+      violation(name, "missing: every " + owner + " has one");
+      return std::nullopt;
+    }
+    const io::TensorInfo& info = c_.shards.info(name);
+    bool ok = true;
+    const auto described = c_.description.type_of.find(name);
+    if (described != c_.description.type_of.end() && described->second != type) {
+      violation(name, fmt::format("described as {}; in a {} it must be {}", described->second, owner, type));
+      ok = false;
+    }
+    if (std::find(dtypes.begin(), dtypes.end(), info.dtype) == dtypes.end()) {
+      violation(name, fmt::format("stored as {}; in a {} it must be {}", dtype_name(info.dtype), owner,
+                                  dtype_list(dtypes)));
+      ok = false;
+    }
+    if (!shape.empty() && info.shape != shape) {
+      violation(name, fmt::format("has shape {}; in a {} it must be {}", shape_to_string(info.shape), owner,
+                                  shape_to_string(shape)));
+      ok = false;
+    }
+    if (!ok) return std::nullopt;
+    return c_.shards.tensor(name);
+  }
+
+  // v0 layouts store scales in the model's float dtype, the v1 (W4A8) layout in float32.
+  DType scale_dtype() const { return c_.layout == Layout::kAscendV1V1 ? DType::kF32 : c_.float_dtype; }
+  bool symmetric_weight_codes() const { return c_.layout != Layout::kAscendV1V1; }
+
+  void no_other_tensors(const std::string& module, const std::set<std::string>& allowed, const std::string& owner) {
+    for (const std::string& name : children_[module]) {
+      if (!allowed.count(name.substr(module.size() + 1))) violation(name, "not a tensor of a " + owner);
+    }
+  }
+
+  // The I8 [out, in] weight of a quantized linear; nullopt (with a violation) if it is not one.
+  std::optional<Tensor> int8_weight(const std::string& module, const std::string& type, const std::string& owner) {
+    std::optional<Tensor> w = require(module + ".weight", type, {DType::kI8}, {}, owner);
+    if (w && (w->rank() != 2 || w->dim(0) <= 0 || w->dim(1) <= 0)) {
+      violation(module + ".weight", "must be [out, in], got " + shape_to_string(w->shape()));
+      return std::nullopt;
+    }
+    return w;
+  }
+
+  void weight_codes_in_range(const std::string& name, const Tensor& w) {
+    if (!symmetric_weight_codes()) return;  // v1 codes use the whole [-128, 127]
+    std::size_t count = 0, first = 0;
+    const auto* q = reinterpret_cast<const std::int8_t*>(w.bytes());
+    for (std::size_t i = 0; i < w.numel(); ++i) {
+      if (q[i] == -128 && count++ == 0) first = i;
+    }
+    if (count) {
+      violation(name, fmt::format("{} code(s) of -128, the first at [{}, {}]; the v0 symmetric weight range is "
+                                  "[-127, 127]",
+                                  count, first / w.dim(1), first % w.dim(1)));
+    }
+  }
+
+  // weight_scale > 0 and finite, weight_offset all zero.
+  void scale_and_zero_offset(const std::string& module, const Tensor& scale, const Tensor& offset) {
+    const std::vector<float> s = float_values(scale);
+    for (std::size_t n = 0; n < s.size(); ++n) {
+      if (!(s[n] > 0) || !std::isfinite(s[n])) {
+        violation(module + ".weight_scale", fmt::format("row {} has scale {}; scales must be positive", n, s[n]));
+        break;
+      }
+    }
+    const std::vector<float> z = float_values(offset);
+    for (std::size_t n = 0; n < z.size(); ++n) {
+      if (z[n] != 0) {
+        violation(module + ".weight_offset", fmt::format("row {} is {}; weights are symmetric, offsets 0", n, z[n]));
+        break;
+      }
+    }
+  }
+
+  // Marks the linear's tensors as checked here (whatever the outcome) and reports any others under it.
+  void claim_linear(const std::string& module, const std::set<std::string>& parts, const std::string& owner) {
+    for (const auto& part : parts) claimed_.insert(module + "." + part);
+    no_other_tensors(module, parts, owner);
+  }
+
+  void dynamic_linear(const std::string& module, const std::string& type, const std::set<std::string>& parts) {
+    const std::string owner = type + " linear";
+    claim_linear(module, parts, owner);
+    const std::optional<Tensor> w = int8_weight(module, type, owner);
+    if (!w) return;
+    // W4A8 packs two int4 codes per byte along the output dimension: [out/2, in].
+    const std::int64_t out = type == kW4A8Dynamic ? 2 * w->dim(0) : w->dim(0);
+    if (type == kW8A8Dynamic) weight_codes_in_range(module + ".weight", *w);
+    const auto scale = require(module + ".weight_scale", type, {scale_dtype()}, {out, 1}, owner);
+    const auto offset = require(module + ".weight_offset", type, {scale_dtype()}, {out, 1}, owner);
+    if (scale && offset) scale_and_zero_offset(module, *scale, *offset);
+    if (type == kW4A8Dynamic) {
+      // scale_bias: [out, 1] for gate/up_proj, [out, 16] for down_proj (its value rule is not checked yet).
+      const Shape shape{out, leaf_of(module) == "down_proj" ? 16 : 1};
+      require(module + ".scale_bias", type, {DType::kF32}, shape, owner);
+    }
+    c_.shards.release(module + ".weight");
+  }
+
+  void w8a8_static_linear(const std::string& module) {
+    const std::string owner = "W8A8 linear";
+    const std::string p = module + ".";
+    claim_linear(module,
+                 {"weight", "bias", "weight_scale", "weight_offset", "input_scale", "input_offset", "quant_bias",
+                  "deq_scale"},
+                 owner);
+    const std::optional<Tensor> w = int8_weight(module, kW8A8, owner);
+    if (!w) return;
+    const std::int64_t out = w->dim(0);
+    weight_codes_in_range(p + "weight", *w);
+    std::optional<Tensor> bias;  // optional: o_proj has none (its quant_bias folds a zero bias)
+    bool bias_ok = true;
+    if (c_.shards.contains(p + "bias")) {
+      bias = require(p + "bias", kFloat, {c_.float_dtype}, {out}, owner);
+      bias_ok = bias.has_value();
+    }
+    const DType sd = scale_dtype();
+    const auto scale = require(p + "weight_scale", kW8A8, {sd}, {out, 1}, owner);
+    const auto offset = require(p + "weight_offset", kW8A8, {sd}, {out, 1}, owner);
+    const auto input_scale = require(p + "input_scale", kW8A8, {sd}, {1}, owner);
+    const auto input_offset = require(p + "input_offset", kW8A8, {sd}, {1}, owner);
+    const auto quant_bias = require(p + "quant_bias", kW8A8, {DType::kI32}, {out}, owner);
+    const DType deq_dtype = c_.float_dtype == DType::kF16 ? DType::kI64 : DType::kF32;
+    const auto deq_scale = require(p + "deq_scale", kW8A8, {deq_dtype}, {out}, owner);
+    if (scale && offset) scale_and_zero_offset(module, *scale, *offset);
+
+    float x_scale = 0, x_offset = 0;
+    bool activation_ok = input_scale && input_offset;
+    if (input_scale) {
+      x_scale = float_values(*input_scale)[0];
+      if (!(x_scale > 0) || !std::isfinite(x_scale)) {
+        violation(p + "input_scale", fmt::format("is {}; it must be positive", x_scale));
+        activation_ok = false;
+      }
+    }
+    if (input_offset) {
+      x_offset = float_values(*input_offset)[0];
+      if (x_offset != std::nearbyint(x_offset) || x_offset < -128 || x_offset > 127) {
+        violation(p + "input_offset", fmt::format("is {}; it must be an integer in [-128, 127]", x_offset));
+        activation_ok = false;
+      }
+    }
+    if (!activation_ok || !scale || !deq_scale) return;
+    const std::optional<std::vector<float>> deq = deq_values(p + "deq_scale", *deq_scale);
+    if (!deq) return;
+    const std::vector<float> s = float_values(*scale);
+    std::size_t wrong = 0, first = 0;
+    for (std::int64_t n = 0; n < out; ++n) {
+      const float expected = round_to_float_dtype(x_scale * s[n], c_.float_dtype);
+      if (bits_of(expected) != bits_of((*deq)[n]) && wrong++ == 0) first = static_cast<std::size_t>(n);
+    }
+    if (wrong) {
+      violation(p + "deq_scale",
+                fmt::format("{} of {} rows differ from float32({}(input_scale * weight_scale)); row {} is {} but "
+                            "{} * {} gives {}",
+                            wrong, out, dtype_name(c_.float_dtype), first, (*deq)[first], x_scale, s[first],
+                            round_to_float_dtype(x_scale * s[first], c_.float_dtype)));
+      return;  // quant_bias would be judged against a wrong deq_scale
+    }
+    if (quant_bias && bias_ok) check_quant_bias(p, *w, bias, *quant_bias, *deq, x_offset);
+  }
+
+  // deq_scale as float32: F32 directly, or the float32 bits in an I64 (fp16 models).
+  std::optional<std::vector<float>> deq_values(const std::string& name, const Tensor& t) {
+    std::vector<float> v;
+    if (t.dtype() == DType::kF32) {
+      v = float_values(t);
+    } else {
+      for (std::int64_t stored : integer_values<std::int64_t>(t)) {
+        const std::optional<float> f = decode_int64_deq_scale(stored);
+        if (!f) {
+          violation(name, fmt::format("element {} ({}) is not a sign-extended float32 bit pattern", v.size(), stored));
+          return std::nullopt;
+        }
+        v.push_back(*f);
+      }
+    }
+    for (std::size_t n = 0; n < v.size(); ++n) {
+      if (!(v[n] > 0) || !std::isfinite(v[n])) {
+        violation(name, fmt::format("row {} is {}; it must be positive", n, v[n]));
+        return std::nullopt;
+      }
+    }
+    return v;
+  }
+
+  // quant_bias[n] == rne(float32(bias[n] / deq[n]) − corr[n]) with corr[n] = Σ_k q[n,k] · input_offset, in
+  // float32 as msModelSlim computes it. One off is accepted only at a float32-ambiguous .5 tie (see inspect.h).
+  void check_quant_bias(const std::string& p, const Tensor& w, const std::optional<Tensor>& bias,
+                        const Tensor& quant_bias, const std::vector<float>& deq, float x_offset) {
+    const std::int64_t out = w.dim(0), in = w.dim(1);
+    const std::vector<float> b = bias ? float_values(*bias) : std::vector<float>(out, 0.0f);
+    const std::vector<std::int32_t> stored = integer_values<std::int32_t>(quant_bias);
+    const auto* q = reinterpret_cast<const std::int8_t*>(w.bytes());
+    const auto offset = static_cast<std::int64_t>(x_offset);
+    std::size_t wrong = 0, first = 0;
+    std::int64_t first_expected = 0;
+    for (std::int64_t n = 0; n < out; ++n) {
+      std::int64_t code_sum = 0;
+      for (std::int64_t k = 0; k < in; ++k) code_sum += q[n * in + k];
+      const std::int64_t corr = code_sum * offset;
+      const float ratio = b[n] / deq[n];
+      const float value = ratio - static_cast<float>(corr);
+      const auto expected = static_cast<std::int64_t>(std::nearbyint(value));
+      if (stored[n] == expected) continue;
+      const double exact = static_cast<double>(b[n]) / deq[n] - static_cast<double>(corr);
+      const double tie = std::floor(exact) + 0.5;
+      const bool ambiguous_tie = std::fabs(exact - tie) <= ulp(ratio) + ulp(value) &&
+                                 (stored[n] == static_cast<std::int64_t>(std::floor(exact)) ||
+                                  stored[n] == static_cast<std::int64_t>(std::floor(exact)) + 1);
+      if (!ambiguous_tie && wrong++ == 0) {
+        first = static_cast<std::size_t>(n);
+        first_expected = expected;
+      }
+    }
+    if (wrong) {
+      violation(p + "quant_bias",
+                fmt::format("{} of {} rows differ from rne(bias / deq_scale - sum(weight) * input_offset); row {} is "
+                            "{}, expected {}",
+                            wrong, out, first, stored[first], first_expected));
+    }
+  }
+
+  void norm(const std::string& module) {
+    const std::string owner = "norm";
+    const io::TensorInfo& weight = c_.shards.info(module + ".weight");
+    const bool bias_required = c_.layout == Layout::kAscendV1 || c_.layout == Layout::kMindIE;
+    std::optional<Tensor> bias;
+    if (bias_required || c_.shards.contains(module + ".bias")) {
+      bias = require(module + ".bias", kFloat, {c_.float_dtype}, weight.shape, owner);
+    }
+    if (c_.layout != Layout::kMindIE) return;
+    // The safe_tensor layout repeats both as "<norm>.module.*", typed as the model.
+    const std::string type = c_.description.model_quant_type;
+    const Tensor w = c_.shards.tensor(module + ".weight");
+    const std::vector<std::pair<std::string, std::optional<Tensor>>> originals{{"weight", w}, {"bias", bias}};
+    for (const auto& [part, original] : originals) {
+      const std::string copy = module + ".module." + part;
+      const std::optional<Tensor> t = require(copy, type, {c_.float_dtype}, weight.shape, owner);
+      if (t && original && std::memcmp(t->bytes(), original->bytes(), t->nbytes()) != 0) {
+        violation(copy, "differs from " + module + "." + part + "; the MindIE layout repeats it unchanged");
+      }
+    }
+  }
+
+  void float_tensor(const std::string& name) {
+    const io::TensorInfo& info = c_.shards.info(name);
+    if (!is_float_dtype(info.dtype)) {
+      violation(name, fmt::format("a FLOAT tensor stored as {}", dtype_name(info.dtype)));
+    } else if (c_.layout != Layout::kAscendV1V1 && info.dtype != c_.float_dtype) {
+      violation(name, fmt::format("a FLOAT tensor stored as {}, but the model's float dtype is {}",
+                                  dtype_name(info.dtype), dtype_name(c_.float_dtype)));
+    }
+  }
+
+  const RuleContext& c_;
+  InspectReport& report_;
+  std::map<std::string, std::set<std::string>> children_;  // module -> its tensors (described or stored)
+  std::unordered_set<std::string> claimed_;                // checked by a linear's or a norm's rule
+};
+
+}  // namespace
+
+void check_tensors(const RuleContext& context, InspectReport& report) { Checker(context, report).run(); }
+
+}  // namespace moeslim::exporter::inspect_detail

@@ -1,0 +1,69 @@
+// The W8A8 mixed output of msModelSlim's Qwen3-MoE example (spec: msmodelslim-output-format.md §1-§4, §6),
+// written as the pipeline produces it: each add_*() streams its tensors to the shards at once, so no more
+// than one module is ever held here. Call the add_*() methods in Hugging Face module order
+// (model.named_modules()), then finish().
+//
+// The W4A8 layout (§5) differs in shard base name, scale dtypes, int4 packing, description key placement
+// and config edits; it gets its own saver built from the same parts (DescribedShardWriter,
+// render_description, write_edited_config), not a mode of this class.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "export/described_shards.h"
+#include "io/safetensors_writer.h"
+#include "quant/quant_types.h"
+
+namespace moeslim::exporter {
+
+struct NamedTensor;  // w8a8_tensors.h
+
+enum class SaveFormat {
+  kAscendV1,  // msModelSlim's default save_type "ascendV1" (MindIE >= 2.1.RC2, vLLM-Ascend)
+  kMindIE,    // --mindie_format: the older "safe_tensor" layout (MindIE <= 2.1.RC1)
+};
+
+struct MsModelSlimOutput {
+  io::ShardedWriteSummary shards;
+  std::filesystem::path description_path;
+  std::vector<std::string> side_files;  // copied from the model directory (config.json is rewritten, not copied)
+};
+
+class MsModelSlimWriter {
+ public:
+  // Writes into `out_dir` (normally OutputDir::temp_path()). `float_dtype` is the model's float dtype, BF16
+  // or F16: FLOAT tensors and the scales are stored in it, and F16 switches deq_scale to its int64 encoding.
+  MsModelSlimWriter(std::filesystem::path out_dir, SaveFormat format, DType float_dtype,
+                    std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes);
+
+  // A float parameter by its full tensor name ("model.embed_tokens.weight", "model.layers.0.mlp.gate.weight",
+  // "lm_head.weight"), converted to the float dtype (a tensor already in it is written without a copy).
+  void add_float(const std::string& tensor_name, const Tensor& tensor);
+  // weight, bias (zeros when absent) and, in the MindIE layout, .module.weight/.module.bias.
+  void add_norm(const quant::NormTensors& norm);
+  // The linear's tensors of spec §2 (see w8a8_linear_tensors for the checks).
+  void add_linear(const quant::QuantizedLinear& linear);
+
+  // Closes the shards and writes the index, the description file, config.json (the input's with the
+  // layout's keys; num_hidden_layers = layer_count_written when 0 < it < the input's, see
+  // set_written_layer_count) and copies of the input's side files. `model_dir` is the input model.
+  MsModelSlimOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written);
+
+  SaveFormat format() const { return format_; }
+  DType float_dtype() const { return float_dtype_; }
+
+ private:
+  void add_all(const std::vector<NamedTensor>& tensors);
+
+  std::filesystem::path out_dir_;
+  SaveFormat format_;
+  DType float_dtype_;
+  DescribedShardWriter tensors_;
+  bool finished_ = false;
+};
+
+}  // namespace moeslim::exporter

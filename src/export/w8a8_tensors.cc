@@ -1,0 +1,143 @@
+#include "export/w8a8_tensors.h"
+
+#include <fmt/core.h>
+
+#include "core/error.h"
+#include "export/float_encoding.h"
+
+namespace moeslim::exporter {
+namespace {
+
+constexpr const char* kFloatType = "FLOAT";
+
+[[noreturn]] void bad_field(const std::string& tensor, const std::string& detail) {
+  throw Error(ErrorCode::kInvalidArgument, detail, {}, tensor);
+}
+
+void require_float(const Tensor& t, const std::string& tensor) {
+  if (t.empty()) bad_field(tensor, "missing (empty tensor)");
+  if (!is_float_dtype(t.dtype())) {
+    bad_field(tensor, fmt::format("must be a float tensor, not {}", dtype_name(t.dtype())));
+  }
+}
+
+void require_numel(const Tensor& t, std::size_t numel, const std::string& tensor) {
+  if (t.numel() != numel) {
+    bad_field(tensor, fmt::format("has shape {} ({} elements), expected {} elements", shape_to_string(t.shape()),
+                                  t.numel(), numel));
+  }
+}
+
+// A float field converted to float_dtype with `shape`; its values must survive the conversion unchanged.
+Tensor exact_float(const Tensor& t, DType float_dtype, Shape shape, const std::string& tensor) {
+  require_float(t, tensor);
+  require_numel(t, shape_numel(shape), tensor);
+  if (const auto i = first_inexact_element(t, float_dtype)) {
+    bad_field(tensor, fmt::format("element {} ({}) is not exactly representable in {}; deq_scale and quant_bias must "
+                                  "be computed from the values as written, so round it to {} first",
+                                  *i, t.to_f32().data<float>()[*i], dtype_name(float_dtype), dtype_name(float_dtype)));
+  }
+  return to_float_dtype(t, float_dtype).reshaped(std::move(shape));
+}
+
+std::int64_t checked_out_features(const quant::QuantizedLinear& linear, const std::string& weight_name) {
+  const Tensor& w = linear.weight;
+  if (w.dtype() != DType::kI8) {
+    bad_field(weight_name, fmt::format("a {} weight must hold I8 codes, not {}", quant::quant_scheme_name(linear.scheme),
+                                       dtype_name(w.dtype())));
+  }
+  if (w.rank() != 2 || w.dim(0) <= 0 || w.dim(1) <= 0) {
+    bad_field(weight_name, "weight must be [out, in] with out, in > 0, got " + shape_to_string(w.shape()));
+  }
+  return w.dim(0);
+}
+
+void add_float_linear(const quant::QuantizedLinear& linear, DType float_dtype, std::vector<NamedTensor>& out) {
+  const std::string weight_name = linear.name + ".weight";
+  require_float(linear.weight, weight_name);
+  out.push_back({weight_name, to_float_dtype(linear.weight, float_dtype), kFloatType});
+  if (!linear.bias.empty()) {
+    require_float(linear.bias, linear.name + ".bias");
+    out.push_back({linear.name + ".bias", to_float_dtype(linear.bias, float_dtype), kFloatType});
+  }
+}
+
+}  // namespace
+
+std::vector<NamedTensor> w8a8_linear_tensors(const quant::QuantizedLinear& linear, DType float_dtype) {
+  if (float_dtype != DType::kBF16 && float_dtype != DType::kF16) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("the model float dtype must be BF16 or F16, not {}", dtype_name(float_dtype)), {},
+                linear.name);
+  }
+  if (linear.name.empty()) throw Error(ErrorCode::kInvalidArgument, "a linear has an empty module name");
+  std::vector<NamedTensor> out;
+  if (linear.scheme == quant::QuantScheme::kFloat) {
+    add_float_linear(linear, float_dtype, out);
+    return out;
+  }
+  if (linear.scheme == quant::QuantScheme::kW4A8Dynamic) {
+    throw Error(ErrorCode::kUnsupported, "W4A8_DYNAMIC linears are written in the W4A8 layout, not the W8A8 one", {},
+                linear.name);
+  }
+
+  const std::string p = linear.name + ".";
+  const std::string type = quant::quant_scheme_name(linear.scheme);
+  const std::int64_t n = checked_out_features(linear, p + "weight");
+  const Tensor weight_scale = exact_float(linear.weight_scale, float_dtype, {n, 1}, p + "weight_scale");
+  const Tensor weight_offset = Tensor::zeros(float_dtype, {n, 1});
+
+  out.push_back({p + "weight", linear.weight, type});
+  if (linear.scheme == quant::QuantScheme::kW8A8Dynamic) {
+    if (!linear.bias.empty()) {
+      // Loaders of W8A8_DYNAMIC layers have no bias input: it would be silently dropped.
+      bad_field(p + "bias", "a W8A8_DYNAMIC linear cannot carry a bias");
+    }
+    out.push_back({p + "weight_scale", weight_scale, type});
+    out.push_back({p + "weight_offset", weight_offset, type});
+    return out;
+  }
+
+  // kW8A8 (static).
+  if (!linear.bias.empty()) out.push_back({p + "bias", exact_float(linear.bias, float_dtype, {n}, p + "bias"), kFloatType});
+  out.push_back({p + "weight_scale", weight_scale, type});
+  out.push_back({p + "weight_offset", weight_offset, type});
+  out.push_back({p + "input_scale", exact_float(linear.input_scale, float_dtype, {1}, p + "input_scale"), type});
+  out.push_back({p + "input_offset", exact_float(linear.input_offset, float_dtype, {1}, p + "input_offset"), type});
+  if (linear.quant_bias.dtype() != DType::kI32 || linear.quant_bias.empty()) {
+    bad_field(p + "quant_bias", fmt::format("must be I32, not {}", dtype_name(linear.quant_bias.dtype())));
+  }
+  require_numel(linear.quant_bias, static_cast<std::size_t>(n), p + "quant_bias");
+  out.push_back({p + "quant_bias", linear.quant_bias.reshaped({n}), type});
+  if (linear.deq_scale.dtype() != DType::kF32 || linear.deq_scale.empty()) {
+    bad_field(p + "deq_scale", fmt::format("must be F32, not {}", dtype_name(linear.deq_scale.dtype())));
+  }
+  require_numel(linear.deq_scale, static_cast<std::size_t>(n), p + "deq_scale");
+  out.push_back({p + "deq_scale", encode_deq_scale(linear.deq_scale.reshaped({n}), float_dtype), type});
+  return out;
+}
+
+std::vector<NamedTensor> w8a8_norm_tensors(const quant::NormTensors& norm, DType float_dtype,
+                                           bool mindie_module_copies, const std::string& model_quant_type) {
+  if (norm.name.empty()) throw Error(ErrorCode::kInvalidArgument, "a norm has an empty module name");
+  const std::string weight_name = norm.name + ".weight";
+  require_float(norm.weight, weight_name);
+  if (norm.weight.rank() != 1) bad_field(weight_name, "a norm weight must be 1-D, got " + shape_to_string(norm.weight.shape()));
+  const Tensor weight = to_float_dtype(norm.weight, float_dtype);
+  Tensor bias;
+  if (norm.bias.empty()) {
+    bias = Tensor::zeros(float_dtype, norm.weight.shape());
+  } else {
+    require_float(norm.bias, norm.name + ".bias");
+    require_numel(norm.bias, norm.weight.numel(), norm.name + ".bias");
+    bias = to_float_dtype(norm.bias, float_dtype).reshaped(norm.weight.shape());
+  }
+  std::vector<NamedTensor> out{{weight_name, weight, kFloatType}, {norm.name + ".bias", bias, kFloatType}};
+  if (mindie_module_copies) {
+    out.push_back({norm.name + ".module.weight", weight, model_quant_type});
+    out.push_back({norm.name + ".module.bias", bias, model_quant_type});
+  }
+  return out;
+}
+
+}  // namespace moeslim::exporter

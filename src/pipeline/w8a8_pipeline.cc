@@ -1,0 +1,184 @@
+#include "pipeline/w8a8_pipeline.h"
+
+#include <fstream>
+
+#include <fmt/core.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "eval/model_source.h"
+#include "eval/perplexity.h"
+#include "export/msmodelslim_writer.h"
+#include "export/output_dir.h"
+#include "io/checkpoint.h"
+#include "model/causal_lm.h"
+#include "model/config.h"
+#include "model/layer_loader.h"
+#include "pipeline/calibration_data.h"
+#include "pipeline/w8a8_layer.h"
+
+namespace moeslim::pipeline {
+namespace {
+
+using Clock = PhaseTimes::Clock;
+using nlohmann::ordered_json;
+
+// Hugging Face module order within a layer: q, k, v, o, q_norm, k_norm, router and experts (or dense MLP),
+// input_layernorm, post_attention_layernorm.
+void write_layer(exporter::MsModelSlimWriter& writer, const QuantizedLayer& layer) {
+  for (std::size_t i = 0; i < 4; ++i) writer.add_linear(layer.linears[i]);
+  writer.add_norm(layer.norms[0]);
+  writer.add_norm(layer.norms[1]);
+  for (std::size_t i = 4; i < layer.linears.size(); ++i) {
+    const quant::QuantizedLinear& l = layer.linears[i];
+    if (l.scheme == quant::QuantScheme::kFloat) {
+      writer.add_float(l.name + ".weight", l.weight);
+    } else {
+      writer.add_linear(l);
+    }
+  }
+  writer.add_norm(layer.norms[2]);
+  writer.add_norm(layer.norms[3]);
+}
+
+ordered_json layer_report(std::int64_t l, const QuantizedLayer& q) {
+  ordered_json r = {{"layer", l}, {"relative_error", q.relative_error}};
+  if (!q.expert_tokens.empty()) {
+    ordered_json without = ordered_json::array();
+    for (std::size_t e = 0; e < q.expert_tokens.size(); ++e) {
+      if (q.expert_tokens[e] == 0) without.push_back(e);
+    }
+    r["expert_tokens"] = q.expert_tokens;
+    r["experts_without_tokens"] = without;
+  }
+  return r;
+}
+
+ordered_json evaluate_output(const W8A8Options& o, const std::filesystem::path& written,
+                             const text::Tokenizer& tokenizer) {
+  const eval::EvalData data = eval::load_eval_windows(o.eval_data, tokenizer, o.eval_window, 0);
+  const auto quantized = eval::open_model_source(written, 0, o.float_precision);
+  const auto reference = eval::open_model_source(o.model_path, o.layer_count, model::FloatPrecision::kF32);
+  std::unique_ptr<Progress> progress;
+  const char* current = nullptr;
+  eval::EvalOptions options;
+  options.progress = [&](const char* phase, std::int64_t, std::int64_t total) {
+    if (phase != current) {
+      if (progress) progress->finish();
+      progress = std::make_unique<Progress>("eval", static_cast<std::uint64_t>(total), phase);
+      current = phase;
+    }
+    progress->advance(1);
+  };
+  const eval::EvalResult r = eval::evaluate(*quantized, reference.get(), data.windows, options);
+  if (progress) progress->finish();
+  return ordered_json{{"data", o.eval_data.string()},
+                      {"tokens", r.predicted_tokens},
+                      {"float_perplexity", r.reference_perplexity},
+                      {"quantized_perplexity", r.perplexity},
+                      {"perplexity_change", r.perplexity / r.reference_perplexity - 1.0},
+                      {"mean_kl", r.mean_kl},
+                      {"top1_agreement", r.top1_agreement}};
+}
+
+}  // namespace
+
+W8A8Result run_w8a8(const W8A8Options& o) {
+  const auto run_start = Clock::now();
+  PhaseTimes times;
+  auto start = Clock::now();
+
+  model::ModelConfig config = model::ModelConfig::load(o.model_path);
+  const std::int64_t input_layers = config.num_hidden_layers;
+  if (o.layer_count > 0) config.limit_layers(o.layer_count);
+  const io::Checkpoint checkpoint = io::Checkpoint::open(o.model_path);
+  const text::Tokenizer tokenizer = text::Tokenizer::from_model_dir_or_file(o.model_path);
+  const bool m4 = o.anti_method == AntiMethod::kM4;
+  CalibrationSet anti;
+  if (m4) {
+    anti = load_calibration_set(o.anti_dataset, tokenizer, o.batch_size, o.stats_include_padding,
+                                config.max_position_embeddings);
+  }
+  const CalibrationSet calib = load_calibration_set(o.calib_dataset, tokenizer, o.batch_size, o.stats_include_padding,
+                                                    config.max_position_embeddings);
+  log_info("quant: {} of {} layers of {}; anti set {} prompts ({} tokens), calibration set {} prompts ({} tokens), "
+           "batch {}", config.num_hidden_layers, input_layers, o.model_path.string(), anti.prompts,
+           anti.tokens.layout.real_rows(), calib.prompts, calib.tokens.layout.real_rows(), o.batch_size);
+
+  exporter::OutputDir out(o.model_path, o.save_path, o.force);
+  const Tensor embedding = checkpoint.tensor("model.embed_tokens.weight");
+  const DType float_dtype = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
+  exporter::MsModelSlimWriter writer(
+      out.temp_path(), o.mindie_format ? exporter::SaveFormat::kMindIE : exporter::SaveFormat::kAscendV1, float_dtype);
+  writer.add_float("model.embed_tokens.weight", embedding);
+
+  ActivationSet anti_set{m4 ? model::embed(embedding, anti.tokens.ids) : Tensor(), &anti.tokens.layout,
+                         anti.batch_size};
+  ActivationSet calib_set{model::embed(embedding, calib.tokens.ids), &calib.tokens.layout, calib.batch_size};
+  W8A8LayerOptions layer_options;
+  layer_options.smooth = m4;
+  layer_options.include_padding = o.stats_include_padding;
+  layer_options.float_dtype = float_dtype;
+  layer_options.float_precision = o.float_precision;
+  times.add("setup", start);
+
+  ordered_json per_layer = ordered_json::array();
+  Progress progress("quant", static_cast<std::uint64_t>(config.num_hidden_layers), "layers", 0.0);
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    start = Clock::now();
+    const model::LayerTensors raw = model::read_layer_tensors(checkpoint, config, l);
+    times.add("load", start);
+    const QuantizedLayer q = quantize_w8a8_layer(config, l, raw, anti_set, calib_set, layer_options, times);
+    start = Clock::now();
+    write_layer(writer, q);
+    for (const auto& [name, tensor] : raw) checkpoint.release(name);
+    times.add("writing", start);
+    per_layer.push_back(layer_report(l, q));
+    progress.set_detail(fmt::format("layer {} relative error {:.4f}", l, q.relative_error));
+    progress.advance();
+  }
+  progress.finish();
+
+  start = Clock::now();
+  writer.add_norm(quant::NormTensors{"model.norm", model::to_f32_vector(checkpoint.tensor("model.norm.weight")),
+                                     m4 ? Tensor::zeros(DType::kF32, {config.hidden_size}) : Tensor()});
+  writer.add_float("lm_head.weight", checkpoint.tensor(config.tie_word_embeddings ? "model.embed_tokens.weight"
+                                                                                  : "lm_head.weight"));
+  writer.finish(o.model_path, config.num_hidden_layers < input_layers ? config.num_hidden_layers : 0);
+  times.add("writing", start);
+
+  ordered_json report;
+  report["tool"] = "moeslim quant";
+  report["quant_type"] = "w8a8";
+  report["model_type"] = o.model_type;
+  report["model_path"] = o.model_path.string();
+  report["format"] = o.mindie_format ? "mindie" : "ascendV1";
+  report["anti_method"] = m4 ? "m4" : "none";
+  report["batch_size"] = o.batch_size;
+  report["stats_include_padding"] = o.stats_include_padding;
+  report["layers"] = config.num_hidden_layers;
+  report["anti_tokens"] = anti.tokens.layout.real_rows();
+  report["calibration_tokens"] = calib.tokens.layout.real_rows();
+  report["per_layer"] = per_layer;
+  if (!o.eval_data.empty()) {
+    start = Clock::now();
+    report["evaluation"] = evaluate_output(o, out.temp_path(), tokenizer);
+    times.add("evaluation", start);
+  }
+  ordered_json timing;
+  for (const auto& [phase, s] : times.seconds) timing[phase] = s;
+  timing["total"] = std::chrono::duration<double>(Clock::now() - run_start).count();
+  // Timings vary run to run: kept under one key so comparisons of reports can drop it.
+  report["timing_seconds"] = timing;
+  const std::filesystem::path report_path = out.temp_path() / "quant_report.json";
+  {
+    std::ofstream f(report_path);
+    f << report.dump(2) << "\n";
+    if (!f) throw Error(ErrorCode::kIo, "cannot write the report", report_path.string());
+  }
+  out.commit();
+  return W8A8Result{report};
+}
+
+}  // namespace moeslim::pipeline
