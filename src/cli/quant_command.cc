@@ -24,6 +24,7 @@ struct QuantOptions {
   std::string calib_dataset;
   std::string eval_data;
   std::string anti_method = "m4";
+  std::string precision = "bf16";
   std::string trust_remote_code = "False";
   std::int64_t layer_count = 0;
   std::int64_t batch_size = 4;
@@ -57,6 +58,7 @@ int run_quant(const QuantOptions& o) {
   p.force = o.force;
   p.anti_method = o.anti_method == "none" ? pipeline::AntiMethod::kNone : pipeline::AntiMethod::kM4;
   p.model_type = o.model_type;
+  p.float_precision = o.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
   const pipeline::W8A8Result r = pipeline::run_w8a8(p);
   const auto& timing = r.report["timing_seconds"];
   log_info("quant: wrote {} in {:.1f} s; report: {}/quant_report.json", o.save_path,
@@ -126,6 +128,11 @@ CommandRunner register_quant(CLI::App& app) {
   sub->add_option("--eval_data", o->eval_data,
                   "After writing, evaluate the output against the float model on this text (perplexity, KL, top-1)")
       ->check(CLI::ExistingFile);
+  sub->add_option("--precision", o->precision,
+                  "GEMM precision of the float passes (anti statistics, float reference): bf16 computes as "
+                  "msModelSlim does on a bf16 model and is about 2x faster; f32 is exact float32")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bf16", "f32"}));
   sub->add_option("--threads", o->threads, "Compute threads")->capture_default_str()->check(CLI::Range(1, 1024));
   sub->add_flag("--force", o->force, "Replace a non-empty --save_path");
   return [o] { return run_quant(*o); };

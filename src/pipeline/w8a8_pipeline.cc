@@ -58,7 +58,7 @@ ordered_json layer_report(std::int64_t l, const QuantizedLayer& q) {
 ordered_json evaluate_output(const W8A8Options& o, const std::filesystem::path& written,
                              const text::Tokenizer& tokenizer) {
   const eval::EvalData data = eval::load_eval_windows(o.eval_data, tokenizer, o.eval_window, 0);
-  const auto quantized = eval::open_model_source(written, 0, o.float_precision);
+  const auto quantized = eval::open_model_source(written, 0, model::FloatPrecision::kF32);
   const auto reference = eval::open_model_source(o.model_path, o.layer_count, model::FloatPrecision::kF32);
   std::unique_ptr<Progress> progress;
   const char* current = nullptr;
