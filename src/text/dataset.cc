@@ -52,11 +52,20 @@ std::vector<std::string> parse_jsonl(std::string_view content, const std::string
     } catch (const json::parse_error& e) {
       throw Error(ErrorCode::kFormat, std::string("not valid JSON: ") + e.what(), name, where);
     }
-    if (!object.is_object()) throw Error(ErrorCode::kFormat, "expected a JSON object with a \"text\" field", name, where);
-    const auto it = object.find("text");
+    if (!object.is_object()) {
+      throw Error(ErrorCode::kFormat, "expected a JSON object with a \"text\" field", name, where);
+    }
+    // "text", or msModelSlim's calibration JSONL key "inputs_pretokenized" (lab_calib/mix_calib.jsonl).
+    auto it = object.find("text");
+    std::string key = "text";
+    if (it == object.end() && object.contains("inputs_pretokenized")) {
+      it = object.find("inputs_pretokenized");
+      key = "inputs_pretokenized";
+    }
     if (it == object.end()) throw Error(ErrorCode::kFormat, "missing", name, where + ".text");
     if (!it->is_string()) {
-      throw Error(ErrorCode::kFormat, std::string("is a JSON ") + it->type_name() + ", not a string", name, where + ".text");
+      throw Error(ErrorCode::kFormat, std::string("is a JSON ") + it->type_name() + ", not a string", name,
+                  where + "." + key);
     }
     texts.push_back(it->get<std::string>());
   }

@@ -13,7 +13,8 @@ namespace moeslim::text {
 
 // Throws Error naming the file, and as the field the element ("[3]") or line ("line 7", "line 7.text"):
 // kNotFound / kIo when the file cannot be read; kFormat for an empty file, invalid JSON, a non-string
-// element, a JSONL line without a string "text", or a dataset with no texts.
+// element, a JSONL line without a string "text" (or msModelSlim's "inputs_pretokenized"), or a dataset with
+// no texts.
 std::vector<std::string> read_text_dataset(const std::filesystem::path& path);
 
 // The same for content already in memory; `name` stands for the file in errors.

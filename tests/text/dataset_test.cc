@@ -34,6 +34,12 @@ TEST(Dataset, JsonLinesWithText) {
             (Texts{"one", "two", "3"}));
 }
 
+TEST(Dataset, JsonLinesWithMsModelSlimsCalibrationKey) {
+  // lab_calib/mix_calib.jsonl of msModelSlim's one-click path keys its prompts "inputs_pretokenized".
+  EXPECT_EQ(text::parse_text_dataset("{\"inputs_pretokenized\": \"p1\"}\n{\"text\": \"p2\"}", "x"), (Texts{"p1", "p2"}));
+  expect_format_error("{\"inputs_pretokenized\": 3}", "line 1.inputs_pretokenized");
+}
+
 TEST(Dataset, Errors) {
   expect_format_error("", "");
   expect_format_error(" \n\t\n", "");
