@@ -17,7 +17,7 @@ namespace {
 // returned to the OS and peak RSS grows with depth. Fixing the threshold keeps every large buffer an
 // mmap of its own, so a layer's memory goes back to the OS when the layer is freed (measured: 6 layers of
 // Qwen3-30B-A3B shapes went from +0.6 GiB per layer to flat).
-const bool g_fixed_mmap_threshold = [] { return mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1; }();
+const bool g_fixed_mmap_threshold = [] { return mallopt(M_MMAP_THRESHOLD, 2 * 1024 * 1024) == 1; }();
 
 }  // namespace
 

@@ -146,7 +146,7 @@ W8A8Result run_w8a8(const W8A8Options& o) {
   writer.add_float("lm_head.weight", checkpoint.tensor(config.tie_word_embeddings ? "model.embed_tokens.weight"
                                                                                   : "lm_head.weight"));
   writer.finish(o.model_path, config.num_hidden_layers < input_layers ? config.num_hidden_layers : 0);
-  times.add("writing", start);
+  times.add("finish", start);  // model.norm, lm_head, closing the shards, index, description, config
 
   ordered_json report;
   report["tool"] = "moeslim quant";

@@ -19,7 +19,12 @@ QuantizedLinear quantize_linear_weight(const std::string& name, QuantScheme sche
     throw Error(ErrorCode::kInvalidArgument, "bias must be F32 [out], got " + shape_to_string(bias.shape()), {},
                 name + ".bias");
   }
-  ChannelQuantizedWeight q = quantize_weight_int8_per_channel(weight, float_dtype);
+  ChannelQuantizedWeight q;
+  try {
+    q = quantize_weight_int8_per_channel(weight, float_dtype);
+  } catch (const Error& e) {
+    throw Error(e.code(), e.detail(), {}, name + ".weight");
+  }
   QuantizedLinear out;
   out.name = name;
   out.scheme = scheme;

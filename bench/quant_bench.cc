@@ -1,0 +1,129 @@
+// Quantization benchmark: `moeslim quant` (W8A8 mixed, m4, the bundled anti/calibration prompts, batch 4) on a
+// checkpoint, timed per phase, with the GEMM peaks of this machine measured in the same run (bf16 for the float
+// passes, int8 for the calibration pass) and the peak RSS. Projects the time for a full-depth model from the
+// per-layer cost. Usage:
+//   quant_bench --model DIR [--project-layers 48] [--precision bf16|f32] [--threads 1] [--out DIR]
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "core/error.h"
+#include "core/profiler.h"
+#include "kernels/cpu_features.h"
+#include "kernels/gemm_peak.h"
+#include "kernels/threading.h"
+#include "model/config.h"
+#include "pipeline/w8a8_pipeline.h"
+
+using namespace moeslim;
+
+namespace {
+
+struct Args {
+  std::string model;
+  std::string out;
+  std::string precision = "bf16";
+  std::int64_t project_layers = 0;  // 0: the model's own depth
+  int threads = 1;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error(ErrorCode::kInvalidArgument, "missing value", "", k);
+      return argv[++i];
+    };
+    if (k == "--model") a.model = value();
+    else if (k == "--out") a.out = value();
+    else if (k == "--precision") a.precision = value();
+    else if (k == "--project-layers") a.project_layers = std::stoll(value());
+    else if (k == "--threads") a.threads = std::stoi(value());
+    else throw Error(ErrorCode::kInvalidArgument, "unknown option", "", k);
+  }
+  if (a.model.empty()) throw Error(ErrorCode::kInvalidArgument, "required", "", "--model");
+  if (a.out.empty()) a.out = a.model + "-w8a8";
+  return a;
+}
+
+double peak_rss_gib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
+}
+
+int run(const Args& a) {
+  kernels::set_num_threads(a.threads);
+  const std::string src = MOESLIM_SOURCE_DIR;
+  pipeline::W8A8Options o;
+  o.model_path = a.model;
+  o.save_path = a.out;
+  o.force = true;
+  o.anti_dataset = src + "/data/qwen3-moe_anti_prompt_50.json";
+  o.calib_dataset = src + "/data/qwen3-moe_calib_prompt_50.json";
+  o.float_precision = a.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
+
+  const double float_peak = kernels::measure_gemm_peak(
+      a.precision == "f32" ? kernels::GemmPrecision::kF32 : kernels::GemmPrecision::kBF16);
+  const double int8_peak = kernels::measure_int8_gemm_peak();
+  Profiler::reset();
+  Profiler::enable(true);
+  const pipeline::W8A8Result r = pipeline::run_w8a8(o);
+  Profiler::enable(false);
+  const double rss = peak_rss_gib();
+
+  const model::ModelConfig config = model::ModelConfig::load(a.model);
+  const auto& timing = r.report["timing_seconds"];
+  const double layers = static_cast<double>(config.num_hidden_layers);
+  // setup (embedding, tokenizing) and finish (lm_head, closing shards) happen once; the rest is per layer.
+  const double setup = timing.value("setup", 0.0) + timing.value("finish", 0.0);
+  const double total = timing["total"].get<double>();
+  const double per_layer = (total - setup) / layers;
+  std::printf("model: %s (%lld layers, hidden %lld, %lld experts top-%lld)\n", a.model.c_str(),
+              static_cast<long long>(config.num_hidden_layers), static_cast<long long>(config.hidden_size),
+              static_cast<long long>(config.num_experts), static_cast<long long>(config.num_experts_per_tok));
+  std::printf("cpu: %s; threads %d; float passes %s\n", kernels::describe_cpu().c_str(), a.threads,
+              a.precision.c_str());
+  std::printf("anti tokens %lld, calibration tokens %lld, batch 4\n",
+              static_cast<long long>(r.report["anti_tokens"].get<std::int64_t>()),
+              static_cast<long long>(r.report["calibration_tokens"].get<std::int64_t>()));
+  std::printf("GEMM peaks (2048^3, same run): %s %.1f GFLOP/s, int8 %.1f GOP/s\n\n", a.precision.c_str(), float_peak,
+              int8_peak);
+  std::printf("| phase | s / layer | share |\n|---|---:|---:|\n");
+  for (const auto& [phase, seconds] : timing.items()) {
+    if (phase == "total" || phase == "setup" || phase == "finish") continue;
+    std::printf("| %s | %.2f | %.1f%% |\n", phase.c_str(), seconds.get<double>() / layers,
+                100 * seconds.get<double>() / total);
+  }
+  std::printf("| all per-layer phases | %.2f | |\n", per_layer);
+  std::printf("| once: setup + finish | %.2f s | |\n\n", setup);
+
+  // Float (bf16/f32) and int8 GEMMs of a kind are summed together: compare with the two peaks above.
+  std::printf("| kernel | seconds | GFLOP/s or GOP/s |\n|---|---:|---:|\n");
+  for (int k = 0; k < static_cast<int>(ProfileKind::kCount); ++k) {
+    const ProfileEntry e = Profiler::get(static_cast<ProfileKind>(k));
+    if (e.calls == 0) continue;
+    std::printf("| %s | %.2f | %s |\n", profile_kind_name(static_cast<ProfileKind>(k)), e.seconds,
+                e.flops > 0 ? std::to_string(static_cast<int>(e.flops / e.seconds / 1e9 + 0.5)).c_str() : "-");
+  }
+  std::printf("\npeak RSS: %.2f GiB\n", rss);
+  const std::int64_t n = a.project_layers > 0 ? a.project_layers : config.num_hidden_layers;
+  std::printf("projected for %lld layers: %.1f min (once %.1f s + %.2f s/layer)\n", static_cast<long long>(n),
+              (setup + per_layer * static_cast<double>(n)) / 60.0, setup, per_layer);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "quant_bench: %s\n", e.what());
+    return 1;
+  }
+}
