@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up dependencies, builds moeslim and runs it on the bundled tiny Qwen3-MoE model.
+# Sets up dependencies, builds moeslim and runs the main job on the bundled tiny Qwen3-MoE model: W8A8 mixed
+# quantization as msModelSlim's Qwen3-MoE example does it, then checks and evaluates the written model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -7,6 +8,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOESLIM_BUILD_TESTS=OF
 cmake --build build -j "$(nproc)" --target moeslim
 MOESLIM=build/src/cli/moeslim
 MODEL=models/tiny-qwen3-moe
+OUT=build/tiny-qwen3-moe-w8a8
 
 echo "== moeslim info --model $MODEL"
 "$MOESLIM" info --model "$MODEL"
@@ -17,3 +19,12 @@ head -c 400 build/calib_ids.json; echo " ..."
 echo
 echo "== moeslim eval --model $MODEL --data data/eval_valid.jsonl (reference perplexity: 81.2497)"
 "$MOESLIM" eval --model "$MODEL" --data data/eval_valid.jsonl
+echo
+echo "== moeslim quant --model_path $MODEL --save_path $OUT (W8A8 mixed, m4, bundled calibration sets; evaluated vs float)"
+"$MOESLIM" quant --model_path "$MODEL" --save_path "$OUT" --force --eval_data data/eval_valid.jsonl
+echo
+echo "== moeslim inspect $OUT"
+"$MOESLIM" inspect "$OUT"
+echo
+echo "== moeslim eval --model $OUT --reference $MODEL --data data/eval_valid.jsonl (integer runtime arithmetic)"
+"$MOESLIM" eval --model "$OUT" --reference "$MODEL" --data data/eval_valid.jsonl
