@@ -33,6 +33,7 @@ struct QuantOptions {
   bool rot = false;
   bool stats_include_padding = false;
   bool force = false;
+  bool batch_size_given = false;
 };
 
 int run_quant(const QuantOptions& o) {
@@ -44,15 +45,24 @@ int run_quant(const QuantOptions& o) {
     throw Error(ErrorCode::kUnsupported, "only w8a8 is implemented so far (w4a8 is planned)", "", "--quant_type");
   }
   pipeline::W8A8Options p;
+  // msModelSlim's one-click entry point (`msmodelslim quant --model_type ...`) takes the anti-outlier
+  // statistics on the calibration set and feeds the prompts one at a time (algorithms spec §2); its flags
+  // get its defaults.
+  const bool one_click = !o.model_type.empty();
   p.model_path = o.model_path;
   p.save_path = o.save_path;
-  p.anti_dataset = o.anti_dataset.empty() ? resource_path("data/qwen3-moe_anti_prompt_50.json")
-                                          : std::filesystem::path(o.anti_dataset);
   p.calib_dataset = o.calib_dataset.empty() ? resource_path("data/qwen3-moe_calib_prompt_50.json")
                                             : std::filesystem::path(o.calib_dataset);
+  p.anti_dataset = !o.anti_dataset.empty() ? std::filesystem::path(o.anti_dataset)
+                   : one_click             ? p.calib_dataset
+                                           : resource_path("data/qwen3-moe_anti_prompt_50.json");
   p.eval_data = o.eval_data;
   p.layer_count = o.layer_count;
-  p.batch_size = o.batch_size;
+  p.batch_size = one_click && !o.batch_size_given ? 1 : o.batch_size;
+  if (one_click) {
+    log_info("quant: --model_type {}: msModelSlim's one-click defaults (anti set = calibration set{})", o.model_type,
+             o.batch_size_given ? "" : ", one prompt per batch");
+  }
   p.mindie_format = o.mindie_format;
   p.stats_include_padding = o.stats_include_padding;
   p.force = o.force;
@@ -90,19 +100,25 @@ CommandRunner register_quant(CLI::App& app) {
       "and lm_head stay float; anti-outlier smoothing m4 first. Output: msModelSlim's ascendV1 layout (or the\n"
       "older MindIE layout with --mindie_format), loadable by MindIE and vLLM-Ascend, plus quant_report.json.\n"
       "The output is built in a temporary directory beside --save_path and renamed into place when complete.\n"
-      "Example (the seed's command): moeslim quant --model_path models/tiny-qwen3-moe --save_path /tmp/w8a8 \\\n"
-      "    --layer_count 0 --batch_size 4");
+      "Examples:\n"
+      "  msModelSlim's script:    moeslim quant --model_path models/tiny-qwen3-moe --save_path /tmp/w8a8 \\\n"
+      "                             --anti_dataset data/qwen3-moe_anti_prompt_50.json \\\n"
+      "                             --calib_dataset data/qwen3-moe_calib_prompt_50.json --batch_size 4\n"
+      "  its one-click CLI:       moeslim quant --model_type Qwen3-30B --quant_type w8a8 --model_path M --save_path S\n"
+      "  measure the result too:  add --eval_data data/eval_valid.jsonl (perplexity, KL, top-1 vs float)");
   sub->add_option("--model_path", o->model_path, "Hugging Face checkpoint directory (bf16 safetensors + config)")
       ->required()
       ->check(CLI::ExistingDirectory);
   sub->add_option("--save_path", o->save_path, "Output directory (must not exist or be empty unless --force)")
       ->required();
   sub->add_option("--quant_type", o->quant_type, "w8a8 (w4a8 is planned)")->capture_default_str();
-  sub->add_option("--model_type", o->model_type, "Qwen3-30B | Qwen3-235B (msModelSlim's one-click flag; recorded)")
+  sub->add_option("--model_type", o->model_type,
+                  "Qwen3-30B | Qwen3-235B: msModelSlim's one-click entry point; takes its defaults (anti set = "
+                  "calibration set, one prompt per batch)")
       ->check(CLI::IsMember({"Qwen3-30B", "Qwen3-235B"}));
   sub->add_option("--anti_dataset", o->anti_dataset,
-                  "Prompts for the anti-outlier statistics (JSON array of strings or JSONL with \"text\"); default: "
-                  "the bundled qwen3-moe_anti_prompt_50.json");
+                  "Prompts for the anti-outlier statistics (JSON array of strings, or JSONL with \"text\" or "
+                  "\"inputs_pretokenized\"); default: the bundled qwen3-moe_anti_prompt_50.json");
   sub->add_option("--calib_dataset", o->calib_dataset,
                   "Prompts for calibration; default: the bundled qwen3-moe_calib_prompt_50.json");
   sub->add_option("--layer_count", o->layer_count,
@@ -110,7 +126,9 @@ CommandRunner register_quant(CLI::App& app) {
                   "says N layers, so the result loads and evaluates as a model")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--batch_size", o->batch_size, "Prompts per calibration forward (1..16)")
+  CLI::Option* batch = sub->add_option("--batch_size", o->batch_size,
+                                       "Prompts per calibration batch (1..16); the static activation range is the "
+                                       "mean over batches of each batch's min/max. Default 4 (1 with --model_type)")
       ->capture_default_str()
       ->check(CLI::Range(1, 16));
   sub->add_flag("--mindie_format", o->mindie_format, "Write the older MindIE (<= 2.1.RC1) safe_tensor layout");
@@ -135,7 +153,10 @@ CommandRunner register_quant(CLI::App& app) {
       ->check(CLI::IsMember({"bf16", "f32"}));
   sub->add_option("--threads", o->threads, "Compute threads")->capture_default_str()->check(CLI::Range(1, 1024));
   sub->add_flag("--force", o->force, "Replace a non-empty --save_path");
-  return [o] { return run_quant(*o); };
+  return [o, batch] {
+    o->batch_size_given = batch->count() > 0;
+    return run_quant(*o);
+  };
 }
 
 }  // namespace moeslim::cli

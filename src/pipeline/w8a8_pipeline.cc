@@ -155,6 +155,9 @@ W8A8Result run_w8a8(const W8A8Options& o) {
   report["model_path"] = o.model_path.string();
   report["format"] = o.mindie_format ? "mindie" : "ascendV1";
   report["anti_method"] = m4 ? "m4" : "none";
+  report["anti_dataset"] = m4 ? o.anti_dataset.string() : "";
+  report["calib_dataset"] = o.calib_dataset.string();
+  report["float_precision"] = o.float_precision == model::FloatPrecision::kF32 ? "f32" : "bf16";
   report["batch_size"] = o.batch_size;
   report["stats_include_padding"] = o.stats_include_padding;
   report["layers"] = config.num_hidden_layers;
