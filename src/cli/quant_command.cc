@@ -1,6 +1,8 @@
 // `moeslim quant`: msModelSlim's Qwen3-MoE quantization, accepting the flags of both of its entry points
 // (the example script quant_qwen_moe_w8a8.py and the one-click `msmodelslim quant`).
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 #include <string>
 
 #include <fmt/core.h>
@@ -71,7 +73,7 @@ int run_quant(const QuantOptions& o) {
   p.float_precision = o.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
   const pipeline::W8A8Result r = pipeline::run_w8a8(p);
   const auto& timing = r.report["timing_seconds"];
-  log_info("quant: wrote {} in {:.1f} s; report: {}/quant_report.json", o.save_path,
+  log_info("quant: wrote {} in {:.1f} s; report (every expert's token count, timings): {}/quant_report.json", o.save_path,
            timing["total"].get<double>(), o.save_path);
   for (const auto& [phase, seconds] : timing.items()) {
     if (phase != "total") log_info("  {:<22} {:8.2f} s", phase, seconds.get<double>());
@@ -79,9 +81,15 @@ int run_quant(const QuantOptions& o) {
   for (const auto& layer : r.report["per_layer"]) {
     std::string line = fmt::format("  layer {:3}  relative error {:.5f}", layer["layer"].get<std::int64_t>(),
                                    layer["relative_error"].get<double>());
-    if (layer.contains("experts_without_tokens") && !layer["experts_without_tokens"].empty()) {
-      line += fmt::format("  experts quantized data-free (no calibration token): {}",
-                          layer["experts_without_tokens"].dump());
+    if (layer.contains("expert_tokens")) {
+      std::vector<std::int64_t> counts = layer["expert_tokens"].get<std::vector<std::int64_t>>();
+      std::sort(counts.begin(), counts.end());
+      line += fmt::format("  expert tokens min {} median {} max {}", counts.front(), counts[counts.size() / 2],
+                          counts.back());
+      if (!layer["experts_without_tokens"].empty()) {
+        line += fmt::format("; quantized data-free (no calibration token): experts {}",
+                            layer["experts_without_tokens"].dump());
+      }
     }
     log_info("{}", line);
   }
