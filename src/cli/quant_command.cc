@@ -40,9 +40,6 @@ struct QuantOptions {
 
 int run_quant(const QuantOptions& o) {
   kernels::set_num_threads(o.threads);
-  if (o.rot) {
-    throw Error(ErrorCode::kUnsupported, "Hadamard rotation is not supported yet; run without --rot", "", "--rot");
-  }
   if (o.quant_type != "w8a8") {
     throw Error(ErrorCode::kUnsupported, "only w8a8 is implemented so far (w4a8 is planned)", "", "--quant_type");
   }
@@ -68,6 +65,7 @@ int run_quant(const QuantOptions& o) {
   p.mindie_format = o.mindie_format;
   p.stats_include_padding = o.stats_include_padding;
   p.force = o.force;
+  p.rotate = o.rot;
   p.anti_method = o.anti_method == "none" ? pipeline::AntiMethod::kNone : pipeline::AntiMethod::kM4;
   p.model_type = o.model_type;
   p.float_precision = o.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
@@ -140,7 +138,8 @@ CommandRunner register_quant(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 16));
   sub->add_flag("--mindie_format", o->mindie_format, "Write the older MindIE (<= 2.1.RC1) safe_tensor layout");
-  sub->add_flag("--rot", o->rot, "Hadamard rotation before smoothing (not supported yet)");
+  sub->add_flag("--rot", o->rot, "Hadamard rotation first (msModelSlim's rot_qwen: norms folded into the linears, R1 on the residual "
+                "stream, R2 per V head); the output is an ordinary checkpoint with unit norm weights");
   sub->add_option("--trust_remote_code", o->trust_remote_code,
                   "Accepted for compatibility and ignored: moeslim never runs code from a model directory")
       ->capture_default_str()

@@ -1,6 +1,7 @@
 #include "pipeline/w8a8_pipeline.h"
 
 #include <fstream>
+#include <optional>
 
 #include <fmt/core.h>
 
@@ -17,6 +18,7 @@
 #include "model/layer_loader.h"
 #include "pipeline/calibration_data.h"
 #include "pipeline/w8a8_layer.h"
+#include "quant/rotation.h"
 
 namespace moeslim::pipeline {
 namespace {
@@ -106,8 +108,15 @@ W8A8Result run_w8a8(const W8A8Options& o) {
            "batch {}", config.num_hidden_layers, input_layers, o.model_path.string(), anti.prompts,
            anti.tokens.layout.real_rows(), calib.prompts, calib.tokens.layout.real_rows(), o.batch_size);
 
+  // --rot: the rotated model is an ordinary checkpoint (spec §5.3), so everything downstream (statistics,
+  // smoothing, calibration, the written float tensors) sees the rotated weights; each tensor is rotated once,
+  // when it streams by.
+  std::optional<quant::Rotation> rotation;
+  if (o.rotate) rotation = quant::Rotation::for_config(config);
+
   exporter::OutputDir out(o.model_path, o.save_path, o.force);
-  const Tensor embedding = checkpoint.tensor("model.embed_tokens.weight");
+  const Tensor embedding = rotation ? quant::rotate_embedding(checkpoint.tensor("model.embed_tokens.weight"), *rotation)
+                                    : checkpoint.tensor("model.embed_tokens.weight");
   const DType float_dtype = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
   exporter::MsModelSlimWriter writer(
       out.temp_path(), o.mindie_format ? exporter::SaveFormat::kMindIE : exporter::SaveFormat::kAscendV1, float_dtype);
@@ -127,8 +136,13 @@ W8A8Result run_w8a8(const W8A8Options& o) {
   Progress progress("quant", static_cast<std::uint64_t>(config.num_hidden_layers), "layers", 0.0);
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
     start = Clock::now();
-    const model::LayerTensors raw = model::read_layer_tensors(checkpoint, config, l);
+    model::LayerTensors raw = model::read_layer_tensors(checkpoint, config, l);
     times.add("load", start);
+    if (rotation) {
+      start = Clock::now();
+      quant::rotate_layer(config, l, raw, *rotation);
+      times.add("rotation", start);
+    }
     const QuantizedLayer q = quantize_w8a8_layer(config, l, raw, anti_set, calib_set, layer_options, times);
     start = Clock::now();
     write_layer(writer, q);
@@ -141,10 +155,13 @@ W8A8Result run_w8a8(const W8A8Options& o) {
   progress.finish();
 
   start = Clock::now();
-  writer.add_norm(quant::NormTensors{"model.norm", model::to_f32_vector(checkpoint.tensor("model.norm.weight")),
-                                     m4 ? Tensor::zeros(DType::kF32, {config.hidden_size}) : Tensor()});
-  writer.add_float("lm_head.weight", checkpoint.tensor(config.tie_word_embeddings ? "model.embed_tokens.weight"
-                                                                                  : "lm_head.weight"));
+  const Tensor final_norm = checkpoint.tensor("model.norm.weight");
+  const Tensor lm_head = checkpoint.tensor(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  writer.add_norm(quant::NormTensors{
+      "model.norm", model::to_f32_vector(rotation ? quant::unit_norm_weight(final_norm) : final_norm),
+      m4 ? Tensor::zeros(DType::kF32, {config.hidden_size}) : Tensor()});
+  writer.add_float("lm_head.weight",
+                   rotation ? quant::fold_and_rotate_lm_head(lm_head, final_norm, *rotation) : lm_head);
   writer.finish(o.model_path, config.num_hidden_layers < input_layers ? config.num_hidden_layers : 0);
   times.add("finish", start);  // model.norm, lm_head, closing the shards, index, description, config
 
@@ -154,6 +171,7 @@ W8A8Result run_w8a8(const W8A8Options& o) {
   report["model_type"] = o.model_type;
   report["model_path"] = o.model_path.string();
   report["format"] = o.mindie_format ? "mindie" : "ascendV1";
+  report["rotation"] = o.rotate ? "hadamard" : "none";
   report["anti_method"] = m4 ? "m4" : "none";
   report["anti_dataset"] = m4 ? o.anti_dataset.string() : "";
   report["calib_dataset"] = o.calib_dataset.string();

@@ -32,6 +32,7 @@ struct W8A8Options {
   bool mindie_format = false;
   bool stats_include_padding = false;
   bool force = false;
+  bool rotate = false;  // --rot: Hadamard rotation (spec §5) of every layer as it streams, before smoothing
   AntiMethod anti_method = AntiMethod::kM4;
   std::string model_type;  // "Qwen3-30B" / "Qwen3-235B" / "" (recorded in the report)
   model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // float passes (statistics, reference)
