@@ -1,8 +1,10 @@
-// Quantization benchmark: `moeslim quant` (W8A8 mixed, m4, the bundled anti/calibration prompts, batch 4) on a
+// Quantization benchmark: `moeslim quant` with a recipe (default the W8A8 script's: m4, the bundled
+// anti/calibration prompts, batch 4; --recipe configs/qwen3_moe/qwen3-30b-w4a8.yaml for W4A8) on a
 // checkpoint, timed per phase, with the GEMM peaks of this machine measured in the same run (bf16 for the float
 // passes, int8 for the calibration pass) and the peak RSS. Projects the time for a full-depth model from the
 // per-layer cost. Usage:
-//   quant_bench --model DIR [--project-layers 48] [--precision bf16|f32] [--threads 1] [--out DIR]
+//   quant_bench --model DIR [--recipe FILE] [--search-rows N] [--project-layers 48] [--precision bf16|f32]
+//               [--threads 1] [--out DIR]
 #include <sys/resource.h>
 
 #include <chrono>
@@ -16,7 +18,8 @@
 #include "kernels/gemm_peak.h"
 #include "kernels/threading.h"
 #include "model/config.h"
-#include "pipeline/w8a8_pipeline.h"
+#include "pipeline/quant_pipeline.h"
+#include "recipe/recipe.h"
 
 using namespace moeslim;
 
@@ -26,6 +29,8 @@ struct Args {
   std::string model;
   std::string out;
   std::string precision = "bf16";
+  std::string recipe = std::string(MOESLIM_SOURCE_DIR) + "/configs/qwen3_moe/qwen3-moe-w8a8.yaml";
+  std::int64_t search_rows = 0;
   std::int64_t project_layers = 0;  // 0: the model's own depth
   int threads = 1;
 };
@@ -41,6 +46,8 @@ Args parse(int argc, char** argv) {
     if (k == "--model") a.model = value();
     else if (k == "--out") a.out = value();
     else if (k == "--precision") a.precision = value();
+    else if (k == "--recipe") a.recipe = value();
+    else if (k == "--search-rows") a.search_rows = std::stoll(value());
     else if (k == "--project-layers") a.project_layers = std::stoll(value());
     else if (k == "--threads") a.threads = std::stoi(value());
     else throw Error(ErrorCode::kInvalidArgument, "unknown option", "", k);
@@ -59,12 +66,14 @@ double peak_rss_gib() {
 int run(const Args& a) {
   kernels::set_num_threads(a.threads);
   const std::string src = MOESLIM_SOURCE_DIR;
-  pipeline::W8A8Options o;
+  const recipe::Recipe recipe = recipe::load_recipe(a.recipe);
+  pipeline::QuantRunOptions o;
   o.model_path = a.model;
   o.save_path = a.out;
   o.force = true;
   o.anti_dataset = src + "/data/qwen3-moe_anti_prompt_50.json";
   o.calib_dataset = src + "/data/qwen3-moe_calib_prompt_50.json";
+  o.search_rows = a.search_rows;
   o.float_precision = a.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
 
   const double float_peak = kernels::measure_gemm_peak(
@@ -72,7 +81,7 @@ int run(const Args& a) {
   const double int8_peak = kernels::measure_int8_gemm_peak();
   Profiler::reset();
   Profiler::enable(true);
-  const pipeline::W8A8Result r = pipeline::run_w8a8(o);
+  const pipeline::QuantResult r = pipeline::run_quant(recipe, o);
   Profiler::enable(false);
   const double rss = peak_rss_gib();
 
@@ -86,6 +95,7 @@ int run(const Args& a) {
   std::printf("model: %s (%lld layers, hidden %lld, %lld experts top-%lld)\n", a.model.c_str(),
               static_cast<long long>(config.num_hidden_layers), static_cast<long long>(config.hidden_size),
               static_cast<long long>(config.num_experts), static_cast<long long>(config.num_experts_per_tok));
+  std::printf("recipe: %s\n", recipe.file.string().c_str());
   std::printf("cpu: %s; threads %d; float passes %s\n", kernels::describe_cpu().c_str(), a.threads,
               a.precision.c_str());
   std::printf("anti tokens %lld, calibration tokens %lld, batch 4\n",

@@ -17,5 +17,6 @@ CommandRunner register_eval(CLI::App& app);
 CommandRunner register_synth(CLI::App& app);
 CommandRunner register_inspect(CLI::App& app);
 CommandRunner register_quant(CLI::App& app);
+CommandRunner register_recipes(CLI::App& app);
 
 }  // namespace moeslim::cli

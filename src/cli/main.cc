@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   add(moeslim::cli::register_synth);
   add(moeslim::cli::register_quant);
   add(moeslim::cli::register_inspect);
+  add(moeslim::cli::register_recipes);
 
   try {
     app.parse(argc, argv);

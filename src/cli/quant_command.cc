@@ -12,7 +12,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "kernels/threading.h"
-#include "pipeline/w8a8_pipeline.h"
+#include "pipeline/quant_pipeline.h"
+#include "recipe/recipe.h"
 
 namespace moeslim::cli {
 namespace {
@@ -20,16 +21,18 @@ namespace {
 struct QuantOptions {
   std::string model_path;
   std::string save_path;
-  std::string quant_type = "w8a8";
+  std::string quant_type;
   std::string model_type;
+  std::string config;
   std::string anti_dataset;
   std::string calib_dataset;
   std::string eval_data;
-  std::string anti_method = "m4";
+  std::string anti_method = "recipe";
   std::string precision = "bf16";
   std::string trust_remote_code = "False";
   std::int64_t layer_count = 0;
   std::int64_t batch_size = 4;
+  std::int64_t search_rows = 0;
   int threads = 1;
   bool mindie_format = false;
   bool rot = false;
@@ -38,45 +41,94 @@ struct QuantOptions {
   bool batch_size_given = false;
 };
 
+// Which recipe runs: --config FILE; else the bundled practice recipe for --model_type × --quant_type (the
+// one-click entry point); else msModelSlim's W8A8 script, configs/qwen3_moe/qwen3-moe-w8a8.yaml.
+recipe::Recipe choose_recipe(const QuantOptions& o) {
+  if (!o.config.empty()) return recipe::load_recipe(o.config);
+  const std::string quant_type = o.quant_type.empty() ? "w8a8" : o.quant_type;
+  if (!o.model_type.empty()) return recipe::find_bundled_recipe(resource_path("configs"), o.model_type, quant_type);
+  if (quant_type != "w8a8") {
+    throw Error(ErrorCode::kInvalidArgument,
+                "--quant_type " + quant_type + " needs --model_type Qwen3-30B|Qwen3-235B (which practice recipe) "
+                "or --config FILE", "", "--quant_type");
+  }
+  return recipe::load_recipe(resource_path("configs/qwen3_moe/qwen3-moe-w8a8.yaml"));
+}
+
+// The flags that change a recipe's steps. Each refuses what the recipe's pipeline cannot do.
+void apply_flag_overrides(const QuantOptions& o, recipe::Recipe& r) {
+  const bool v1 = r.api == recipe::ApiVersion::kV1;
+  const auto refuse = [&](const char* flag, const std::string& why) {
+    throw Error(ErrorCode::kInvalidArgument, why, r.file.string(), flag);
+  };
+  if (o.rot) r.rotate = true;
+  if (o.anti_method == "none") {
+    r.smooth.reset();
+  } else if (o.anti_method == "m4") {
+    if (v1) refuse("--anti_method", "m4 belongs to the v0 (W8A8 script) pipeline; this recipe is modelslim_v1");
+    if (!r.smooth || r.smooth->method != recipe::SmoothMethod::kM4) {
+      recipe::SmoothStep m4;
+      m4.subgraphs = {recipe::Subgraph::kNormLinear, recipe::Subgraph::kOv};
+      r.smooth = m4;
+    }
+  }
+  if (o.mindie_format) {
+    if (v1) refuse("--mindie_format", "the MindIE safe_tensor layout is a v0 (W8A8) layout");
+    r.save_format = recipe::SaveFormat::kMindIE;
+  }
+  if (v1 && o.batch_size_given) refuse("--batch_size", "modelslim_v1 recipes feed one prompt per forward");
+  if (v1 && o.stats_include_padding) {
+    refuse("--stats-include-padding", "modelslim_v1 recipes feed one prompt per forward, without padding");
+  }
+}
+
 int run_quant(const QuantOptions& o) {
   kernels::set_num_threads(o.threads);
-  if (o.quant_type != "w8a8") {
-    throw Error(ErrorCode::kUnsupported, "only w8a8 is implemented so far (w4a8 is planned)", "", "--quant_type");
-  }
-  pipeline::W8A8Options p;
+  recipe::Recipe r = choose_recipe(o);
+  apply_flag_overrides(o, r);
+  const bool v1 = r.api == recipe::ApiVersion::kV1;
   // msModelSlim's one-click entry point (`msmodelslim quant --model_type ...`) takes the anti-outlier
-  // statistics on the calibration set and feeds the prompts one at a time (algorithms spec §2); its flags
+  // statistics on the calibration set and feeds the prompts one at a time (algorithms spec §2, §7.3); its flags
   // get its defaults.
-  const bool one_click = !o.model_type.empty();
+  const bool one_click = !o.model_type.empty() && o.config.empty();
+  const std::filesystem::path data_dir = resource_path("data");
+  pipeline::QuantRunOptions p;
   p.model_path = o.model_path;
   p.save_path = o.save_path;
-  p.calib_dataset = o.calib_dataset.empty() ? resource_path("data/qwen3-moe_calib_prompt_50.json")
-                                            : std::filesystem::path(o.calib_dataset);
-  p.anti_dataset = !o.anti_dataset.empty() ? std::filesystem::path(o.anti_dataset)
-                   : one_click             ? p.calib_dataset
-                                           : resource_path("data/qwen3-moe_anti_prompt_50.json");
+  p.calib_dataset = !o.calib_dataset.empty() ? std::filesystem::path(o.calib_dataset)
+                    : !r.calib_dataset.empty()
+                        ? recipe::resolve_dataset(r, r.calib_dataset, "data.calib_dataset", data_dir)
+                        : data_dir / "qwen3-moe_calib_prompt_50.json";
+  p.anti_dataset = !o.anti_dataset.empty()                   ? std::filesystem::path(o.anti_dataset)
+                   : one_click || r.anti_dataset.empty()     ? p.calib_dataset
+                                                             : recipe::resolve_dataset(r, r.anti_dataset,
+                                                                                       "data.anti_dataset", data_dir);
+  if (v1 && !o.anti_dataset.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "modelslim_v1 recipes take their statistics on the calibration set",
+                r.file.string(), "--anti_dataset");
+  }
   p.eval_data = o.eval_data;
   p.layer_count = o.layer_count;
-  p.batch_size = one_click && !o.batch_size_given ? 1 : o.batch_size;
-  if (one_click) {
+  p.batch_size = o.batch_size_given ? o.batch_size : one_click ? 1 : r.batch_size.value_or(o.batch_size);
+  if (one_click && !v1) {
     log_info("quant: --model_type {}: msModelSlim's one-click defaults (anti set = calibration set{})", o.model_type,
              o.batch_size_given ? "" : ", one prompt per batch");
   }
-  p.mindie_format = o.mindie_format;
   p.stats_include_padding = o.stats_include_padding;
   p.force = o.force;
-  p.rotate = o.rot;
-  p.anti_method = o.anti_method == "none" ? pipeline::AntiMethod::kNone : pipeline::AntiMethod::kM4;
   p.model_type = o.model_type;
+  p.quant_type = !o.quant_type.empty() ? o.quant_type : !r.quant_type.empty() ? r.quant_type : "";
   p.float_precision = o.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
-  const pipeline::W8A8Result r = pipeline::run_w8a8(p);
-  const auto& timing = r.report["timing_seconds"];
+  p.search_rows = o.search_rows;
+  const pipeline::QuantResult result = pipeline::run_quant(r, p);
+  const auto& report = result.report;
+  const auto& timing = report["timing_seconds"];
   log_info("quant: wrote {} in {:.1f} s; report (every expert's token count, timings): {}/quant_report.json", o.save_path,
            timing["total"].get<double>(), o.save_path);
   for (const auto& [phase, seconds] : timing.items()) {
     if (phase != "total") log_info("  {:<22} {:8.2f} s", phase, seconds.get<double>());
   }
-  for (const auto& layer : r.report["per_layer"]) {
+  for (const auto& layer : report["per_layer"]) {
     std::string line = fmt::format("  layer {:3}  relative error {:.5f}", layer["layer"].get<std::int64_t>(),
                                    layer["relative_error"].get<double>());
     if (layer.contains("expert_tokens")) {
@@ -89,7 +141,23 @@ int run_quant(const QuantOptions& o) {
                             layer["experts_without_tokens"].dump());
       }
     }
+    if (layer.contains("smoothing")) {
+      for (const auto& [subgraph, choice] : layer["smoothing"].items()) {
+        if (choice.contains("alpha")) {
+          line += fmt::format("  {} α {:.2f} β {:.2f}", subgraph, choice["alpha"].get<double>(),
+                              choice["beta"].get<double>());
+        }
+      }
+    }
     log_info("{}", line);
+  }
+  if (report.contains("evaluation")) {
+    const auto& e = report["evaluation"];
+    log_info("quant: evaluation on {} ({} tokens): perplexity {:.4f} vs float {:.4f} ({:+.2f} %), mean KL {:.5f}, "
+             "top-1 agreement {:.4f}",
+             e["data"].get<std::string>(), e["tokens"].get<std::int64_t>(), e["quantized_perplexity"].get<double>(),
+             e["float_perplexity"].get<double>(), 100.0 * e["perplexity_change"].get<double>(),
+             e["mean_kl"].get<double>(), e["top1_agreement"].get<double>());
   }
   return 0;
 }
@@ -100,27 +168,39 @@ CommandRunner register_quant(CLI::App& app) {
   auto o = std::make_shared<QuantOptions>();
   CLI::App* sub = app.add_subcommand(
       "quant",
-      "Quantize a Qwen3-MoE checkpoint as msModelSlim's Qwen3-MoE example does, one decoder layer at a time.\n"
-      "W8A8 mixed: q/k/v/o W8A8 static (per-channel int8 weights, per-tensor activation scale/offset from\n"
-      "calibration), experts W8A8 dynamic (per-token activation scales at run time); router, norms, embeddings\n"
-      "and lm_head stay float; anti-outlier smoothing m4 first. Output: msModelSlim's ascendV1 layout (or the\n"
-      "older MindIE layout with --mindie_format), loadable by MindIE and vLLM-Ascend, plus quant_report.json.\n"
-      "The output is built in a temporary directory beside --save_path and renamed into place when complete.\n"
+      "Quantize a Qwen3-MoE checkpoint as msModelSlim's Qwen3-MoE example does, one decoder layer at a time,\n"
+      "following a recipe (configs/, see `moeslim recipes`):\n"
+      "  w8a8 (the W8A8 script, configs/qwen3_moe/qwen3-moe-w8a8.yaml): q/k/v/o W8A8 static (per-channel int8\n"
+      "    weights, per-tensor activation scale/offset from calibration), experts W8A8 dynamic (per-token\n"
+      "    activation scales at run time); anti-outlier smoothing m4 first, optional --rot before it.\n"
+      "  w4a8 (the one-click path, --model_type Qwen3-30B|Qwen3-235B): flex_smooth_quant, attention W8A8 dynamic,\n"
+      "    experts int4 weights with int8 dynamic activations (Qwen3-30B: layers 41-47 stay int8).\n"
+      "Router, norms, embeddings and lm_head stay float. Output: msModelSlim's layouts (ascendV1; --mindie_format\n"
+      "for the older MindIE one; the v1 saver's for w4a8), loadable by MindIE and vLLM-Ascend, plus\n"
+      "quant_report.json. The output is built in a temporary directory beside --save_path and renamed into place\n"
+      "when complete.\n"
       "Examples:\n"
       "  msModelSlim's script:    moeslim quant --model_path models/tiny-qwen3-moe --save_path /tmp/w8a8 \\\n"
       "                             --anti_dataset data/qwen3-moe_anti_prompt_50.json \\\n"
-      "                             --calib_dataset data/qwen3-moe_calib_prompt_50.json --batch_size 4\n"
-      "  its one-click CLI:       moeslim quant --model_type Qwen3-30B --quant_type w8a8 --model_path M --save_path S\n"
+      "                             --calib_dataset data/qwen3-moe_calib_prompt_50.json --batch_size 4 [--rot]\n"
+      "  its one-click CLI:       moeslim quant --model_type Qwen3-30B --quant_type w4a8 --model_path M --save_path S\n"
+      "  any recipe file:         moeslim quant --config configs/qwen3_moe/qwen3-30b-w4a8-plus.yaml ...\n"
       "  measure the result too:  add --eval_data data/eval_valid.jsonl (perplexity, KL, top-1 vs float)");
   sub->add_option("--model_path", o->model_path, "Hugging Face checkpoint directory (bf16 safetensors + config)")
       ->required()
       ->check(CLI::ExistingDirectory);
   sub->add_option("--save_path", o->save_path, "Output directory (must not exist or be empty unless --force)")
       ->required();
-  sub->add_option("--quant_type", o->quant_type, "w8a8 (w4a8 is planned)")->capture_default_str();
+  sub->add_option("--quant_type", o->quant_type,
+                  "w8a8 (default) | w4a8 (needs --model_type): with --model_type, picks the bundled recipe")
+      ->check(CLI::IsMember({"w8a8", "w4a8"}));
+  sub->add_option("--config", o->config,
+                  "A recipe file (YAML, the format of configs/*/*.yaml); the flags below still override its "
+                  "datasets, batch size, rotation, smoothing and layout")
+      ->check(CLI::ExistingFile);
   sub->add_option("--model_type", o->model_type,
-                  "Qwen3-30B | Qwen3-235B: msModelSlim's one-click entry point; takes its defaults (anti set = "
-                  "calibration set, one prompt per batch)")
+                  "Qwen3-30B | Qwen3-235B: msModelSlim's one-click entry point: the bundled recipe for this model "
+                  "and --quant_type, with its defaults (w8a8: anti set = calibration set, one prompt per batch)")
       ->check(CLI::IsMember({"Qwen3-30B", "Qwen3-235B"}));
   sub->add_option("--anti_dataset", o->anti_dataset,
                   "Prompts for the anti-outlier statistics (JSON array of strings, or JSONL with \"text\" or "
@@ -144,9 +224,11 @@ CommandRunner register_quant(CLI::App& app) {
                   "Accepted for compatibility and ignored: moeslim never runs code from a model directory")
       ->capture_default_str()
       ->check(CLI::IsMember({"True", "False", "true", "false"}));
-  sub->add_option("--anti_method", o->anti_method, "Anti-outlier method: m4 (msModelSlim's) or none")
+  sub->add_option("--anti_method", o->anti_method,
+                  "Smoothing: recipe (what the recipe says), m4 (msModelSlim's W8A8 method; v0 recipes) or none "
+                  "(drop the recipe's smoothing step)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"m4", "none"}));
+      ->check(CLI::IsMember({"recipe", "m4", "none"}));
   sub->add_flag("--stats-include-padding", o->stats_include_padding,
                 "Right-pad each batch and let the pads enter every statistic, as msModelSlim does (default: pads "
                 "are excluded — the prompts of a batch are packed without padding)");
@@ -158,6 +240,11 @@ CommandRunner register_quant(CLI::App& app) {
                   "msModelSlim does on a bf16 model and is about 2x faster; f32 is exact float32")
       ->capture_default_str()
       ->check(CLI::IsMember({"bf16", "f32"}));
+  sub->add_option("--search_rows", o->search_rows,
+                  "flex_smooth's alpha/beta search on at most this many activation rows per subgraph, evenly "
+                  "strided (0 = all, msModelSlim's behaviour; large models may want e.g. 4096)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--threads", o->threads, "Compute threads")->capture_default_str()->check(CLI::Range(1, 1024));
   sub->add_flag("--force", o->force, "Replace a non-empty --save_path");
   return [o, batch] {

@@ -1,6 +1,6 @@
 // The tensor half of every msModelSlim layout: tensors stream into sharded safetensors files as they are
 // added, and each one's description type ("FLOAT", "W8A8", ...) is remembered in write order for the
-// description file. Shared by the W8A8 writer and, later, the W4A8 one.
+// description file. Shared by the W8A8 (v0) and W4A8 (v1) writers.
 #pragma once
 
 #include <cstdint>

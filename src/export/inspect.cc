@@ -72,6 +72,10 @@ void check_config(const nlohmann::json& config, Layout layout, const ShardSet& s
   if (layout == Layout::kAscendV1V1 && config.contains("quantization_config")) {
     violations.push_back({file + ": quantization_config", "the W4A8 layout removes this key"});
   }
+  if (layout == Layout::kAscendV1V1 && config.contains("quantize")) {
+    violations.push_back({file + ": quantize", "the W4A8 layout adds no quantize key (msModelSlim's v1 saver writes "
+                                               "none; loaders read the scheme from the description)"});
+  }
 
   std::set<long> layers;
   const std::string prefix = "model.layers.";

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -12,6 +13,8 @@
 #include "core/half.h"
 #include "export/float_encoding.h"
 #include "export/inspect_parts.h"
+#include "export/w4a8_tensors.h"
+#include "model/quantized_linear.h"
 
 namespace moeslim::exporter::inspect_detail {
 namespace {
@@ -262,18 +265,101 @@ class Checker {
     claim_linear(module, parts, owner);
     const std::optional<Tensor> w = int8_weight(module, type, owner);
     if (!w) return;
-    // W4A8 packs two int4 codes per byte along the output dimension: [out/2, in].
-    const std::int64_t out = type == kW4A8Dynamic ? 2 * w->dim(0) : w->dim(0);
-    if (type == kW8A8Dynamic) weight_codes_in_range(module + ".weight", *w);
-    const auto scale = require(module + ".weight_scale", type, {scale_dtype()}, {out, 1}, owner);
-    const auto offset = require(module + ".weight_offset", type, {scale_dtype()}, {out, 1}, owner);
-    if (scale && offset) scale_and_zero_offset(module, *scale, *offset);
     if (type == kW4A8Dynamic) {
-      // scale_bias: [out, 1] for gate/up_proj, [out, 16] for down_proj (its value rule is not checked yet).
-      const Shape shape{out, leaf_of(module) == "down_proj" ? 16 : 1};
-      require(module + ".scale_bias", type, {DType::kF32}, shape, owner);
+      int4_linear(module, *w);
+    } else {
+      const std::int64_t out = w->dim(0);
+      weight_codes_in_range(module + ".weight", *w);
+      const auto scale = require(module + ".weight_scale", type, {scale_dtype()}, {out, 1}, owner);
+      const auto offset = require(module + ".weight_offset", type, {scale_dtype()}, {out, 1}, owner);
+      if (scale && offset) scale_and_zero_offset(module, *scale, *offset);
     }
     c_.shards.release(module + ".weight");
+  }
+
+  // W4A8_DYNAMIC: two int4 codes per byte along the output dimension, so the weight is [out/2, in] where
+  // weight_scale has `out` rows; scale_bias [out, 1] (gate/up_proj) or [out, 16] (down_proj) with its value
+  // rule (check_scale_bias).
+  void int4_linear(const std::string& module, const Tensor& packed) {
+    const std::string owner = kW4A8Dynamic + " linear";
+    const std::string weight_name = module + ".weight";
+    const std::int64_t in = packed.dim(1);
+    // `out` comes from weight_scale when it is a column, so that a wrongly shaped weight is the one named.
+    std::int64_t out = 2 * packed.dim(0);
+    const std::string scale_name = module + ".weight_scale";
+    if (c_.shards.contains(scale_name)) {
+      const Shape& s = c_.shards.info(scale_name).shape;
+      if (s.size() == 2 && s[1] == 1 && s[0] > 0) out = s[0];
+    }
+    bool weight_ok = true;
+    if (out % 2 != 0 || packed.dim(0) != out / 2) {
+      violation(weight_name, fmt::format("has shape {}; with weight_scale's {} rows a W4A8_DYNAMIC weight, two int4 "
+                                         "codes per byte along the output dimension, must be [{}, {}]",
+                                         shape_to_string(packed.shape()), out, out / 2, in));
+      weight_ok = false;
+    }
+    const auto scale = require(scale_name, kW4A8Dynamic, {DType::kF32}, {out, 1}, owner);
+    const auto offset = require(module + ".weight_offset", kW4A8Dynamic, {DType::kF32}, {out, 1}, owner);
+    if (scale && offset) scale_and_zero_offset(module, *scale, *offset);
+
+    const std::string bias_name = module + ".scale_bias";
+    const std::optional<std::int64_t> columns = scale_bias_columns(module);
+    if (!columns) {
+      claimed_.insert(bias_name);
+      violation(weight_name, "W4A8_DYNAMIC is defined for gate_proj, up_proj and down_proj only (scale_bias has no "
+                             "specified form for " + leaf_of(module) + ")");
+      return;
+    }
+    const auto scale_bias = require(bias_name, kW4A8Dynamic, {DType::kF32}, {out, *columns}, owner);
+    if (in % *columns != 0) {
+      violation(bias_name, fmt::format("the input width {} does not split into {} equal chunks", in, *columns));
+      return;
+    }
+    if (weight_ok && scale && scale_bias) check_scale_bias(bias_name, packed, *scale, *scale_bias);
+  }
+
+  // scale_bias[n, j] == 8 · Σ_{k in chunk j} q[n,k] · s[n] (chunks: `columns` equal contiguous slices of a row).
+  // The exact value is computed here (integer code sums, one float32 product: exact in double). msModelSlim
+  // forms q·s and sums the chunk in float32, in an order we do not know: every term then passes through at
+  // most m roundings (its product and m − 1 additions, whatever the order), so the result errs by at most
+  // γ_m·Σ|terms| with γ_m = m·u / (1 − m·u), u = 2^-24 (Higham's bound; pairwise summation does better), and
+  // ×8 is exact. Half an ulp more admits a result computed more accurately and rounded once (as the writer
+  // does). Anything further is a wrong value; a sum formed in bf16 would be too (spec: scale_bias is fp32).
+  void check_scale_bias(const std::string& name, const Tensor& packed, const Tensor& scale, const Tensor& scale_bias) {
+    const Tensor codes = model::unpack_int4_rows(packed);
+    const std::int64_t out = codes.dim(0), in = codes.dim(1), columns = scale_bias.dim(1), chunk = in / columns;
+    const std::vector<float> s = float_values(scale);
+    const std::vector<float> stored = float_values(scale_bias);
+    const auto* q = codes.data<std::int8_t>();
+    constexpr double kUnitRoundoff = 1.0 / (1 << 24);
+    const double m_u = static_cast<double>(chunk) * kUnitRoundoff;
+    const double gamma = m_u / (1.0 - m_u);
+    std::size_t wrong = 0;
+    std::int64_t first = 0;
+    double first_expected = 0;
+    for (std::int64_t n = 0; n < out; ++n) {
+      for (std::int64_t j = 0; j < columns; ++j) {
+        std::int64_t sum = 0, abs_sum = 0;
+        for (std::int64_t k = j * chunk; k < (j + 1) * chunk; ++k) {
+          sum += q[n * in + k];
+          abs_sum += std::abs(static_cast<int>(q[n * in + k]));
+        }
+        const double expected = 8.0 * static_cast<double>(s[n]) * static_cast<double>(sum);
+        const double bound = gamma * 8.0 * static_cast<double>(s[n]) * static_cast<double>(abs_sum) +
+                             0.5 * static_cast<double>(ulp(static_cast<float>(expected)));
+        const float v = stored[n * columns + j];
+        if (!(std::fabs(static_cast<double>(v) - expected) <= bound) && wrong++ == 0) {
+          first = n * columns + j;
+          first_expected = expected;
+        }
+      }
+    }
+    if (wrong) {
+      violation(name, fmt::format("{} of {} values differ from 8 * sum(codes * weight_scale) over {} chunk(s) of {} "
+                                  "inputs; [{}, {}] is {} but the codes and scale give {}",
+                                  wrong, out * columns, columns, chunk, first / columns, first % columns,
+                                  stored[first], first_expected));
+    }
   }
 
   void w8a8_static_linear(const std::string& module) {
@@ -405,6 +491,12 @@ class Checker {
     const io::TensorInfo& weight = c_.shards.info(module + ".weight");
     const bool bias_required = c_.layout == Layout::kAscendV1 || c_.layout == Layout::kMindIE;
     std::optional<Tensor> bias;
+    if (c_.layout == Layout::kAscendV1V1 && c_.shards.contains(module + ".bias")) {
+      claimed_.insert(module + ".bias");
+      violation(module + ".bias", "the W4A8 layout's norms are plain RMSNorms (flex smoothing adds no bias); its "
+                                  "loaders have no parameter for a norm bias");
+      return;
+    }
     if (bias_required || c_.shards.contains(module + ".bias")) {
       bias = require(module + ".bias", kFloat, {c_.float_dtype}, weight.shape, owner);
     }

@@ -7,7 +7,8 @@ namespace moeslim::exporter {
 // W8A8 mixed (v0 API, both the ascendV1 and the MindIE safe_tensor layouts): shards
 // "<base>-0000i-of-0000N.safetensors" plus "<base>.safetensors.index.json".
 inline constexpr const char* kW8A8ShardBase = "quant_model_weight_w8a8_dynamic";
-// W4A8 mixed (v1 API, ascendv1 saver).
+// W4A8 mixed (v1 API, ascendv1 saver): the same pattern with this base; the description file is
+// kAscendV1DescriptionFile.
 inline constexpr const char* kW4A8ShardBase = "quant_model_weights";
 
 inline constexpr const char* kAscendV1DescriptionFile = "quant_model_description.json";

@@ -3,7 +3,6 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "export/description_file.h"
-#include "export/float_encoding.h"
 #include "export/msmodelslim_names.h"
 #include "export/output_config.h"
 #include "export/w8a8_tensors.h"
@@ -36,12 +35,7 @@ void MsModelSlimWriter::add_all(const std::vector<NamedTensor>& tensors) {
 
 void MsModelSlimWriter::add_float(const std::string& tensor_name, const Tensor& tensor) {
   try {
-    if (!is_float_dtype(tensor.dtype()) || tensor.empty()) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "a FLOAT tensor must be BF16, F16 or F32, not " + std::string(dtype_name(tensor.dtype())), {},
-                  tensor_name);
-    }
-    add_all({{tensor_name, to_float_dtype(tensor, float_dtype_), "FLOAT"}});
+    add_all({float_named_tensor(tensor_name, tensor, float_dtype_)});
   } catch (const Error& e) {
     rethrow_with_file(e, out_dir_.string());
   }
@@ -63,7 +57,8 @@ void MsModelSlimWriter::add_linear(const quant::QuantizedLinear& linear) {
   }
 }
 
-MsModelSlimOutput MsModelSlimWriter::finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written) {
+MsModelSlimOutput MsModelSlimWriter::finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
+                                            const nlohmann::ordered_json& /*metadata: no place in v0*/) {
   if (finished_) throw Error(ErrorCode::kInvalidArgument, "finish() called twice", out_dir_.string());
   finished_ = true;
   MsModelSlimOutput result;

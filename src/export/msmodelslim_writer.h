@@ -4,8 +4,8 @@
 // (model.named_modules()), then finish().
 //
 // The W4A8 layout (§5) differs in shard base name, scale dtypes, int4 packing, description key placement
-// and config edits; it gets its own saver built from the same parts (DescribedShardWriter,
-// render_description, write_edited_config), not a mode of this class.
+// and config edits; it has its own writer built from the same parts (msmodelslim_v1_writer.h), not a mode
+// of this class.
 #pragma once
 
 #include <cstdint>
@@ -13,8 +13,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/tensor.h"
 #include "export/described_shards.h"
+#include "export/quantized_model_writer.h"
 #include "io/safetensors_writer.h"
 #include "quant/quant_types.h"
 
@@ -27,13 +30,7 @@ enum class SaveFormat {
   kMindIE,    // --mindie_format: the older "safe_tensor" layout (MindIE <= 2.1.RC1)
 };
 
-struct MsModelSlimOutput {
-  io::ShardedWriteSummary shards;
-  std::filesystem::path description_path;
-  std::vector<std::string> side_files;  // copied from the model directory (config.json is rewritten, not copied)
-};
-
-class MsModelSlimWriter {
+class MsModelSlimWriter final : public QuantizedModelWriter {
  public:
   // Writes into `out_dir` (normally OutputDir::temp_path()). `float_dtype` is the model's float dtype, BF16
   // or F16: FLOAT tensors and the scales are stored in it, and F16 switches deq_scale to its int64 encoding.
@@ -42,16 +39,18 @@ class MsModelSlimWriter {
 
   // A float parameter by its full tensor name ("model.embed_tokens.weight", "model.layers.0.mlp.gate.weight",
   // "lm_head.weight"), converted to the float dtype (a tensor already in it is written without a copy).
-  void add_float(const std::string& tensor_name, const Tensor& tensor);
+  void add_float(const std::string& tensor_name, const Tensor& tensor) override;
   // weight, bias (zeros when absent) and, in the MindIE layout, .module.weight/.module.bias.
-  void add_norm(const quant::NormTensors& norm);
+  void add_norm(const quant::NormTensors& norm) override;
   // The linear's tensors of spec §2 (see w8a8_linear_tensors for the checks).
-  void add_linear(const quant::QuantizedLinear& linear);
+  void add_linear(const quant::QuantizedLinear& linear) override;
 
   // Closes the shards and writes the index, the description file, config.json (the input's with the
   // layout's keys; num_hidden_layers = layer_count_written when 0 < it < the input's, see
   // set_written_layer_count) and copies of the input's side files. `model_dir` is the input model.
-  MsModelSlimOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written);
+  // `metadata` is ignored: neither v0 layout has a place for it (msModelSlim's v0 savers record no rotation).
+  MsModelSlimOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
+                           const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;
 
   SaveFormat format() const { return format_; }
   DType float_dtype() const { return float_dtype_; }

@@ -60,4 +60,6 @@ void add_w8a8_quantize_keys(nlohmann::ordered_json& config, bool mindie_format) 
   }
 }
 
+void remove_quantization_config(nlohmann::ordered_json& config) { config.erase("quantization_config"); }
+
 }  // namespace moeslim::exporter

@@ -36,4 +36,8 @@ void set_written_layer_count(nlohmann::ordered_json& config, std::int64_t layer_
 // present keep their place, new ones go last (Python dict semantics).
 void add_w8a8_quantize_keys(nlohmann::ordered_json& config, bool mindie_format);
 
+// The W4A8 layout's config edit (spec §5): msModelSlim's v1 saver removes any "quantization_config" key (an
+// input's own quantization settings would mislead loaders about these weights) and adds no "quantize" key.
+void remove_quantization_config(nlohmann::ordered_json& config);
+
 }  // namespace moeslim::exporter

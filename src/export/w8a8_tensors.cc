@@ -52,17 +52,18 @@ std::int64_t checked_out_features(const quant::QuantizedLinear& linear, const st
   return w.dim(0);
 }
 
-void add_float_linear(const quant::QuantizedLinear& linear, DType float_dtype, std::vector<NamedTensor>& out) {
-  const std::string weight_name = linear.name + ".weight";
-  require_float(linear.weight, weight_name);
-  out.push_back({weight_name, to_float_dtype(linear.weight, float_dtype), kFloatType});
-  if (!linear.bias.empty()) {
-    require_float(linear.bias, linear.name + ".bias");
-    out.push_back({linear.name + ".bias", to_float_dtype(linear.bias, float_dtype), kFloatType});
-  }
+}  // namespace
+
+NamedTensor float_named_tensor(const std::string& name, const Tensor& tensor, DType float_dtype) {
+  require_float(tensor, name);
+  return {name, to_float_dtype(tensor, float_dtype), kFloatType};
 }
 
-}  // namespace
+std::vector<NamedTensor> float_linear_tensors(const quant::QuantizedLinear& linear, DType float_dtype) {
+  std::vector<NamedTensor> out{float_named_tensor(linear.name + ".weight", linear.weight, float_dtype)};
+  if (!linear.bias.empty()) out.push_back(float_named_tensor(linear.name + ".bias", linear.bias, float_dtype));
+  return out;
+}
 
 std::vector<NamedTensor> w8a8_linear_tensors(const quant::QuantizedLinear& linear, DType float_dtype) {
   if (float_dtype != DType::kBF16 && float_dtype != DType::kF16) {
@@ -71,11 +72,8 @@ std::vector<NamedTensor> w8a8_linear_tensors(const quant::QuantizedLinear& linea
                 linear.name);
   }
   if (linear.name.empty()) throw Error(ErrorCode::kInvalidArgument, "a linear has an empty module name");
+  if (linear.scheme == quant::QuantScheme::kFloat) return float_linear_tensors(linear, float_dtype);
   std::vector<NamedTensor> out;
-  if (linear.scheme == quant::QuantScheme::kFloat) {
-    add_float_linear(linear, float_dtype, out);
-    return out;
-  }
   if (linear.scheme == quant::QuantScheme::kW4A8Dynamic) {
     throw Error(ErrorCode::kUnsupported, "W4A8_DYNAMIC linears are written in the W4A8 layout, not the W8A8 one", {},
                 linear.name);

@@ -1,6 +1,7 @@
 // What the v0 (W8A8 mixed) savers write for one module: names, order, dtypes and shapes of spec §2, mapped
 // from the pipeline's file-format-independent QuantizedLinear / NormTensors. Pure functions: the writer adds
-// the result to its shards; tests check it directly.
+// the result to its shards; tests check it directly. NamedTensor and the FLOAT helpers serve the v1 (W4A8)
+// writer too (w4a8_tensors.h).
 #pragma once
 
 #include <string>
@@ -16,6 +17,13 @@ struct NamedTensor {
   Tensor tensor;     // in its file dtype and shape
   std::string type;  // description type: "FLOAT", "W8A8", "W8A8_DYNAMIC"
 };
+
+// A FLOAT tensor as both layouts write it: `tensor` (BF16, F16 or F32, non-empty) converted to `float_dtype`
+// (no copy when it already is). kInvalidArgument naming `name` otherwise.
+NamedTensor float_named_tensor(const std::string& name, const Tensor& tensor, DType float_dtype);
+
+// A kFloat linear's tensors in both layouts: weight, then bias if it has one, in float_dtype, FLOAT.
+std::vector<NamedTensor> float_linear_tensors(const quant::QuantizedLinear& linear, DType float_dtype);
 
 // One linear's tensors, in msModelSlim's order, `float_dtype` being the model's float dtype (BF16 or F16):
 //   kFloat        weight, bias?                                         float_dtype, all FLOAT

@@ -370,4 +370,37 @@ Tensor unpack_int4_rows(const Tensor& packed) {
   return out;
 }
 
+Tensor pack_int4_rows(const Tensor& codes) {
+  if (codes.dtype() != DType::kI8 || codes.rank() != 2 || codes.dim(0) <= 0 || codes.dim(1) <= 0) {
+    throw Error(ErrorCode::kInvalidArgument, "int4 codes must be a non-empty 2-D I8 tensor [out, in], got " +
+                                                 std::string(dtype_name(codes.dtype())) + " " +
+                                                 shape_to_string(codes.shape()));
+  }
+  const std::int64_t rows = codes.dim(0), cols = codes.dim(1);
+  if (rows % 2 != 0) {
+    throw Error(ErrorCode::kInvalidArgument, "int4 codes are packed in pairs of output rows, but there are " +
+                                                 std::to_string(rows) + " rows (odd)");
+  }
+  const auto* src = codes.data<std::int8_t>();
+  for (std::int64_t i = 0; i < rows * cols; ++i) {
+    if (src[i] < -8 || src[i] > 7) {
+      throw Error(ErrorCode::kInvalidArgument, "int4 code " + std::to_string(src[i]) + " at row " +
+                                                   std::to_string(i / cols) + ", column " + std::to_string(i % cols) +
+                                                   " is outside [-8, 7]");
+    }
+  }
+  Tensor out = Tensor::zeros(DType::kI8, {rows / 2, cols});
+  auto* dst = out.mutable_data<std::uint8_t>();
+  for (std::int64_t r = 0; r < rows / 2; ++r) {
+    const std::int8_t* even = src + (2 * r) * cols;
+    const std::int8_t* odd = even + cols;
+    for (std::int64_t c = 0; c < cols; ++c) {
+      // Unsigned arithmetic: shifting a negative code left is what the format means, but not portable C++.
+      dst[r * cols + c] = static_cast<std::uint8_t>((static_cast<std::uint8_t>(odd[c]) << 4) |
+                                                    (static_cast<std::uint8_t>(even[c]) & 0x0F));
+    }
+  }
+  return out;
+}
+
 }  // namespace moeslim::model

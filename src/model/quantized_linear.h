@@ -40,4 +40,9 @@ std::unique_ptr<Linear> make_w4a8_dynamic_linear(const Tensor& packed_weight, co
 // sign-extended.
 Tensor unpack_int4_rows(const Tensor& packed);
 
+// The inverse, as the W4A8 writer stores int4 weights: I8 codes [out, in] in [−8, 7] → I8 [out/2, in].
+// kInvalidArgument for a dtype other than I8, a shape that is not 2-D with an even, nonzero `out`, or a code
+// outside [−8, 7] (naming its row and column: it would silently wrap into its neighbour's nibble).
+Tensor pack_int4_rows(const Tensor& codes);
+
 }  // namespace moeslim::model

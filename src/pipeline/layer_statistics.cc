@@ -1,5 +1,7 @@
 #include "pipeline/layer_statistics.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace moeslim::pipeline {
@@ -25,6 +27,34 @@ const quant::ChannelStatsObserver& ChannelStatsCollector::stats(const std::strin
   auto it = stats_.find(module);
   if (it == stats_.end()) throw Error(ErrorCode::kInternal, "no statistics collected", "", module);
   return it->second;
+}
+
+InputRowCollector::InputRowCollector(std::vector<std::string> modules) {
+  for (auto& m : modules) rows_.emplace(std::move(m), std::vector<float>());
+}
+
+void InputRowCollector::on_linear_input(const std::string& module, const float* x, std::int64_t rows,
+                                        std::int64_t cols, const std::uint8_t* real) {
+  auto it = rows_.find(module);
+  if (it == rows_.end()) return;
+  auto [c, inserted] = cols_.emplace(module, cols);
+  if (c->second != cols) throw Error(ErrorCode::kInternal, "input width changed between batches", "", module);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    if (real != nullptr && real[r] == 0) continue;
+    it->second.insert(it->second.end(), x + r * cols, x + (r + 1) * cols);
+  }
+}
+
+Tensor InputRowCollector::rows(const std::string& module) const {
+  const auto it = rows_.find(module);
+  const auto c = cols_.find(module);
+  if (it == rows_.end() || c == cols_.end() || it->second.empty()) {
+    throw Error(ErrorCode::kInternal, "no input rows collected", "", module);
+  }
+  const std::int64_t cols = c->second;
+  Tensor t = Tensor::zeros(DType::kF32, {static_cast<std::int64_t>(it->second.size()) / cols, cols});
+  std::copy(it->second.begin(), it->second.end(), t.mutable_data<float>());
+  return t;
 }
 
 void CalibrationFeeder::on_linear_input(const std::string& module, const float* x, std::int64_t rows,

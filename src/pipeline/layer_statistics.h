@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "model/observer.h"
 #include "quant/calibration_linear.h"
 #include "quant/observers.h"
@@ -25,6 +26,22 @@ class ChannelStatsCollector : public model::ForwardObserver {
 
  private:
   std::map<std::string, quant::ChannelStatsObserver> stats_;
+};
+
+// Every real input row of the modules it watches, kept in order (flex_smooth's α/β search needs the rows
+// themselves, not only their statistics). Memory: rows × cols float32 per module.
+class InputRowCollector : public model::ForwardObserver {
+ public:
+  explicit InputRowCollector(std::vector<std::string> modules);
+  bool wants_linear_input(const std::string& module) const override { return rows_.count(module) > 0; }
+  void on_linear_input(const std::string& module, const float* x, std::int64_t rows, std::int64_t cols,
+                       const std::uint8_t* real) override;
+  // F32 [rows, cols]; kInternal if the module was not watched or saw no row.
+  Tensor rows(const std::string& module) const;
+
+ private:
+  std::map<std::string, std::vector<float>> rows_;
+  std::map<std::string, std::int64_t> cols_;
 };
 
 // Hands each static linear its input batch before the linear runs on it (StaticCalibrationLinear::observe).

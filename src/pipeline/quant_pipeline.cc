@@ -1,4 +1,4 @@
-#include "pipeline/w8a8_pipeline.h"
+#include "pipeline/quant_pipeline.h"
 
 #include <fstream>
 #include <optional>
@@ -10,6 +10,7 @@
 #include "core/progress.h"
 #include "eval/model_source.h"
 #include "eval/perplexity.h"
+#include "export/msmodelslim_v1_writer.h"
 #include "export/msmodelslim_writer.h"
 #include "export/output_dir.h"
 #include "io/checkpoint.h"
@@ -17,7 +18,8 @@
 #include "model/config.h"
 #include "model/layer_loader.h"
 #include "pipeline/calibration_data.h"
-#include "pipeline/w8a8_layer.h"
+#include "pipeline/v0_layer.h"
+#include "pipeline/v1_layer.h"
 #include "quant/rotation.h"
 
 namespace moeslim::pipeline {
@@ -28,7 +30,7 @@ using nlohmann::ordered_json;
 
 // Hugging Face module order within a layer: q, k, v, o, q_norm, k_norm, router and experts (or dense MLP),
 // input_layernorm, post_attention_layernorm.
-void write_layer(exporter::MsModelSlimWriter& writer, const QuantizedLayer& layer) {
+void write_layer(exporter::QuantizedModelWriter& writer, const QuantizedLayer& layer) {
   for (std::size_t i = 0; i < 4; ++i) writer.add_linear(layer.linears[i]);
   writer.add_norm(layer.norms[0]);
   writer.add_norm(layer.norms[1]);
@@ -46,6 +48,7 @@ void write_layer(exporter::MsModelSlimWriter& writer, const QuantizedLayer& laye
 
 ordered_json layer_report(std::int64_t l, const QuantizedLayer& q) {
   ordered_json r = {{"layer", l}, {"relative_error", q.relative_error}};
+  if (!q.smoothing.empty()) r["smoothing"] = q.smoothing;
   if (!q.expert_tokens.empty()) {
     ordered_json without = ordered_json::array();
     for (std::size_t e = 0; e < q.expert_tokens.size(); ++e) {
@@ -57,7 +60,7 @@ ordered_json layer_report(std::int64_t l, const QuantizedLayer& q) {
   return r;
 }
 
-ordered_json evaluate_output(const W8A8Options& o, const std::filesystem::path& written,
+ordered_json evaluate_output(const QuantRunOptions& o, const std::filesystem::path& written,
                              const text::Tokenizer& tokenizer) {
   const eval::EvalData data = eval::load_eval_windows(o.eval_data, tokenizer, o.eval_window, 0);
   const auto quantized = eval::open_model_source(written, 0, model::FloatPrecision::kF32);
@@ -84,52 +87,70 @@ ordered_json evaluate_output(const W8A8Options& o, const std::filesystem::path& 
                       {"top1_agreement", r.top1_agreement}};
 }
 
+const char* save_format_name(const recipe::Recipe& r) {
+  if (r.api == recipe::ApiVersion::kV1) return "ascendV1 (v1 saver)";
+  return r.save_format == recipe::SaveFormat::kMindIE ? "mindie" : "ascendV1";
+}
+
+std::unique_ptr<exporter::QuantizedModelWriter> make_writer(const recipe::Recipe& r, const std::filesystem::path& dir,
+                                                            DType float_dtype) {
+  if (r.api == recipe::ApiVersion::kV1) return std::make_unique<exporter::MsModelSlimV1Writer>(dir, float_dtype);
+  return std::make_unique<exporter::MsModelSlimWriter>(
+      dir, r.save_format == recipe::SaveFormat::kMindIE ? exporter::SaveFormat::kMindIE : exporter::SaveFormat::kAscendV1,
+      float_dtype);
+}
+
 }  // namespace
 
-W8A8Result run_w8a8(const W8A8Options& o) {
+QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
   const auto run_start = Clock::now();
   PhaseTimes times;
   auto start = Clock::now();
+  const bool v1 = recipe.api == recipe::ApiVersion::kV1;
 
   model::ModelConfig config = model::ModelConfig::load(o.model_path);
   const std::int64_t input_layers = config.num_hidden_layers;
   if (o.layer_count > 0) config.limit_layers(o.layer_count);
   const io::Checkpoint checkpoint = io::Checkpoint::open(o.model_path);
   const text::Tokenizer tokenizer = text::Tokenizer::from_model_dir_or_file(o.model_path);
-  const bool m4 = o.anti_method == AntiMethod::kM4;
+  // v1 feeds one prompt per forward, without padding (§6.6); v0 batches as the script does (§7.2).
+  const std::int64_t batch_size = v1 ? 1 : o.batch_size;
+  const bool include_padding = !v1 && o.stats_include_padding;
+  const bool anti_pass = !v1 && recipe.smooth.has_value();
   CalibrationSet anti;
-  if (m4) {
-    anti = load_calibration_set(o.anti_dataset, tokenizer, o.batch_size, o.stats_include_padding,
-                                config.max_position_embeddings);
+  if (anti_pass) {
+    anti = load_calibration_set(o.anti_dataset, tokenizer, batch_size, include_padding, config.max_position_embeddings);
   }
-  const CalibrationSet calib = load_calibration_set(o.calib_dataset, tokenizer, o.batch_size, o.stats_include_padding,
-                                                    config.max_position_embeddings);
-  log_info("quant: {} of {} layers of {}; anti set {} prompts ({} tokens), calibration set {} prompts ({} tokens), "
-           "batch {}", config.num_hidden_layers, input_layers, o.model_path.string(), anti.prompts,
-           anti.tokens.layout.real_rows(), calib.prompts, calib.tokens.layout.real_rows(), o.batch_size);
+  const CalibrationSet calib =
+      load_calibration_set(o.calib_dataset, tokenizer, batch_size, include_padding, config.max_position_embeddings);
+  log_info("quant: recipe {} ({}); {} of {} layers of {}; {}calibration set {} prompts ({} tokens), batch {}",
+           recipe.name, recipe.file.string(), config.num_hidden_layers, input_layers, o.model_path.string(),
+           anti_pass ? fmt::format("anti set {} prompts ({} tokens), ", anti.prompts, anti.tokens.layout.real_rows())
+                     : std::string(),
+           calib.prompts, calib.tokens.layout.real_rows(), batch_size);
 
-  // --rot: the rotated model is an ordinary checkpoint (spec §5.3), so everything downstream (statistics,
+  // Rotation: the rotated model is an ordinary checkpoint (spec §5.3), so everything downstream (statistics,
   // smoothing, calibration, the written float tensors) sees the rotated weights; each tensor is rotated once,
   // when it streams by.
   std::optional<quant::Rotation> rotation;
-  if (o.rotate) rotation = quant::Rotation::for_config(config);
+  if (recipe.rotate) rotation = quant::Rotation::for_config(config);
 
   exporter::OutputDir out(o.model_path, o.save_path, o.force);
   const Tensor embedding = rotation ? quant::rotate_embedding(checkpoint.tensor("model.embed_tokens.weight"), *rotation)
                                     : checkpoint.tensor("model.embed_tokens.weight");
   const DType float_dtype = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
-  exporter::MsModelSlimWriter writer(
-      out.temp_path(), o.mindie_format ? exporter::SaveFormat::kMindIE : exporter::SaveFormat::kAscendV1, float_dtype);
-  writer.add_float("model.embed_tokens.weight", embedding);
+  const std::unique_ptr<exporter::QuantizedModelWriter> writer = make_writer(recipe, out.temp_path(), float_dtype);
+  writer->add_float("model.embed_tokens.weight", embedding);
 
-  ActivationSet anti_set{m4 ? model::embed(embedding, anti.tokens.ids) : Tensor(), &anti.tokens.layout,
+  ActivationSet anti_set{anti_pass ? model::embed(embedding, anti.tokens.ids) : Tensor(), &anti.tokens.layout,
                          anti.batch_size};
   ActivationSet calib_set{model::embed(embedding, calib.tokens.ids), &calib.tokens.layout, calib.batch_size};
-  W8A8LayerOptions layer_options;
-  layer_options.smooth = m4;
-  layer_options.include_padding = o.stats_include_padding;
+  LayerOptions layer_options;
+  layer_options.recipe = &recipe;
+  layer_options.include_padding = include_padding;
   layer_options.float_dtype = float_dtype;
   layer_options.float_precision = o.float_precision;
+  layer_options.search_rows = o.search_rows;
   times.add("setup", start);
 
   ordered_json per_layer = ordered_json::array();
@@ -143,9 +164,10 @@ W8A8Result run_w8a8(const W8A8Options& o) {
       quant::rotate_layer(config, l, raw, *rotation);
       times.add("rotation", start);
     }
-    const QuantizedLayer q = quantize_w8a8_layer(config, l, raw, anti_set, calib_set, layer_options, times);
+    const QuantizedLayer q = v1 ? quantize_v1_layer(config, l, raw, calib_set, layer_options, times)
+                                : quantize_v0_layer(config, l, raw, anti_set, calib_set, layer_options, times);
     start = Clock::now();
-    write_layer(writer, q);
+    write_layer(*writer, q);
     for (const auto& [name, tensor] : raw) checkpoint.release(name);
     times.add("writing", start);
     per_layer.push_back(layer_report(l, q));
@@ -155,29 +177,37 @@ W8A8Result run_w8a8(const W8A8Options& o) {
   progress.finish();
 
   start = Clock::now();
+  const bool norm_bias = !v1 && recipe.smooth && recipe.smooth->method == recipe::SmoothMethod::kM4;
   const Tensor final_norm = checkpoint.tensor("model.norm.weight");
   const Tensor lm_head = checkpoint.tensor(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  writer.add_norm(quant::NormTensors{
+  writer->add_norm(quant::NormTensors{
       "model.norm", model::to_f32_vector(rotation ? quant::unit_norm_weight(final_norm) : final_norm),
-      m4 ? Tensor::zeros(DType::kF32, {config.hidden_size}) : Tensor()});
-  writer.add_float("lm_head.weight",
-                   rotation ? quant::fold_and_rotate_lm_head(lm_head, final_norm, *rotation) : lm_head);
-  writer.finish(o.model_path, config.num_hidden_layers < input_layers ? config.num_hidden_layers : 0);
+      norm_bias ? Tensor::zeros(DType::kF32, {config.hidden_size}) : Tensor()});
+  writer->add_float("lm_head.weight",
+                    rotation ? quant::fold_and_rotate_lm_head(lm_head, final_norm, *rotation) : lm_head);
+  ordered_json metadata = ordered_json::object();
+  if (rotation) metadata["rotation"] = {{"method", "hadamard"}, {"seed", 42}};
+  writer->finish(o.model_path, config.num_hidden_layers < input_layers ? config.num_hidden_layers : 0, metadata);
   times.add("finish", start);  // model.norm, lm_head, closing the shards, index, description, config
 
   ordered_json report;
   report["tool"] = "moeslim quant";
-  report["quant_type"] = "w8a8";
+  report["recipe"] = recipe.name;
+  report["recipe_file"] = recipe.file.string();
+  report["apiversion"] = v1 ? "modelslim_v1" : "modelslim_v0";
+  report["quant_type"] = o.quant_type;
   report["model_type"] = o.model_type;
   report["model_path"] = o.model_path.string();
-  report["format"] = o.mindie_format ? "mindie" : "ascendV1";
-  report["rotation"] = o.rotate ? "hadamard" : "none";
-  report["anti_method"] = m4 ? "m4" : "none";
-  report["anti_dataset"] = m4 ? o.anti_dataset.string() : "";
+  report["format"] = save_format_name(recipe);
+  report["rotation"] = rotation ? "hadamard" : "none";
+  report["smoothing"] = !recipe.smooth ? "none"
+                        : recipe.smooth->method == recipe::SmoothMethod::kM4 ? "m4"
+                                                                              : "flex_smooth";
+  report["anti_dataset"] = anti_pass ? o.anti_dataset.string() : "";
   report["calib_dataset"] = o.calib_dataset.string();
   report["float_precision"] = o.float_precision == model::FloatPrecision::kF32 ? "f32" : "bf16";
-  report["batch_size"] = o.batch_size;
-  report["stats_include_padding"] = o.stats_include_padding;
+  report["batch_size"] = batch_size;
+  report["stats_include_padding"] = include_padding;
   report["layers"] = config.num_hidden_layers;
   report["anti_tokens"] = anti.tokens.layout.real_rows();
   report["calibration_tokens"] = calib.tokens.layout.real_rows();
@@ -199,7 +229,7 @@ W8A8Result run_w8a8(const W8A8Options& o) {
     if (!f) throw Error(ErrorCode::kIo, "cannot write the report", report_path.string());
   }
   out.commit();
-  return W8A8Result{report};
+  return QuantResult{report};
 }
 
 }  // namespace moeslim::pipeline

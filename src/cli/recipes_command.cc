@@ -1,0 +1,88 @@
+// `moeslim recipes`: the bundled quantization recipes (configs/**/*.yaml), so a user can see what the one-click
+// --model_type × --quant_type path resolves to and copy a file as the start of their own --config.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "cli/commands.h"
+#include "cli/resources.h"
+#include "core/error.h"
+#include "recipe/recipe.h"
+
+namespace moeslim::cli {
+namespace {
+
+struct RecipesOptions {
+  std::string show;
+};
+
+// The description's lead (up to its first ": " or ". "), whitespace collapsed: one line per recipe in the listing.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool space = c == ' ' || c == '\n' || c == '\t' || c == '\r';
+    if (space && (out.empty() || out.back() == ' ')) continue;
+    out += space ? ' ' : c;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  out.resize(std::min(out.find(": "), std::min(out.find(". "), out.size())));
+  constexpr std::size_t kMax = 96;
+  if (out.size() > kMax) out = out.substr(0, kMax - 3) + "...";
+  return out;
+}
+
+std::string match_text(const recipe::Recipe& r) {
+  if (r.quant_type.empty()) return "-";
+  std::string types;
+  for (const auto& t : r.model_types) types += (types.empty() ? "" : ",") + t;
+  return types + " " + r.quant_type;
+}
+
+int run_recipes(const RecipesOptions& o) {
+  const auto configs = resource_path("configs");
+  const std::vector<recipe::Recipe> all = recipe::bundled_recipes(configs);
+  if (!o.show.empty()) {
+    std::string names;
+    for (const auto& r : all) {
+      if (r.name == o.show) {
+        std::FILE* f = std::fopen(r.file.c_str(), "rb");
+        if (f == nullptr) throw Error(ErrorCode::kIo, "cannot read the recipe file", r.file.string());
+        char buf[4096];
+        std::size_t n = 0;
+        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) std::fwrite(buf, 1, n, stdout);
+        std::fclose(f);
+        return 0;
+      }
+      names += (names.empty() ? "" : ", ") + r.name;
+    }
+    throw Error(ErrorCode::kNotFound, "no bundled recipe named '" + o.show + "'; available: " + names,
+                configs.string(), "--show");
+  }
+  std::printf("%-22s %-34s %-13s %-22s %s\n", "NAME", "FILE (under configs/)", "APIVERSION", "ONE-CLICK MATCH",
+              "DESCRIPTION");
+  for (const auto& r : all) {
+    std::printf("%-22s %-34s %-13s %-22s %s\n", r.name.c_str(),
+                r.file.lexically_relative(configs).generic_string().c_str(),
+                r.api == recipe::ApiVersion::kV1 ? "modelslim_v1" : "modelslim_v0", match_text(r).c_str(),
+                one_line(r.description).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+CommandRunner register_recipes(CLI::App& app) {
+  auto opts = std::make_shared<RecipesOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "recipes",
+      "List the bundled quantization recipes (configs/**/*.yaml): name, file, msModelSlim API version, the\n"
+      "--model_type/--quant_type pair the one-click path resolves to it (if any) and a one-line description.\n"
+      "--show NAME prints a recipe's YAML, a starting point for your own `moeslim quant --config FILE`.\n"
+      "Example: moeslim recipes --show qwen3-30b-w4a8");
+  sub->add_option("--show", opts->show, "Print the YAML of the recipe with this name");
+  return [opts] { return run_recipes(*opts); };
+}
+
+}  // namespace moeslim::cli

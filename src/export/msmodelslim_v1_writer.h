@@ -1,0 +1,65 @@
+// The W4A8 mixed output of msModelSlim's v1 one-click path (`ascendv1_saver`; spec:
+// msmodelslim-output-format.md §5, msmodelslim-algorithms.md §6.5), streamed like MsModelSlimWriter: each
+// add_*() writes its tensors to the shards at once. Call the add_*() methods in Hugging Face module order
+// (model.named_modules()), then finish().
+//
+// What differs from the v0 (W8A8) writer: shards "quant_model_weights-0000i-of-0000N.safetensors"; scales and
+// offsets in float32; int4 experts packed two codes per byte with a scale_bias; norms without a bias; the
+// description's header keys after the tensor entries (version, model_quant_type "W8A8_DYNAMIC", metadata,
+// group_size, optional); config.json without "quantization_config" and without a "quantize" key. Built from the
+// same parts as the v0 writer (DescribedShardWriter, render_description, write_edited_config).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/tensor.h"
+#include "export/described_shards.h"
+#include "export/quantized_model_writer.h"
+#include "io/safetensors_writer.h"
+#include "quant/quant_types.h"
+
+namespace moeslim::exporter {
+
+struct NamedTensor;  // w8a8_tensors.h
+
+class MsModelSlimV1Writer final : public QuantizedModelWriter {
+ public:
+  // Writes into `out_dir` (normally OutputDir::temp_path()). `float_dtype` (BF16 or F16) is the model's float
+  // dtype, in which FLOAT tensors and norms are stored. Shards close before reaching `max_shard_bytes`
+  // (msModelSlim's part_file_size 4 = 4 GiB by default).
+  MsModelSlimV1Writer(std::filesystem::path out_dir, DType float_dtype,
+                      std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes);
+
+  // A float parameter by its full tensor name, converted to the float dtype (see MsModelSlimWriter::add_float).
+  void add_float(const std::string& tensor_name, const Tensor& tensor) override;
+  // The norm's weight; see w4a8_norm_tensors for its (absent) bias.
+  void add_norm(const quant::NormTensors& norm) override;
+  // kFloat: weight (and bias) as FLOAT; kW8A8Dynamic / kW4A8Dynamic: the tensors of w4a8_linear_tensors;
+  // kW8A8 (static): kUnsupported.
+  void add_linear(const quant::QuantizedLinear& linear) override;
+
+  // Closes the shards and writes the index, quant_model_description.json (with `metadata`, a JSON object, as
+  // its "metadata" value: a rotated model records its rotation there), config.json (the input's without
+  // "quantization_config"; num_hidden_layers = layer_count_written when 0 < it < the input's, see
+  // set_written_layer_count) and copies of the input's side files. `model_dir` is the input model.
+  // kInvalidArgument if `metadata` is not an object.
+  MsModelSlimOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
+                           const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;
+
+  DType float_dtype() const { return float_dtype_; }
+
+ private:
+  void add_all(const std::vector<NamedTensor>& tensors);
+
+  std::filesystem::path out_dir_;
+  DType float_dtype_;
+  DescribedShardWriter tensors_;
+  bool finished_ = false;
+};
+
+}  // namespace moeslim::exporter

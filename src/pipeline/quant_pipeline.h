@@ -1,0 +1,47 @@
+// The streaming quantization driver: runs a recipe (recipe/recipe.h) over a Qwen3-MoE checkpoint one decoder
+// layer at a time. Embed the prompt sets, then for each layer read its weights once, rotate them (if the
+// recipe says so), quantize the layer (v0_layer.h: msModelSlim's W8A8 script; v1_layer.h: its one-click W4A8
+// path), hand its tensors to the writer in Hugging Face module order and free it; finally the final norm and
+// lm_head, the index, description and config. With eval_data, the written directory is evaluated against the
+// float model before it is renamed into place.
+//
+// Peak memory is one layer's weights plus the activation sets, whatever the depth.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model/linear.h"
+#include "recipe/recipe.h"
+
+namespace moeslim::pipeline {
+
+// What the command line decides beyond the recipe (datasets and batch size already resolved: the caller merges
+// the recipe's `data` block with the flags).
+struct QuantRunOptions {
+  std::filesystem::path model_path;
+  std::filesystem::path save_path;
+  std::filesystem::path anti_dataset;  // v0 recipes with a smoothing step
+  std::filesystem::path calib_dataset;
+  std::filesystem::path eval_data;  // optional: perplexity / KL / top-1 of the written model vs float
+  std::int64_t eval_window = 256;   // tokens per evaluation window
+  std::int64_t layer_count = 0;     // 0 = all layers
+  std::int64_t batch_size = 4;      // v0 only; v1 runs one prompt per forward
+  bool stats_include_padding = false;  // v0 only
+  bool force = false;
+  std::string model_type;  // "Qwen3-30B" / "Qwen3-235B" / "" (recorded in the report)
+  std::string quant_type;  // "w8a8" / "w4a8" / "" (recorded in the report)
+  model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // float passes (statistics, reference)
+  std::int64_t search_rows = 0;  // flex_smooth α/β search: at most this many activation rows (0 = all)
+};
+
+struct QuantResult {
+  nlohmann::ordered_json report;  // also written as quant_report.json in the output
+};
+
+QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& options);
+
+}  // namespace moeslim::pipeline

@@ -1,0 +1,373 @@
+// The per-row loops are written once, as plain C++ over contiguous float rows, and compiled twice: for baseline
+// x86-64 and with the AVX-512 target attribute (chosen at run time like the kernels). Both compile the same IEEE
+// operations in the same order (the file is built with -ffp-contract=off so neither fuses a multiply-add, and
+// the sums use explicit 16-lane partials, never a reassociated reduction), so both paths give the same bits.
+#include "quant/v1_weight_quant.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/cpu_features.h"
+#include "kernels/simd_avx512.h"
+#include "kernels/threading.h"
+
+namespace moeslim::quant {
+namespace {
+
+#define MOESLIM_INLINE [[gnu::always_inline]] inline
+
+// msModelSlim's SCALE_SEARCH_CONVERGE_THRESHOLD, the floor of the relative test's denominator, and
+// SCALE_SEARCH_MIN_SCALE (the clamp of Σ q² before the least-squares division).
+constexpr float kConvergeThreshold = 1e-10f;
+constexpr float kRelativeFloor = 1e-4f;
+constexpr float kMinScaleDenominator = 1e-30f;
+
+// Rows below this many elements run on one thread: the OpenMP fork costs more than it saves.
+constexpr std::int64_t kMinmaxParallelElements = std::int64_t{1} << 20;
+constexpr std::int64_t kSszParallelElements = std::int64_t{1} << 15;  // ssz does ~10–50 passes per row
+
+constexpr int kLanes = 16;
+
+struct CodeRange {
+  float lo;  // −2^(b−1)
+  float hi;  // 2^(b−1) − 1
+};
+
+CodeRange code_range(WeightBits bits) {
+  return bits == WeightBits::kInt4 ? CodeRange{-8.0f, 7.0f} : CodeRange{-128.0f, 127.0f};
+}
+
+// The dtype rounding of every dtype-valued intermediate, as a type so the loops inline it (no call per element
+// on the bf16 and f32 paths; f16 models are rare and take the library conversion).
+struct RoundBf16 {
+  // Round to nearest even on the bit pattern (core/half.h's f32_to_bf16 without its NaN branch: no NaN reaches
+  // here, rows with one are rejected first, and ±inf stays ±inf).
+  MOESLIM_INLINE static float apply(float x) {
+    std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return std::bit_cast<float>(u & 0xffff0000u);
+  }
+};
+struct RoundF16 {
+  static float apply(float x) { return f16_to_f32(f32_to_f16(x)); }
+};
+struct RoundNone {
+  MOESLIM_INLINE static float apply(float x) { return x; }
+};
+
+// Round half to even of a value already clamped to the code range (|v| ≤ 128 < 2^22): adding and removing
+// 1.5·2^23 leaves exactly the integer part the current (nearest-even) rounding mode picks. Unlike nearbyint it
+// vectorises on baseline x86-64.
+MOESLIM_INLINE float rne_small(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 · 2^23
+  return (v + kMagic) - kMagic;
+}
+
+// clamp(rne(dt(w / s))): the integer code as a float. Clamping before rounding is the same as after because
+// the bounds are integers and rounding is monotone.
+template <class R>
+MOESLIM_INLINE float code_of(float w, float s, CodeRange r) {
+  return rne_small(std::min(std::max(R::apply(w / s), r.lo), r.hi));
+}
+
+// Pairwise combination of the 16 partial sums (a fixed order on every path).
+MOESLIM_INLINE float combine(float* p) {
+  for (int width = kLanes / 2; width >= 1; width /= 2) {
+    for (int j = 0; j < width; ++j) p[j] = p[j] + p[j + width];
+  }
+  return p[0];
+}
+
+struct PassSums {
+  float squared_error;  // Σ_k (W − dt(q·s))², fp32
+  float wq;             // Σ_k dt(W·q), fp32 (rounded to dt by the caller)
+  float qq;             // Σ_k dt(q·q), fp32
+};
+
+template <class R>
+MOESLIM_INLINE void accumulate(float w, float s, CodeRange range, int lane, float* e, float* wq, float* qq) {
+  const float q = code_of<R>(w, s, range);
+  const float d = w - R::apply(q * s);
+  e[lane] += d * d;
+  wq[lane] += R::apply(w * q);
+  qq[lane] += R::apply(q * q);
+}
+
+// One ssz pass over a row: quantizes with s and returns both the candidate's error and the sums of the next
+// least-squares step, so a whole iteration reads the row once and stores no codes.
+template <class R>
+MOESLIM_INLINE PassSums ssz_pass(const float* w, std::int64_t n, float s, CodeRange range) {
+  float e[kLanes] = {}, wq[kLanes] = {}, qq[kLanes] = {};
+  std::int64_t k0 = 0;
+  for (; k0 + kLanes <= n; k0 += kLanes) {
+    for (int j = 0; j < kLanes; ++j) accumulate<R>(w[k0 + j], s, range, j, e, wq, qq);
+  }
+  for (int j = 0; k0 + j < n; ++j) accumulate<R>(w[k0 + j], s, range, j, e, wq, qq);
+  return {combine(e), combine(wq), combine(qq)};
+}
+
+// s' = dt(dt(Σ W·q) / max(dt(Σ q²), dt(1e-30))).
+template <class R>
+MOESLIM_INLINE float least_squares_scale(const PassSums& p) {
+  const float den = std::max(R::apply(p.qq), R::apply(kMinScaleDenominator));
+  return R::apply(R::apply(p.wq) / den);
+}
+
+// What one row's ssz iteration leaves behind, for the shared stop decided after all rows ran.
+struct RowTrace {
+  float* best_scale;          // [steps + 1]: the row's best scale after iteration t (t = 0: the minmax scale)
+  std::uint8_t* improving;    // [steps]: whether iteration t + 1 still improved this row (blocks the stop)
+  float* seen;                // scratch [steps + 1]: the scales tried so far
+};
+
+// Iterates one row as if no other row existed. Once a candidate scale repeats an earlier one (the codes, and so
+// every later candidate and MSE, repeat) or degenerates, the row can neither improve nor block the stop again,
+// and the remaining iterations are filled in without work.
+template <class R>
+MOESLIM_INLINE void ssz_row(const float* w, std::int64_t n, float s0, CodeRange range, int steps,
+                            const RowTrace& trace) {
+  const float count = static_cast<float>(n);
+  PassSums sums = ssz_pass<R>(w, n, s0, range);
+  float best = sums.squared_error / count;
+  float best_s = s0;
+  trace.best_scale[0] = s0;
+  int n_seen = 0;
+  trace.seen[n_seen++] = s0;
+  bool settled = false;
+  for (int t = 1; t <= steps; ++t) {
+    trace.improving[t - 1] = 0;
+    if (!settled) {
+      const float s = least_squares_scale<R>(sums);
+      settled = !(s > 0.0f && std::isfinite(s)) || std::find(trace.seen, trace.seen + n_seen, s) != trace.seen + n_seen;
+      if (!settled) {
+        trace.seen[n_seen++] = s;
+        sums = ssz_pass<R>(w, n, s, range);
+        const float cur = sums.squared_error / count;
+        const float d = best - cur;
+        const bool relatively_converged = d / std::max(best, kRelativeFloor) < kConvergeThreshold;
+        const bool absolutely_converged = std::fabs(d) < kConvergeThreshold;
+        trace.improving[t - 1] = !relatively_converged && !absolutely_converged;
+        if (cur < best) {
+          best = cur;
+          best_s = s;
+        }
+      }
+    }
+    trace.best_scale[t] = best_s;
+  }
+}
+
+template <class R>
+MOESLIM_INLINE void quantize_row(const float* w, std::int64_t n, float s, CodeRange range, std::int8_t* codes) {
+  for (std::int64_t k = 0; k < n; ++k) {
+    codes[k] = static_cast<std::int8_t>(static_cast<int>(code_of<R>(w[k], s, range)));
+  }
+}
+
+// The two compilations of each row loop.
+template <class R>
+MOESLIM_AVX512 void ssz_row_avx512(const float* w, std::int64_t n, float s0, CodeRange range, int steps,
+                                   const RowTrace& trace) {
+  ssz_row<R>(w, n, s0, range, steps, trace);
+}
+template <class R>
+void ssz_row_portable(const float* w, std::int64_t n, float s0, CodeRange range, int steps, const RowTrace& trace) {
+  ssz_row<R>(w, n, s0, range, steps, trace);
+}
+template <class R>
+MOESLIM_AVX512 void quantize_row_avx512(const float* w, std::int64_t n, float s, CodeRange range,
+                                        std::int8_t* codes) {
+  quantize_row<R>(w, n, s, range, codes);
+}
+template <class R>
+void quantize_row_portable(const float* w, std::int64_t n, float s, CodeRange range, std::int8_t* codes) {
+  quantize_row<R>(w, n, s, range, codes);
+}
+
+using SszRowFn = void (*)(const float*, std::int64_t, float, CodeRange, int, const RowTrace&);
+using QuantizeRowFn = void (*)(const float*, std::int64_t, float, CodeRange, std::int8_t*);
+
+struct RowKernels {
+  SszRowFn ssz;
+  QuantizeRowFn quantize;
+};
+
+// F16 rounding calls the library per element, so it gains nothing from the AVX-512 compilation.
+RowKernels row_kernels(DType float_dtype) {
+  const bool avx512 = kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512;
+  switch (float_dtype) {
+    case DType::kBF16:
+      return avx512 ? RowKernels{ssz_row_avx512<RoundBf16>, quantize_row_avx512<RoundBf16>}
+                    : RowKernels{ssz_row_portable<RoundBf16>, quantize_row_portable<RoundBf16>};
+    case DType::kF32:
+      return avx512 ? RowKernels{ssz_row_avx512<RoundNone>, quantize_row_avx512<RoundNone>}
+                    : RowKernels{ssz_row_portable<RoundNone>, quantize_row_portable<RoundNone>};
+    case DType::kF16:
+      return RowKernels{ssz_row_portable<RoundF16>, quantize_row_portable<RoundF16>};
+    default:
+      throw Error(ErrorCode::kInvalidArgument,
+                  "model float dtype must be BF16, F16 or F32, got " + std::string(dtype_name(float_dtype)));
+  }
+}
+
+// The minmax scale max(dt(max|W| / qmax), dt(eps32)), or NaN when the row holds a NaN or an infinity.
+// (msModelSlim's max(−min(min,0), max(max,0)) of the row is max|W|.)
+float minmax_scale(const float* w, std::int64_t n, CodeRange range, DType float_dtype) {
+  float amax = 0.0f;
+  for (std::int64_t k = 0; k < n; ++k) {
+    if (!std::isfinite(w[k])) return NAN;
+    amax = std::max(amax, std::fabs(w[k]));
+  }
+  return std::max(round_to_float_dtype(amax / range.hi, float_dtype),
+                  round_to_float_dtype(kScaleEpsilon, float_dtype));
+}
+
+void check_weight(const Tensor& weight, const V1WeightOptions& options) {
+  if (weight.rank() != 2 || !is_float_dtype(weight.dtype())) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "weight to quantize must be a 2-D float tensor, got " + std::string(dtype_name(weight.dtype())) +
+                    " " + shape_to_string(weight.shape()));
+  }
+  if (!is_float_dtype(options.float_dtype)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "model float dtype must be BF16, F16 or F32, got " + std::string(dtype_name(options.float_dtype)));
+  }
+}
+
+[[noreturn]] void throw_bad_row(std::int64_t row) {
+  throw Error(ErrorCode::kInvalidArgument,
+              "weight row " + std::to_string(row) + " holds a NaN or an infinity; it cannot be quantized");
+}
+
+// Writes the codes of every row for the given scales (the minmax scales, or ssz's final ones).
+void write_codes(const Tensor& weight, const float* scales, CodeRange range, QuantizeRowFn quantize,
+                 std::int8_t* codes) {
+  const std::int64_t out = weight.dim(0), in = weight.dim(1);
+#pragma omp parallel num_threads(kernels::num_threads()) if (out * in >= kMinmaxParallelElements)
+  {
+    std::vector<float> row(static_cast<std::size_t>(in));
+#pragma omp for schedule(static)
+    for (std::int64_t n = 0; n < out; ++n) {
+      weight.read_f32(static_cast<std::size_t>(n * in), static_cast<std::size_t>(in), row.data());
+      quantize(row.data(), in, scales[n], range, codes + n * in);
+    }
+  }
+}
+
+}  // namespace
+
+ChannelQuantizedWeight quantize_weight_minmax_v1(const Tensor& weight, const V1WeightOptions& options) {
+  check_weight(weight, options);
+  const std::int64_t out = weight.dim(0), in = weight.dim(1);
+  const CodeRange range = code_range(options.bits);
+  const RowKernels row_fns = row_kernels(options.float_dtype);
+  ChannelQuantizedWeight q{Tensor::zeros(DType::kI8, {out, in}), Tensor::zeros(DType::kF32, {out})};
+  std::int8_t* codes = q.codes.mutable_data<std::int8_t>();
+  float* scales = q.scale.mutable_data<float>();
+  std::int64_t bad_row = out;
+
+#pragma omp parallel num_threads(kernels::num_threads()) if (out * in >= kMinmaxParallelElements)
+  {
+    std::vector<float> row(static_cast<std::size_t>(in));
+#pragma omp for schedule(static) reduction(min : bad_row)
+    for (std::int64_t n = 0; n < out; ++n) {
+      weight.read_f32(static_cast<std::size_t>(n * in), static_cast<std::size_t>(in), row.data());
+      const float s = minmax_scale(row.data(), in, range, options.float_dtype);
+      scales[n] = s;
+      if (std::isnan(s)) {
+        bad_row = std::min(bad_row, n);
+        continue;
+      }
+      row_fns.quantize(row.data(), in, s, range, codes + n * in);
+    }
+  }
+  if (bad_row < out) throw_bad_row(bad_row);
+  return q;
+}
+
+ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightOptions& options) {
+  check_weight(weight, options);
+  if (options.ssz_steps < 1) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "ssz step count must be at least 1, got " + std::to_string(options.ssz_steps), {}, "ext.step");
+  }
+  const std::int64_t out = weight.dim(0), in = weight.dim(1);
+  const int steps = options.ssz_steps;
+  const CodeRange range = code_range(options.bits);
+  const RowKernels row_fns = row_kernels(options.float_dtype);
+  const std::size_t hist = static_cast<std::size_t>(steps) + 1;
+  std::vector<float> best_scale(static_cast<std::size_t>(out) * hist);
+  std::vector<std::uint8_t> improving(static_cast<std::size_t>(out) * static_cast<std::size_t>(steps));
+  std::int64_t bad_row = out;
+
+  // Phase 1: every row's own iteration (its trace is independent of the thread that ran it).
+#pragma omp parallel num_threads(kernels::num_threads()) if (out * in >= kSszParallelElements)
+  {
+    std::vector<float> row(static_cast<std::size_t>(in));
+    std::vector<float> seen(hist);
+#pragma omp for schedule(dynamic, 4) reduction(min : bad_row)
+    for (std::int64_t n = 0; n < out; ++n) {
+      weight.read_f32(static_cast<std::size_t>(n * in), static_cast<std::size_t>(in), row.data());
+      const float s0 = minmax_scale(row.data(), in, range, options.float_dtype);
+      if (std::isnan(s0)) {
+        bad_row = std::min(bad_row, n);
+        continue;
+      }
+      const RowTrace trace{best_scale.data() + static_cast<std::size_t>(n) * hist,
+                           improving.data() + static_cast<std::size_t>(n) * static_cast<std::size_t>(steps),
+                           seen.data()};
+      row_fns.ssz(row.data(), in, s0, range, steps, trace);
+    }
+  }
+  if (bad_row < out) throw_bad_row(bad_row);
+
+  // Phase 2: the shared stop. The loop ends, before adopting anything, at the first iteration no row still
+  // improves; the rows keep their best scale from the iteration before (all `steps` when it never ends early).
+  int last = steps;
+  for (int t = 1; t <= steps; ++t) {
+    bool any = false;
+    for (std::int64_t n = 0; n < out && !any; ++n) any = improving[static_cast<std::size_t>(n) * steps + (t - 1)] != 0;
+    if (!any) {
+      last = t - 1;
+      break;
+    }
+  }
+  ChannelQuantizedWeight q{Tensor::zeros(DType::kI8, {out, in}), Tensor::zeros(DType::kF32, {out})};
+  float* scales = q.scale.mutable_data<float>();
+  for (std::int64_t n = 0; n < out; ++n) scales[n] = best_scale[static_cast<std::size_t>(n) * hist + last];
+
+  // Phase 3: the final codes quant(W, s_best).
+  write_codes(weight, scales, range, row_fns.quantize, q.codes.mutable_data<std::int8_t>());
+  return q;
+}
+
+QuantizedLinear quantize_linear_weight_v1(const std::string& name, QuantScheme scheme, const Tensor& weight,
+                                          V1WeightMethod method, const V1WeightOptions& options) {
+  V1WeightOptions opts = options;
+  switch (scheme) {
+    case QuantScheme::kW8A8Dynamic: opts.bits = WeightBits::kInt8; break;
+    case QuantScheme::kW4A8Dynamic: opts.bits = WeightBits::kInt4; break;
+    default:
+      throw Error(ErrorCode::kInvalidArgument,
+                  std::string("v1 weight quantization does not produce ") + quant_scheme_name(scheme), {}, name);
+  }
+  ChannelQuantizedWeight q;
+  try {
+    q = method == V1WeightMethod::kSsz ? quantize_weight_ssz(weight, opts) : quantize_weight_minmax_v1(weight, opts);
+  } catch (const Error& e) {
+    throw Error(e.code(), e.detail(), {}, name + ".weight");
+  }
+  QuantizedLinear linear;
+  linear.name = name;
+  linear.scheme = scheme;
+  linear.weight = std::move(q.codes);
+  linear.weight_scale = std::move(q.scale);
+  return linear;
+}
+
+}  // namespace moeslim::quant

@@ -1,0 +1,151 @@
+// load_recipe: the top-level keys of a recipe file and the Recipe methods; the process list is in
+// process_parser.cc.
+#include "recipe/recipe.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/core.h>
+#include <yaml-cpp/yaml.h>
+
+#include "core/error.h"
+#include "recipe/process_parser.h"
+#include "recipe/yaml_fields.h"
+
+namespace moeslim::recipe {
+namespace {
+
+using detail::MapReader;
+using detail::Source;
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+void parse_match(const Source& src, const YAML::Node& node, Recipe& r) {
+  MapReader m(src, node, "match", {"model_types", "quant_type"});
+  r.model_types = src.as_string_list(m.require("model_types"), m.path("model_types"), /*non_empty=*/true);
+  const YAML::Node qt = m.require("quant_type");
+  const std::string q = lower(src.as_string(qt, m.path("quant_type")));
+  if (q != "w8a8" && q != "w4a8") {
+    src.fail(m.path("quant_type"), "'" + qt.Scalar() + "' is not a one-click quant type: expected w8a8 or w4a8", qt);
+  }
+  r.quant_type = q;
+}
+
+std::string parse_dataset_name(const Source& src, const MapReader& m, const std::string& key) {
+  const std::string v = src.as_string(m.get(key), m.path(key));
+  if (v.empty()) src.fail(m.path(key), "the dataset name is empty: leave the key out to use the default", m.get(key));
+  return v;
+}
+
+void parse_data(const Source& src, const YAML::Node& node, Recipe& r) {
+  MapReader m(src, node, "data", {"calib_dataset", "anti_dataset", "batch_size"});
+  if (m.has("calib_dataset")) r.calib_dataset = parse_dataset_name(src, m, "calib_dataset");
+  if (m.has("anti_dataset")) {
+    if (r.api == ApiVersion::kV1) {
+      src.fail(m.path("anti_dataset"),
+               "anti_dataset is v0 only (apiversion modelslim_v0): modelslim_v1's flex_smooth takes its statistics "
+               "from calib_dataset",
+               m.get("anti_dataset"));
+    }
+    r.anti_dataset = parse_dataset_name(src, m, "anti_dataset");
+  }
+  if (m.has("batch_size")) {
+    if (r.api == ApiVersion::kV1) {
+      src.fail(m.path("batch_size"),
+               "batch_size is v0 only (apiversion modelslim_v0): the v1 pipeline runs one prompt per forward",
+               m.get("batch_size"));
+    }
+    r.batch_size = src.as_int(m.get("batch_size"), m.path("batch_size"), 1, 16);
+  }
+}
+
+void parse_save(const Source& src, const YAML::Node& node, Recipe& r) {
+  MapReader m(src, node, "save", {"format"});
+  if (!m.has("format")) return;
+  if (r.api == ApiVersion::kV1) {
+    src.fail(m.path("format"),
+             "save.format is v0 only (apiversion modelslim_v0): modelslim_v1 always writes its ascendv1 layout",
+             m.get("format"));
+  }
+  const std::string f = src.as_choice(m.get("format"), m.path("format"), {"ascendV1", "mindie"});
+  r.save_format = f == "mindie" ? SaveFormat::kMindIE : SaveFormat::kAscendV1;
+}
+
+Recipe parse(const Source& src, const YAML::Node& root, const std::filesystem::path& file) {
+  if (!root.IsDefined() || root.IsNull()) {
+    src.fail("", "the file is empty: a recipe needs at least apiversion and process");
+  }
+  MapReader top(src, root, "", {"apiversion", "name", "description", "match", "data", "process", "save"});
+  Recipe r;
+  r.file = file;
+  // apiversion first: which methods, schemes and keys are allowed everywhere else depends on it.
+  const std::string api = src.as_choice(top.require("apiversion"), "apiversion", {"modelslim_v0", "modelslim_v1"});
+  r.api = api == "modelslim_v1" ? ApiVersion::kV1 : ApiVersion::kV0;
+  r.name = file.stem().string();
+  if (top.has("name")) {
+    r.name = src.as_string(top.get("name"), "name");
+    if (r.name.empty()) {
+      src.fail("name", "the name is empty: leave the key out to use the file's stem", top.get("name"));
+    }
+  }
+  if (top.has("description")) r.description = src.as_string(top.get("description"), "description");
+  if (top.has("match")) parse_match(src, top.get("match"), r);
+  if (top.has("data")) parse_data(src, top.get("data"), r);
+  detail::parse_process(src, top.require("process"), r);
+  if (top.has("save")) parse_save(src, top.get("save"), r);
+  return r;
+}
+
+}  // namespace
+
+bool SmoothStep::has(Subgraph s) const {
+  return std::find(subgraphs.begin(), subgraphs.end(), s) != subgraphs.end();
+}
+
+bool QuantGroup::matches(const std::string& module) const {
+  const auto hit = [&](const std::string& g) { return glob_match(g, module); };
+  return std::any_of(include.begin(), include.end(), hit) && std::none_of(exclude.begin(), exclude.end(), hit);
+}
+
+const QuantGroup* Recipe::group_for(const std::string& module) const {
+  // lm_head is always float (msModelSlim rolls back the last linear in v0 and no v1 recipe names it), even when a
+  // catch-all "*" group would match it.
+  if (module == "lm_head") return nullptr;
+  for (const QuantGroup& g : groups) {
+    if (g.matches(module)) return &g;
+  }
+  return nullptr;
+}
+
+Recipe load_recipe(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    const bool exists = std::filesystem::exists(file);
+    throw Error(exists ? ErrorCode::kIo : ErrorCode::kNotFound,
+                exists ? "cannot read the recipe file" : "recipe file not found", file.string());
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::ParserException& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("YAML syntax error at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1, e.msg),
+                file.string());
+  }
+  const Source src(file.string());
+  try {
+    return parse(src, root, file);
+  } catch (const YAML::Exception& e) {
+    // Every read goes through yaml_fields' checked accessors; this is the net for anything they missed.
+    throw Error(ErrorCode::kInvalidArgument, std::string("malformed recipe: ") + e.what(), file.string());
+  }
+}
+
+}  // namespace moeslim::recipe
