@@ -1,0 +1,146 @@
+// `moeslim quant` on msModelSlim's one-click W4A8 path and on moeslim's -plus recipes, end to end on the bundled
+// tiny models (copies of ../shared/models/): the outputs pass `inspect`, hold int4 experts in the v1 layout,
+// and evaluate close to the float model with the runtime's integer arithmetic; the MoE smoothing subgraphs
+// beat msModelSlim's recipes on the outlier fixture; the Qwen3-30B recipe keeps layers 41-47 at int8.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/run_command.h"
+#include "common/test_paths.h"
+#include "io/safetensors_reader.h"
+
+namespace moeslim::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+json read_json(const fs::path& p) { return json::parse(read_whole_file(p)); }
+fs::path model(const std::string& name) { return source_dir() / "models" / name; }
+const std::string kEval = "--eval_data '" + (bundled_data_dir() / "eval_valid.jsonl").string() + "'";
+const std::string kConfigs = (source_dir() / "configs" / "qwen3_moe").string();
+
+json quantize(const fs::path& model_dir, const fs::path& out, const std::string& extra) {
+  const CommandResult r =
+      run_moeslim("quant --model_path " + quoted(model_dir) + " --save_path " + quoted(out) + " " + extra);
+  EXPECT_EQ(r.status, 0) << r.err;
+  return r.status == 0 ? read_json(out / "quant_report.json") : json();
+}
+
+void expect_inspect_accepts(const fs::path& dir) {
+  const CommandResult r = run_moeslim("inspect " + quoted(dir));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("OK"), std::string::npos) << r.out;
+}
+
+double change(const json& report) { return report["evaluation"]["perplexity_change"].get<double>(); }
+double kl(const json& report) { return report["evaluation"]["mean_kl"].get<double>(); }
+
+TEST(W4A8Cli, OneClickQwen3_30BOnTheOutlierModelAndThePlusRecipe) {
+  TempDir dir("w4a8_outliers");
+  const fs::path m = model("tiny-qwen3-moe-outliers");
+  const json w4a8 = quantize(m, dir.path() / "w4a8", "--model_type Qwen3-30B --quant_type w4a8 " + kEval);
+  const json plain = quantize(m, dir.path() / "plain", "--model_type Qwen3-30B --quant_type w4a8 --anti_method none " + kEval);
+  const json plus = quantize(m, dir.path() / "plus", "--config '" + kConfigs + "/qwen3-30b-w4a8-plus.yaml' " + kEval);
+  ASSERT_FALSE(w4a8.is_null());
+  ASSERT_FALSE(plain.is_null());
+  ASSERT_FALSE(plus.is_null());
+  for (const char* d : {"w4a8", "plain", "plus"}) expect_inspect_accepts(dir.path() / d);
+
+  // The issue's bars: within 5 % of float (measured about +0.8 %); flex smoothing helps (without it about
+  // +2.3 %); the -plus recipe stays within 1 % (measured about +0.2 %) and beats msModelSlim's recipe.
+  EXPECT_LT(std::abs(change(w4a8)), 0.05) << w4a8["evaluation"].dump();
+  EXPECT_GT(change(plain), change(w4a8));
+  EXPECT_GT(kl(plain), kl(w4a8));
+  EXPECT_LT(std::abs(change(plus)), 0.01) << plus["evaluation"].dump();
+  EXPECT_LT(kl(plus), kl(w4a8));
+  EXPECT_EQ(w4a8["recipe"], "qwen3-30b-w4a8");
+  EXPECT_EQ(w4a8["apiversion"], "modelslim_v1");
+  // α/β were searched for both subgraphs of every layer, and every routed token is counted.
+  for (const json& layer : w4a8["per_layer"]) {
+    EXPECT_TRUE(layer["smoothing"]["ov"]["searched"].get<bool>());
+    EXPECT_TRUE(layer["smoothing"]["norm-linear"]["searched"].get<bool>());
+    std::int64_t routed = 0;
+    for (const json& c : layer["expert_tokens"]) routed += c.get<std::int64_t>();
+    EXPECT_GT(routed, 0);
+  }
+
+  // The v1 layout (output-format spec §5): int4 experts packed along the output dimension, fp32 scales,
+  // scale_bias per projection, W8A8_DYNAMIC attention, the description's model-level type W8A8_DYNAMIC.
+  const fs::path out = dir.path() / "w4a8";
+  const json d = read_json(out / "quant_model_description.json");
+  EXPECT_EQ(d["model_quant_type"], "W8A8_DYNAMIC");
+  EXPECT_EQ(d["model.layers.0.self_attn.q_proj.weight"], "W8A8_DYNAMIC");
+  EXPECT_EQ(d["model.layers.0.mlp.experts.0.up_proj.weight"], "W4A8_DYNAMIC");
+  EXPECT_EQ(d["model.layers.0.mlp.experts.0.down_proj.scale_bias"], "W4A8_DYNAMIC");
+  EXPECT_EQ(d["model.layers.0.mlp.gate.weight"], "FLOAT");
+  EXPECT_FALSE(d.contains("model.layers.0.input_layernorm.bias"));
+  const json config = read_json(out / "config.json");
+  EXPECT_FALSE(config.contains("quantize"));
+  EXPECT_FALSE(config.contains("quantization_config"));
+  const json index = read_json(out / "quant_model_weights.safetensors.index.json");
+  const std::string shard = index["weight_map"]["model.layers.0.mlp.experts.0.up_proj.weight"];
+  const auto f = io::SafetensorsFile::open(out / shard);
+  const json src_config = read_json(m / "config.json");
+  const std::int64_t inter = src_config["moe_intermediate_size"], hidden = src_config["hidden_size"];
+  EXPECT_EQ(f.tensor("model.layers.0.mlp.experts.0.up_proj.weight").shape(), (Shape{inter / 2, hidden}));
+  EXPECT_EQ(f.tensor("model.layers.0.mlp.experts.0.up_proj.weight_scale").dtype(), DType::kF32);
+  EXPECT_EQ(f.tensor("model.layers.0.mlp.experts.0.down_proj.scale_bias").shape(), (Shape{hidden, 16}));
+  EXPECT_EQ(f.tensor("model.layers.0.self_attn.q_proj.weight").dtype(), DType::kI8);
+}
+
+TEST(W4A8Cli, Qwen3_235BRecipeOnTheCleanModel) {
+  TempDir dir("w4a8_clean");
+  const json r = quantize(model("tiny-qwen3-moe"), dir.path() / "out",
+                          "--model_type Qwen3-235B --quant_type w4a8 " + kEval);
+  ASSERT_FALSE(r.is_null());
+  expect_inspect_accepts(dir.path() / "out");
+  EXPECT_EQ(r["recipe"], "qwen3-235b-w4a8");
+  EXPECT_LT(std::abs(change(r)), 0.05) << r["evaluation"].dump();
+  for (const json& layer : r["per_layer"]) EXPECT_FALSE(layer["smoothing"].contains("ov"));  // norm-linear only
+}
+
+TEST(W4A8Cli, W8A8PlusRecipeSmoothsTheMoeInput) {
+  TempDir dir("w8a8_plus");
+  const fs::path m = model("tiny-qwen3-moe-outliers");
+  const json plus = quantize(m, dir.path() / "plus", "--config '" + kConfigs + "/qwen3-moe-w8a8-plus.yaml' " + kEval);
+  ASSERT_FALSE(plus.is_null());
+  expect_inspect_accepts(dir.path() / "plus");
+  // The issue's target: within 0.15 % of float (measured +0.00 %; msModelSlim's m4 recipe: +0.26 %).
+  EXPECT_LT(std::abs(change(plus)), 0.0015) << plus["evaluation"].dump();
+  for (const json& layer : plus["per_layer"]) {
+    EXPECT_TRUE(layer["smoothing"].contains("moe-input"));
+    EXPECT_TRUE(layer["smoothing"].contains("up-down"));
+  }
+}
+
+// A 48-layer model with tiny widths (synth's tiny preset): the Qwen3-30B recipe quantizes the experts of
+// layers 0-40 to int4 and keeps those of 41-47 at int8 (W8A8_DYNAMIC), as msModelSlim's practice file does.
+TEST(W4A8Cli, Qwen3_30BRecipeKeepsLayers41To47AtInt8) {
+  TempDir dir("w4a8_48");
+  const fs::path synth = dir.path() / "synth48";
+  CommandResult r = run_moeslim("synth --preset tiny --layers 48 --out " + quoted(synth));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const fs::path prompts = dir.path() / "prompts.json";
+  { std::ofstream(prompts) << R"(["Question: what is 2 + 3? Let's think step by step.", "The capital of France is"])"; }
+  const json report = quantize(synth, dir.path() / "out",
+                               "--model_type Qwen3-30B --quant_type w4a8 --calib_dataset " + quoted(prompts));
+  ASSERT_FALSE(report.is_null());
+  expect_inspect_accepts(dir.path() / "out");
+  const json d = read_json(dir.path() / "out" / "quant_model_description.json");
+  for (int layer = 0; layer < 48; ++layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".mlp.experts.0.";
+    const std::string expected = layer >= 41 ? "W8A8_DYNAMIC" : "W4A8_DYNAMIC";
+    EXPECT_EQ(d[p + "gate_proj.weight"], expected) << "layer " << layer;
+    EXPECT_EQ(d.contains(p + "down_proj.scale_bias"), layer < 41) << "layer " << layer;
+  }
+}
+
+}  // namespace
+}  // namespace moeslim::testing
