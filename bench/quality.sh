@@ -1,28 +1,50 @@
 #!/usr/bin/env bash
-# Quality of W8A8 mixed quantization on the bundled tiny models, measured from the written directories with the
+# Quality of every bundled recipe on the bundled tiny models, measured from the written directories with the
 # runtime's integer arithmetic: perplexity on data/eval_valid.jsonl (held-in text), mean KL divergence from the
-# float model's next-token distribution, top-1 agreement. Rows: no smoothing, m4 (default), m4 with msModelSlim's
-# padded statistics. Usage: bench/quality.sh [workdir]
+# float model's next-token distribution, top-1 agreement, and how many experts saw no calibration token (those
+# are quantized data-free; quant_report.json lists every expert's token count).
+# Usage: bench/quality.sh [workdir]      (about 4 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/moeslim-quality}
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build --target moeslim >/dev/null
 mkdir -p "$WORK"
-echo "| model | anti-outlier | float ppl | W8A8 ppl | change | mean KL (nats) | top-1 agreement |"
-echo "|---|---|---:|---:|---:|---:|---:|"
-for MODEL in tiny-qwen3-moe tiny-qwen3-moe-outliers; do
-  for CASE in "none:--anti_method none" "m4:" "m4, padded stats:--stats-include-padding"; do
-    NAME=${CASE%%:*}
-    FLAGS=${CASE#*:}
-    OUT="$WORK/$MODEL-$(echo "$NAME" | tr -c 'a-z0-9\n' '-')"
+C=configs/qwen3_moe
+CASES=(
+  "W8A8, no smoothing|--anti_method none"
+  "W8A8 m4 (msModelSlim's script)|"
+  "W8A8 m4 + --rot|--rot"
+  "W8A8 m4, padded stats|--stats-include-padding"
+  "W8A8-plus (m4 + moe-input + up-down)|--config $C/qwen3-moe-w8a8-plus.yaml"
+  "W4A8 Qwen3-30B, no flex smoothing|--model_type Qwen3-30B --quant_type w4a8 --anti_method none"
+  "W4A8 Qwen3-30B (msModelSlim's one-click)|--model_type Qwen3-30B --quant_type w4a8"
+  "W4A8 Qwen3-235B (msModelSlim's one-click)|--model_type Qwen3-235B --quant_type w4a8"
+  "W4A8-plus Qwen3-30B (+ moe-input + up-down)|--config $C/qwen3-30b-w4a8-plus.yaml"
+)
+for MODEL in tiny-qwen3-moe-outliers tiny-qwen3-moe; do
+  echo
+  echo "**$MODEL**"
+  echo
+  echo "| recipe | perplexity | change vs float | mean KL (nats) | top-1 agreement | data-free experts |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  FIRST=1
+  for CASE in "${CASES[@]}"; do
+    NAME=${CASE%%|*}
+    FLAGS=${CASE#*|}
+    OUT="$WORK/$MODEL-$(echo "$NAME" | tr -c 'A-Za-z0-9\n' '-')"
     # shellcheck disable=SC2086
     build/src/cli/moeslim quant --model_path "models/$MODEL" --save_path "$OUT" --force \
       --eval_data data/eval_valid.jsonl $FLAGS 2>/dev/null
-    # The evaluation block of quant_report.json, one value per line.
-    read -r FLOAT QUANT CHANGE KL TOP1 < <(tr -d ' ,\n' < "$OUT/quant_report.json" |
-      sed -E 's/.*"evaluation":\{[^}]*"float_perplexity":([^"]*)"quantized_perplexity":([^"]*)"perplexity_change":([^"]*)"mean_kl":([^"]*)"top1_agreement":([^}"]*)\}.*/\1 \2 \3 \4 \5/'; echo)
-    awk -v m="$MODEL" -v n="$NAME" -v f="$FLOAT" -v q="$QUANT" -v c="$CHANGE" -v k="$KL" -v t="$TOP1" \
-      'BEGIN { printf "| %s | %s | %.4f | %.4f | %+.2f %% | %.5f | %.4f |\n", m, n, f, q, 100 * c, k, t }'
+    R="$OUT/quant_report.json"
+    if [ "$FIRST" = 1 ]; then
+      jq -r '.evaluation | "| float (bf16 checkpoint) | \(.float_perplexity * 10000 | round / 10000) | | | | |"' "$R"
+      FIRST=0
+    fi
+    jq -r --arg name "$NAME" '
+      def f(n): (. * pow(10; n) | round) / pow(10; n);
+      .evaluation as $e
+      | ([.per_layer[] | (.experts_without_tokens // []) | length] | add) as $free
+      | "| \($name) | \($e.quantized_perplexity | f(4)) | \($e.perplexity_change * 100 | f(2)) % | \($e.mean_kl | f(5)) | \($e.top1_agreement | f(4)) | \($free) |"' "$R"
   done
 done

@@ -25,8 +25,6 @@
 
 namespace moeslim::exporter {
 
-struct NamedTensor;  // w8a8_tensors.h
-
 class MsModelSlimV1Writer final : public QuantizedModelWriter {
  public:
   // Writes into `out_dir` (normally OutputDir::temp_path()). `float_dtype` (BF16 or F16) is the model's float
@@ -34,14 +32,6 @@ class MsModelSlimV1Writer final : public QuantizedModelWriter {
   // (msModelSlim's part_file_size 4 = 4 GiB by default).
   MsModelSlimV1Writer(std::filesystem::path out_dir, DType float_dtype,
                       std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes);
-
-  // A float parameter by its full tensor name, converted to the float dtype (see MsModelSlimWriter::add_float).
-  void add_float(const std::string& tensor_name, const Tensor& tensor) override;
-  // The norm's weight; see w4a8_norm_tensors for its (absent) bias.
-  void add_norm(const quant::NormTensors& norm) override;
-  // kFloat: weight (and bias) as FLOAT; kW8A8Dynamic / kW4A8Dynamic: the tensors of w4a8_linear_tensors;
-  // kW8A8 (static): kUnsupported.
-  void add_linear(const quant::QuantizedLinear& linear) override;
 
   // Closes the shards and writes the index, quant_model_description.json (with `metadata`, a JSON object, as
   // its "metadata" value: a rotated model records its rotation there), config.json (the input's without
@@ -51,15 +41,12 @@ class MsModelSlimV1Writer final : public QuantizedModelWriter {
   MsModelSlimOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
                            const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;
 
-  DType float_dtype() const { return float_dtype_; }
-
  private:
-  void add_all(const std::vector<NamedTensor>& tensors);
-
-  std::filesystem::path out_dir_;
-  DType float_dtype_;
-  DescribedShardWriter tensors_;
-  bool finished_ = false;
+  // The norm's weight; see w4a8_norm_tensors for its (absent) bias.
+  std::vector<NamedTensor> norm_tensors(const quant::NormTensors& norm) const override;
+  // kFloat: weight (and bias) as FLOAT; kW8A8Dynamic / kW4A8Dynamic: the tensors of w4a8_linear_tensors;
+  // kW8A8 (static): kUnsupported.
+  std::vector<NamedTensor> linear_tensors(const quant::QuantizedLinear& linear) const override;
 };
 
 }  // namespace moeslim::exporter

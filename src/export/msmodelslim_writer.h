@@ -23,8 +23,6 @@
 
 namespace moeslim::exporter {
 
-struct NamedTensor;  // w8a8_tensors.h
-
 enum class SaveFormat {
   kAscendV1,  // msModelSlim's default save_type "ascendV1" (MindIE >= 2.1.RC2, vLLM-Ascend)
   kMindIE,    // --mindie_format: the older "safe_tensor" layout (MindIE <= 2.1.RC1)
@@ -37,14 +35,6 @@ class MsModelSlimWriter final : public QuantizedModelWriter {
   MsModelSlimWriter(std::filesystem::path out_dir, SaveFormat format, DType float_dtype,
                     std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes);
 
-  // A float parameter by its full tensor name ("model.embed_tokens.weight", "model.layers.0.mlp.gate.weight",
-  // "lm_head.weight"), converted to the float dtype (a tensor already in it is written without a copy).
-  void add_float(const std::string& tensor_name, const Tensor& tensor) override;
-  // weight, bias (zeros when absent) and, in the MindIE layout, .module.weight/.module.bias.
-  void add_norm(const quant::NormTensors& norm) override;
-  // The linear's tensors of spec §2 (see w8a8_linear_tensors for the checks).
-  void add_linear(const quant::QuantizedLinear& linear) override;
-
   // Closes the shards and writes the index, the description file, config.json (the input's with the
   // layout's keys; num_hidden_layers = layer_count_written when 0 < it < the input's, see
   // set_written_layer_count) and copies of the input's side files. `model_dir` is the input model.
@@ -53,16 +43,14 @@ class MsModelSlimWriter final : public QuantizedModelWriter {
                            const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;
 
   SaveFormat format() const { return format_; }
-  DType float_dtype() const { return float_dtype_; }
 
  private:
-  void add_all(const std::vector<NamedTensor>& tensors);
+  // weight, bias (zeros when absent) and, in the MindIE layout, .module.weight/.module.bias.
+  std::vector<NamedTensor> norm_tensors(const quant::NormTensors& norm) const override;
+  // The linear's tensors of spec §2 (see w8a8_linear_tensors for the checks).
+  std::vector<NamedTensor> linear_tensors(const quant::QuantizedLinear& linear) const override;
 
-  std::filesystem::path out_dir_;
   SaveFormat format_;
-  DType float_dtype_;
-  DescribedShardWriter tensors_;
-  bool finished_ = false;
 };
 
 }  // namespace moeslim::exporter

@@ -1,0 +1,52 @@
+#include "export/quantized_model_writer.h"
+
+#include "core/error.h"
+
+namespace moeslim::exporter {
+
+QuantizedModelWriter::QuantizedModelWriter(std::filesystem::path out_dir, const std::string& shard_base,
+                                           DType float_dtype, std::uint64_t max_shard_bytes)
+    : out_dir_(std::move(out_dir)), float_dtype_(float_dtype), tensors_(out_dir_, shard_base, max_shard_bytes) {
+  if (float_dtype != DType::kBF16 && float_dtype != DType::kF16) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the output float dtype must be BF16 or F16, not " + std::string(dtype_name(float_dtype)),
+                out_dir_.string());
+  }
+}
+
+void QuantizedModelWriter::add_all(const std::vector<NamedTensor>& tensors) {
+  if (finished_) throw Error(ErrorCode::kInvalidArgument, "tensor added after finish()", out_dir_.string());
+  for (const NamedTensor& t : tensors) tensors_.add(t.name, t.tensor, t.type);
+}
+
+void QuantizedModelWriter::add_float(const std::string& tensor_name, const Tensor& tensor) {
+  try {
+    add_all({float_named_tensor(tensor_name, tensor, float_dtype_)});
+  } catch (const Error& e) {
+    rethrow_with_file(e, out_dir_.string());
+  }
+}
+
+void QuantizedModelWriter::add_norm(const quant::NormTensors& norm) {
+  try {
+    add_all(norm_tensors(norm));
+  } catch (const Error& e) {
+    rethrow_with_file(e, out_dir_.string());
+  }
+}
+
+void QuantizedModelWriter::add_linear(const quant::QuantizedLinear& linear) {
+  try {
+    add_all(linear_tensors(linear));
+  } catch (const Error& e) {
+    rethrow_with_file(e, out_dir_.string());
+  }
+}
+
+io::ShardedWriteSummary QuantizedModelWriter::close_shards() {
+  if (finished_) throw Error(ErrorCode::kInvalidArgument, "finish() called twice", out_dir_.string());
+  finished_ = true;
+  return tensors_.finish();
+}
+
+}  // namespace moeslim::exporter
