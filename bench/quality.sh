@@ -3,7 +3,7 @@
 # runtime's integer arithmetic: perplexity on data/eval_valid.jsonl (held-in text), mean KL divergence from the
 # float model's next-token distribution, top-1 agreement, and how many experts saw no calibration token (those
 # are quantized data-free; quant_report.json lists every expert's token count).
-# Usage: bench/quality.sh [workdir]      (about 4 minutes on 2 cores)
+# Usage: bench/quality.sh [workdir]      (about 6 minutes on 2 cores; REUSE=1 re-tabulates existing outputs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/moeslim-quality}
@@ -34,17 +34,15 @@ for MODEL in tiny-qwen3-moe-outliers tiny-qwen3-moe; do
     FLAGS=${CASE#*|}
     OUT="$WORK/$MODEL-$(echo "$NAME" | tr -c 'A-Za-z0-9\n' '-')"
     # shellcheck disable=SC2086
-    build/src/cli/moeslim quant --model_path "models/$MODEL" --save_path "$OUT" --force \
+    [ "${REUSE:-0}" = 1 ] && [ -f "$OUT/quant_report.json" ] || build/src/cli/moeslim quant --model_path "models/$MODEL" --save_path "$OUT" --force \
       --eval_data data/eval_valid.jsonl $FLAGS 2>/dev/null
     R="$OUT/quant_report.json"
     if [ "$FIRST" = 1 ]; then
-      jq -r '.evaluation | "| float (bf16 checkpoint) | \(.float_perplexity * 10000 | round / 10000) | | | | |"' "$R"
+      jq -r '.evaluation.float_perplexity' "$R" | awk '{ printf "| float (bf16 checkpoint) | %.4f | | | | |\n", $1 }'
       FIRST=0
     fi
-    jq -r --arg name "$NAME" '
-      def f(n): (. * pow(10; n) | round) / pow(10; n);
-      .evaluation as $e
-      | ([.per_layer[] | (.experts_without_tokens // []) | length] | add) as $free
-      | "| \($name) | \($e.quantized_perplexity | f(4)) | \($e.perplexity_change * 100 | f(2)) % | \($e.mean_kl | f(5)) | \($e.top1_agreement | f(4)) | \($free) |"' "$R"
+    jq -r '.evaluation as $e | ([.per_layer[] | (.experts_without_tokens // []) | length] | add) as $free
+           | "\($e.quantized_perplexity) \($e.perplexity_change) \($e.mean_kl) \($e.top1_agreement) \($free)"' "$R" |
+      awk -v n="$NAME" '{ printf "| %s | %.4f | %+.2f %% | %.5f | %.4f | %d |\n", n, $1, 100 * $2, $3, $4, $5 }'
   done
 done

@@ -26,5 +26,10 @@ echo
 echo "== moeslim inspect $OUT"
 "$MOESLIM" inspect "$OUT"
 echo
+echo "== moeslim quant --model_type Qwen3-30B --quant_type w4a8 (msModelSlim's one-click W4A8 recipe; evaluated vs float)"
+"$MOESLIM" quant --model_path "$MODEL" --save_path "$OUT-w4a8" --force --model_type Qwen3-30B --quant_type w4a8 \
+  --eval_data data/eval_valid.jsonl
+"$MOESLIM" inspect "$OUT-w4a8" | tail -1
+echo
 echo "== moeslim eval --model $OUT --reference $MODEL --data data/eval_valid.jsonl (integer runtime arithmetic)"
 "$MOESLIM" eval --model "$OUT" --reference "$MODEL" --data data/eval_valid.jsonl
