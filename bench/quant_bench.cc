@@ -98,9 +98,10 @@ int run(const Args& a) {
   std::printf("recipe: %s\n", recipe.file.string().c_str());
   std::printf("cpu: %s; threads %d; float passes %s\n", kernels::describe_cpu().c_str(), a.threads,
               a.precision.c_str());
-  std::printf("anti tokens %lld, calibration tokens %lld, batch 4\n",
+  std::printf("anti tokens %lld, calibration tokens %lld, batch %lld\n",
               static_cast<long long>(r.report["anti_tokens"].get<std::int64_t>()),
-              static_cast<long long>(r.report["calibration_tokens"].get<std::int64_t>()));
+              static_cast<long long>(r.report["calibration_tokens"].get<std::int64_t>()),
+              static_cast<long long>(r.report["batch_size"].get<std::int64_t>()));
   std::printf("GEMM peaks (2048^3, same run): %s %.1f GFLOP/s, int8 %.1f GOP/s\n\n", a.precision.c_str(), float_peak,
               int8_peak);
   std::printf("| phase | s / layer | share |\n|---|---:|---:|\n");
