@@ -174,6 +174,22 @@ void parse_quantize(const Source& src, const YAML::Node& node, const std::string
   for (std::size_t i = 0; i < node.size(); ++i) {
     r.groups.push_back(parse_group(src, node[i], index_path(path, i), r.api));
   }
+  // int4 is written with a scale_bias whose form exists only for gate/up/down_proj (output-format spec §5), so
+  // the group that wins an attention linear must not be w4a8_dynamic.
+  for (int layer = 0; layer < kRouterProbeLayers; ++layer) {
+    for (const char* proj : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
+      const std::string module = fmt::format("model.layers.{}.self_attn.{}", layer, proj);
+      const QuantGroup* g = r.group_for(module);
+      if (g != nullptr && g->scheme == quant::QuantScheme::kW4A8Dynamic) {
+        const auto at = static_cast<std::size_t>(g - r.groups.data());
+        src.fail(index_path(path, at),
+                 "this group gives '" + module + "' int4 weights (w4a8_dynamic), which msModelSlim's layout has "
+                 "only for the MLP projections (gate/up/down_proj): claim attention with an earlier "
+                 "w8a8_dynamic group or exclude it",
+                 node[at]);
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -303,6 +303,17 @@ TEST(RecipeValidation, BadGlob) {
                  "process[1].quantize[0].exclude[0]", "unterminated '['");
 }
 
+TEST(RecipeValidation, Int4OnlyForTheMlpProjections) {
+  expect_invalid(v1_group("include: ['*'], exclude: ['*.mlp.gate'], scheme: w4a8_dynamic"), "process[1].quantize[0]",
+                 "gives 'model.layers.0.self_attn.q_proj' int4 weights");
+  expect_invalid(kV1 + "process:\n" + kFlex + "  - quantize:\n      - {include: ['*mlp.experts*'], scheme: "
+                       "w4a8_dynamic}\n      - {include: ['model.layers.3.self_attn.o_proj'], scheme: w4a8_dynamic}\n",
+                 "process[1].quantize[1]", "'model.layers.3.self_attn.o_proj' int4 weights");
+  // First match wins: a catch-all int4 group after an attention group is fine.
+  expect_valid(kV1 + "process:\n" + kFlex + "  - quantize:\n      - {include: ['*self_attn*'], scheme: "
+                     "w8a8_dynamic}\n      - {include: ['*'], exclude: ['*.mlp.gate'], scheme: w4a8_dynamic}\n");
+}
+
 TEST(RecipeValidation, GroupThatClaimsTheRouter) {
   expect_invalid(v1_group("include: ['*'], scheme: w8a8_dynamic"), "process[1].quantize[0]",
                  "claims the router 'model.layers.0.mlp.gate', but the router stays float");
