@@ -31,8 +31,9 @@
 //   final codes = quant(W, s_best).
 // Rows are independent except for the shared stop: each row is iterated on its own (stopping early once its
 // candidate scale repeats an earlier one, after which nothing can change), and the shared stop iteration is
-// applied afterwards. A row whose least-squares step degenerates (all codes 0, so Σ q² = 0: only when
-// max|W| is below about 4·eps32) keeps its current best scale; msModelSlim would divide by its 1e-30 clamp there.
+// applied afterwards. A row whose least-squares step degenerates (all codes 0, so Σ q² = 0: a zero row, or
+// max|W| ≤ eps32/2) keeps its scale (eps32); msModelSlim would divide by its 1e-30 clamp and go on from
+// codes of W/0, which no real weight row reaches.
 #pragma once
 
 #include <string>

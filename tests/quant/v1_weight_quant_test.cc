@@ -422,7 +422,9 @@ TEST(V1Ssz, NeverEndsWorseThanMinMax) {
     }
     // int4's least-squares steps are coarse enough to pay on most rows; an int8 row's optimum is usually
     // within one bf16 step of its minmax scale, so few int8 rows change at all.
-    if (bits == WeightBits::kInt4) EXPECT_GT(better, rows / 2);
+    if (bits == WeightBits::kInt4) {
+      EXPECT_GT(better, rows / 2);
+    }
   }
 }
 
