@@ -6,8 +6,9 @@
 //              gate/up columns ·s and the router's columns ·s, so routing is unchanged in exact arithmetic.
 //   up-down    per expert: up_proj rows ·(1/s), down_proj columns ·s (h = silu(gate·x) ⊙ up·x is linear in
 //              up's rows); an expert that saw no token keeps s = 1.
-// Scales: s = clamp(a^α / w^β, 1e-5) (quant::flex_scales) with the step's α (default 0.5) and β (default 1 − α).
-// Each multiplication is rounded to the model dtype, as every other smoothing step is.
+// The arithmetic is quant/flex_smoothing.h's (moe_input_scales, up_down_scales, scale_columns, ...; the same
+// functions its smooth_moe_input / smooth_up_down apply eagerly), with the step's α (default 0.5) and β
+// (default 1 − α); this file only decides what to apply to which expert, and when.
 #pragma once
 
 #include <cstdint>

@@ -123,28 +123,14 @@ inline float round_half_even(float q) {
   return (q + kMagic) - kMagic;
 }
 
-// max over rows of |W[:, j]|, accumulated into `out`.
+// max over rows of |W[:, j]|, accumulated into `out`; W of any float dtype, a mapped view included (read row by
+// row, so a bf16 expert is never copied whole).
 void column_abs_max(const Tensor& w, std::vector<float>& out) {
   const std::int64_t rows = w.dim(0), cols = w.dim(1);
-  const float* p = w.data<float>();
+  std::vector<float> row(static_cast<std::size_t>(cols));
   for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t c = 0; c < cols; ++c) out[c] = std::max(out[c], std::fabs(p[r * cols + c]));
-  }
-}
-
-void scale_columns(Tensor& w, const std::vector<float>& s, DType dt) {
-  const std::int64_t rows = w.dim(0), cols = w.dim(1);
-  float* p = w.mutable_data<float>();
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t c = 0; c < cols; ++c) p[r * cols + c] = round_to_float_dtype(p[r * cols + c] * s[c], dt);
-  }
-}
-
-void scale_rows(Tensor& w, const std::vector<float>& r, DType dt) {
-  const std::int64_t rows = w.dim(0), cols = w.dim(1);
-  float* p = w.mutable_data<float>();
-  for (std::int64_t n = 0; n < rows; ++n) {
-    for (std::int64_t c = 0; c < cols; ++c) p[n * cols + c] = round_to_float_dtype(p[n * cols + c] * r[n], dt);
+    w.read_f32(static_cast<std::size_t>(r * cols), static_cast<std::size_t>(cols), row.data());
+    for (std::int64_t c = 0; c < cols; ++c) out[c] = std::max(out[c], std::fabs(row[c]));
   }
 }
 
@@ -153,12 +139,6 @@ std::vector<float> reciprocals(const std::vector<float>& s, DType dt) {
   std::vector<float> r(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) r[i] = round_to_float_dtype(1.0f / s[i], dt);
   return r;
-}
-
-void scale_norm(Tensor& gamma, const std::vector<float>& s, DType dt) {
-  const std::vector<float> r = reciprocals(s, dt);
-  float* g = gamma.mutable_data<float>();
-  for (std::size_t i = 0; i < r.size(); ++i) g[i] = round_to_float_dtype(g[i] * r[i], dt);
 }
 
 // ---- the search's error function ----
@@ -495,12 +475,52 @@ void flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>
   }
   const std::vector<float> group = flex_scales(a_max, w_max, alpha, beta, dt);  // [kv_heads·head_dim]
 
-  scale_rows(v_weight, reciprocals(group, dt), dt);
+  scale_rows_by_reciprocal(v_weight, group, dt);
   std::vector<float> o_scale(w_col.size());
   for (std::int64_t col = 0; col < q_heads * head_dim; ++col) {
     o_scale[col] = group[(col / head_dim / g) * head_dim + col % head_dim];  // repeat_interleave over the g heads
   }
   scale_columns(o_weight, o_scale, dt);
+}
+
+void scale_columns(Tensor& w, const std::vector<float>& s, DType dt) {
+  const std::int64_t rows = w.dim(0), cols = w.dim(1);
+  float* p = w.mutable_data<float>();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t c = 0; c < cols; ++c) p[r * cols + c] = round_to_float_dtype(p[r * cols + c] * s[c], dt);
+  }
+}
+
+void scale_rows_by_reciprocal(Tensor& w, const std::vector<float>& s, DType dt) {
+  const std::vector<float> r = reciprocals(s, dt);
+  const std::int64_t rows = w.dim(0), cols = w.dim(1);
+  float* p = w.mutable_data<float>();
+  for (std::int64_t n = 0; n < rows; ++n) {
+    for (std::int64_t c = 0; c < cols; ++c) p[n * cols + c] = round_to_float_dtype(p[n * cols + c] * r[n], dt);
+  }
+}
+
+void scale_norm(Tensor& gamma, const std::vector<float>& s, DType dt) {
+  const std::vector<float> r = reciprocals(s, dt);
+  float* g = gamma.mutable_data<float>();
+  for (std::size_t i = 0; i < r.size(); ++i) g[i] = round_to_float_dtype(g[i] * r[i], dt);
+}
+
+std::vector<float> moe_input_scales(const std::vector<const Tensor*>& expert_gate_up,
+                                    const std::vector<float>& act_abs_max, double alpha, double beta, DType dt) {
+  // The router is not in w: it stays float, so its column range is no quantization concern; it only follows
+  // the scales so that routing does not move.
+  std::vector<float> w(act_abs_max.size(), 0.0f);
+  for (const Tensor* t : expert_gate_up) column_abs_max(*t, w);
+  return flex_scales(act_abs_max, w, alpha, beta, dt);
+}
+
+std::vector<float> up_down_scales(const Tensor& down, const std::vector<float>& inter_abs_max, double alpha,
+                                  double beta, DType dt) {
+  if (inter_abs_max.empty()) return {};  // the expert saw no token: nothing to balance, s = 1
+  std::vector<float> w(inter_abs_max.size(), 0.0f);
+  column_abs_max(down, w);
+  return flex_scales(inter_abs_max, w, alpha, beta, dt);
 }
 
 void smooth_moe_input(Tensor& norm_weight, Tensor& router, const std::vector<Tensor*>& expert_gate_up,
@@ -521,11 +541,8 @@ void smooth_moe_input(Tensor& norm_weight, Tensor& router, const std::vector<Ten
   }
   require_size(act_abs_max, hidden, "MoE input statistics");
 
-  // The router is not in w: it stays float, so its column range is no quantization concern; it only follows
-  // the scales so that routing does not move.
-  std::vector<float> w(static_cast<std::size_t>(hidden), 0.0f);
-  for (const Tensor* t : expert_gate_up) column_abs_max(*t, w);
-  const std::vector<float> s = flex_scales(act_abs_max, w, alpha, beta, dt);
+  const std::vector<float> s =
+      moe_input_scales({expert_gate_up.begin(), expert_gate_up.end()}, act_abs_max, alpha, beta, dt);
   for (Tensor* t : expert_gate_up) scale_columns(*t, s, dt);
   scale_columns(router, s, dt);
   scale_norm(norm_weight, s, dt);
@@ -541,11 +558,9 @@ void smooth_up_down(Tensor& up, Tensor& down, const std::vector<float>& inter_ab
   if (inter_abs_max.empty()) return;  // the expert saw no token: nothing to balance, s = 1
   require_size(inter_abs_max, inter, "down_proj input statistics");
 
-  std::vector<float> w(static_cast<std::size_t>(inter), 0.0f);
-  column_abs_max(down, w);
-  const std::vector<float> s = flex_scales(inter_abs_max, w, alpha, beta, dt);
+  const std::vector<float> s = up_down_scales(down, inter_abs_max, alpha, beta, dt);
   scale_columns(down, s, dt);
-  scale_rows(up, reciprocals(s, dt), dt);
+  scale_rows_by_reciprocal(up, s, dt);
 }
 
 }  // namespace moeslim::quant

@@ -101,6 +101,24 @@ void flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>
                     std::int64_t q_heads, std::int64_t kv_heads, std::int64_t head_dim, double alpha, double beta,
                     DType float_dtype);
 
+// The steps the smoothing subgraphs are made of, public so a caller can apply a subgraph one tensor at a time
+// (the pipeline smooths experts as it quantizes them, never holding all of a layer's experts in float32):
+//   scale_columns             W[:, j] ← dt(W[:, j] · s_j)              (the consumer side; W F32 [out, C], owned)
+//   scale_rows_by_reciprocal  W[n, :] ← dt(W[n, :] · dt(1/s_n))        (a producer linear; W F32 [C, in], owned)
+//   scale_norm                γ_j ← dt(γ_j · dt(1/s_j))                 (a producer norm; γ F32 [C], owned)
+//   moe_input_scales          smooth_moe_input's s from the experts' gate/up weights (any float dtype, views fine)
+//   up_down_scales            smooth_up_down's s from down_proj (any float dtype, views fine); empty statistics
+//                             give an empty vector (s = 1)
+// They check nothing beyond what the smooth_* functions below check before calling them.
+void scale_columns(Tensor& w, const std::vector<float>& s, DType float_dtype);
+void scale_rows_by_reciprocal(Tensor& w, const std::vector<float>& s, DType float_dtype);
+void scale_norm(Tensor& gamma, const std::vector<float>& s, DType float_dtype);
+std::vector<float> moe_input_scales(const std::vector<const Tensor*>& expert_gate_up,
+                                    const std::vector<float>& act_abs_max, double alpha, double beta,
+                                    DType float_dtype);
+std::vector<float> up_down_scales(const Tensor& down, const std::vector<float>& inter_abs_max, double alpha,
+                                  double beta, DType float_dtype);
+
 // NEW (not in msModelSlim) — moe-input: post_attention_layernorm → router + every expert's gate_proj and up_proj.
 // One scale vector for the shared input: w_j = max over all experts' gate/up columns |W[:, j]| (the router is left
 // out: it stays float, so its range does not matter), s = flex_scales(a, w); γ ← dt(γ · dt(1/s)), every expert
