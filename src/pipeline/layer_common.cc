@@ -31,12 +31,6 @@ double relative_update_error(const Tensor& quantized, const Tensor& reference, c
   return update > 0 ? std::sqrt(err / update) : 0.0;
 }
 
-bool is_router(const std::string& module) { return module.ends_with(".mlp.gate"); }
-
-const recipe::QuantGroup* group_of(const recipe::Recipe& recipe, const std::string& module) {
-  return is_router(module) ? nullptr : recipe.group_for(module);
-}
-
 quant::NormTensors norm_tensors(const model::LayerTensors& tensors, const std::string& module, bool with_bias) {
   quant::NormTensors n{module, model::to_f32_vector(tensors.at(module + ".weight")), Tensor()};
   const auto it = tensors.find(module + ".bias");

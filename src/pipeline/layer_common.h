@@ -1,5 +1,5 @@
 // Pieces both per-layer quantizers use: running a layer over an activation set, the error measure, the
-// scheme of each linear under a recipe, and the norms as written.
+// editable copies smoothing works on, and the norms and float linears as written.
 #pragma once
 
 #include <cstdint>
@@ -21,11 +21,6 @@ void run_layer(const model::ModelConfig& config, const model::DecoderLayer& laye
 // float update of the residual stream.
 double relative_update_error(const Tensor& quantized, const Tensor& reference, const Tensor& input,
                              const model::TokenLayout& layout);
-
-bool is_router(const std::string& module);  // "*.mlp.gate"
-
-// The scheme the recipe gives `module` (kFloat when no group claims it) and the claiming group (or nullptr).
-const recipe::QuantGroup* group_of(const recipe::Recipe& recipe, const std::string& module);
 
 // A norm as written: weight (F32) and its bias, if `tensors` has one; zeros when `with_bias` and none is set
 // (m4's NormBias gives every norm a bias).

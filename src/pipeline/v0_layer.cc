@@ -85,7 +85,7 @@ QuantizedLayer quantize_v0_layer(const model::ModelConfig& config, std::int64_t 
     const auto bias_it = t.find(module + ".bias");
     const Tensor bias = bias_it == t.end() ? Tensor() : bias_it->second;
     index_of[module] = out.linears.size();
-    const recipe::QuantGroup* group = group_of(recipe, module);
+    const recipe::QuantGroup* group = recipe.group_for(module);  // never the router: recipes refuse that
     if (group == nullptr) {
       out.linears.push_back(float_linear(module, w, bias));
     } else {

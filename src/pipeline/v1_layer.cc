@@ -104,7 +104,7 @@ QuantizedLayer quantize_v1_layer(const model::ModelConfig& config, std::int64_t 
   for (const std::string& module : model::layer_linear_modules(config, layer)) {
     const Tensor& w = t.at(module + ".weight");
     index_of[module] = out.linears.size();
-    const recipe::QuantGroup* group = group_of(recipe, module);
+    const recipe::QuantGroup* group = recipe.group_for(module);  // never the router: recipes refuse that
     if (group == nullptr) {
       out.linears.push_back(float_linear(module, w, Tensor()));
       continue;
