@@ -3,7 +3,6 @@
 // Prints tokens/s, time share and achieved GFLOP/s per kernel next to the GEMM peak measured in the same run
 // for the same precision, and the peak RSS. Usage:
 //   forward_bench --model DIR [--batch 4] [--precision f32|bf16] [--threads 1] [--data FILE ...]
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/process_memory.h"
 #include "core/profiler.h"
 #include "io/checkpoint.h"
 #include "kernels/cpu_features.h"
@@ -57,11 +57,7 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-double peak_rss_gib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
-}
+double peak_rss_gib() { return static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0 * 1024.0); }
 
 int run(const Args& a) {
   kernels::set_num_threads(a.threads);

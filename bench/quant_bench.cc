@@ -5,7 +5,6 @@
 // per-layer cost. Usage:
 //   quant_bench --model DIR [--recipe FILE] [--search-rows N] [--project-layers 48] [--precision bf16|f32]
 //               [--threads 1] [--out DIR]
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/process_memory.h"
 #include "core/profiler.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm_peak.h"
@@ -57,11 +57,7 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-double peak_rss_gib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
-}
+double peak_rss_gib() { return static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0 * 1024.0); }
 
 int run(const Args& a) {
   kernels::set_num_threads(a.threads);
@@ -121,7 +117,8 @@ int run(const Args& a) {
     std::printf("| %s | %.2f | %s |\n", profile_kind_name(static_cast<ProfileKind>(k)), e.seconds,
                 e.flops > 0 ? std::to_string(static_cast<int>(e.flops / e.seconds / 1e9 + 0.5)).c_str() : "-");
   }
-  std::printf("\npeak RSS: %.2f GiB\n", rss);
+  std::printf("\npeak RSS: %.2f GiB (the run's estimate at start: %.2f GiB)\n", rss,
+              r.report.at("expected_peak_memory_bytes").get<double>() / (1024.0 * 1024.0 * 1024.0));
   const std::int64_t n = a.project_layers > 0 ? a.project_layers : config.num_hidden_layers;
   std::printf("projected for %lld layers: %.1f min (once %.1f s + %.2f s/layer)\n", static_cast<long long>(n),
               (setup + per_layer * static_cast<double>(n)) / 60.0, setup, per_layer);

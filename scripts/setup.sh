@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs moeslim's build dependencies from Debian 12 packages. Idempotent: packages that are already
 # installed are skipped, so running it twice costs one `dpkg -s` per package.
+# `setup.sh fuzz` also installs clang and its sanitizer/libFuzzer runtime (scripts/fuzz.sh).
 set -euo pipefail
 
 PACKAGES=(
@@ -9,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   jq  # bench scripts read quant_report.json
 )
+if [ "${1:-}" = "fuzz" ]; then PACKAGES+=(clang libclang-rt-14-dev); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

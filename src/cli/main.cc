@@ -1,4 +1,5 @@
 // moeslim: post-training quantization of Qwen3-MoE checkpoints on the CPU.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <map>
@@ -8,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/log.h"
 
 int main(int argc, char** argv) {
@@ -42,6 +44,10 @@ int main(int argc, char** argv) {
   }
   moeslim::set_log_level(quiet ? moeslim::LogLevel::kWarn
                                : verbose ? moeslim::LogLevel::kDebug : moeslim::LogLevel::kInfo);
+  moeslim::install_interrupt_handlers();
+  // A file-size limit (ulimit -f) then shows as a failed write (EFBIG), which ends the run with an error that
+  // names the file and removes the partial output, instead of killing the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     for (const auto& [sub, runner] : runners) {
       if (sub->parsed()) return runner();
@@ -49,6 +55,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const moeslim::Error& e) {
     std::fprintf(stderr, "moeslim: error (%s): %s\n", moeslim::error_code_name(e.code()), e.what());
+    if (e.code() == moeslim::ErrorCode::kInterrupted) return 130;  // the shell's code for a SIGINT stop
     return e.code() == moeslim::ErrorCode::kInvalidArgument ? 2 : 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "moeslim: error: out of memory\n");

@@ -38,6 +38,7 @@ struct QuantOptions {
   bool rot = false;
   bool stats_include_padding = false;
   bool force = false;
+  bool skip_disk_space_check = false;
   bool batch_size_given = false;
 };
 
@@ -116,6 +117,7 @@ int run_quant(const QuantOptions& o) {
   }
   p.stats_include_padding = o.stats_include_padding;
   p.force = o.force;
+  p.skip_disk_space_check = o.skip_disk_space_check;
   p.model_type = o.model_type;
   p.quant_type = !o.quant_type.empty() ? o.quant_type : !r.quant_type.empty() ? r.quant_type : "";
   p.float_precision = o.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
@@ -247,6 +249,9 @@ CommandRunner register_quant(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--threads", o->threads, "Compute threads")->capture_default_str()->check(CLI::Range(1, 1024));
   sub->add_flag("--force", o->force, "Replace a non-empty --save_path");
+  sub->add_flag("--skip_disk_space_check", o->skip_disk_space_check,
+                "Write even when the estimated output size exceeds the free space of --save_path's filesystem "
+                "(by default the run refuses before doing any work)");
   return [o, batch] {
     o->batch_size_given = batch->count() > 0;
     return run_quant(*o);

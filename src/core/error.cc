@@ -21,6 +21,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kUnsupported: return "unsupported";
     case ErrorCode::kNotFound: return "not-found";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kInterrupted: return "interrupted";
   }
   return "unknown";
 }

@@ -14,6 +14,7 @@ enum class ErrorCode {
   kUnsupported,      // well-formed but outside what moeslim implements (a dtype, a config option)
   kNotFound,         // a file, tensor or key that must exist does not
   kInternal,         // a broken invariant inside moeslim: a bug
+  kInterrupted,      // the user asked the run to stop (Ctrl-C, SIGTERM)
 };
 
 const char* error_code_name(ErrorCode code);

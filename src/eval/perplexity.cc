@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "text/dataset.h"
 
 namespace moeslim::eval {
@@ -102,6 +103,7 @@ EvalResult evaluate(model::LayerSource& model, model::LayerSource* reference, co
   std::vector<double> ref_logp;
   std::int64_t done_sequences = 0;
   for (const model::SequenceSpan& s : windows.layout.sequences) {
+    throw_if_interrupted();
     const Tensor logits = model::compute_logits(config, norm, *head, hidden, s.begin, s.length - 1);
     Tensor ref_logits;
     if (reference != nullptr) {

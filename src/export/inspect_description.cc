@@ -146,7 +146,7 @@ std::optional<Description> read_description(const fs::path& dir, Violations& vio
   try {
     doc = json::parse(text);
     json::sax_parse(text, &order);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     violations.push_back({d.file_name, "invalid JSON: " + io::describe_json_parse_error(text, e)});
     return std::nullopt;
   }

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -43,21 +45,45 @@ bool is_non_empty_directory(const fs::path& p) {
 
 bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
-// Removes "<save>.moeslim-tmp-<pid>" siblings whose process no longer exists (left by a killed run).
-void remove_stale_temporaries(const fs::path& save) {
-  const std::string prefix = save.filename().string() + kTempInfix;
+// The pid in "<save><infix><pid>" when `name` has that form and the process is gone (left by a killed run).
+std::optional<pid_t> dead_owner(const std::string& name, const std::string& prefix) {
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  const std::string pid_text = name.substr(prefix.size());
+  if (pid_text.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9) return std::nullopt;
+  const auto pid = static_cast<pid_t>(std::stol(pid_text));
+  if (pid <= 0 || pid == ::getpid() || process_alive(pid)) return std::nullopt;
+  return pid;
+}
+
+// Cleans up after killed runs: removes "<save>.moeslim-tmp-<pid>" siblings (incomplete outputs), and deals
+// with "<save>.moeslim-old-<pid>" (a previous complete output moved aside by a --force commit): put back if
+// the run died between commit()'s two renames, leaving no <save>; removed otherwise.
+void clean_up_after_killed_runs(const fs::path& save) {
+  const std::string temp_prefix = save.filename().string() + kTempInfix;
+  const std::string aside_prefix = save.filename().string() + kAsideInfix;
   std::error_code ec;
+  std::vector<fs::path> temporaries, asides;
   for (fs::directory_iterator it(save.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string pid_text = name.substr(prefix.size());
-    if (pid_text.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9) continue;
-    const auto pid = static_cast<pid_t>(std::stol(pid_text));
-    if (pid <= 0 || pid == ::getpid() || process_alive(pid)) continue;
-    log_info("removing stale temporary output {} (its process {} is gone)", it->path().string(), pid);
+    if (dead_owner(name, temp_prefix)) temporaries.push_back(it->path());
+    if (dead_owner(name, aside_prefix)) asides.push_back(it->path());
+  }
+  for (const fs::path& p : temporaries) {
+    log_info("removing the incomplete output {} of a run that was killed", p.string());
     std::error_code remove_ec;
-    fs::remove_all(it->path(), remove_ec);
-    if (remove_ec) log_warn("cannot remove {}: {}", it->path().string(), remove_ec.message());
+    fs::remove_all(p, remove_ec);
+    if (remove_ec) log_warn("cannot remove {}: {}", p.string(), remove_ec.message());
+  }
+  for (const fs::path& p : asides) {
+    std::error_code move_ec;
+    if (!fs::exists(save, move_ec)) {
+      log_info("restoring {} from {}: a run was killed while replacing it", save.string(), p.string());
+      fs::rename(p, save, move_ec);
+    } else {
+      log_info("removing {}, the previous output a killed run had replaced", p.string());
+      fs::remove_all(p, move_ec);
+    }
+    if (move_ec) log_warn("cannot clean up {}: {}", p.string(), move_ec.message());
   }
 }
 
@@ -81,6 +107,7 @@ OutputDir::OutputDir(const fs::path& model_path, const fs::path& save_path, bool
                     "; write the output to a separate directory",
                 save_.string(), "save_path");
   }
+  clean_up_after_killed_runs(save_);  // first: it may put a previous output back at save_
   std::error_code ec;
   if (fs::exists(save_, ec) && !fs::is_directory(save_, ec)) {
     throw Error(ErrorCode::kInvalidArgument, "--save_path exists and is not a directory", save_.string(),
@@ -91,9 +118,12 @@ OutputDir::OutputDir(const fs::path& model_path, const fs::path& save_path, bool
                 "save_path");
   }
   fs::create_directories(save_.parent_path(), ec);
-  if (ec) throw Error(ErrorCode::kIo, "cannot create directory: " + ec.message(), save_.parent_path().string());
+  if (ec) {
+    throw Error(ErrorCode::kIo, "cannot create the directory that is to hold --save_path " + save_.string() + ": " +
+                                    ec.message(),
+                save_.parent_path().string(), "save_path");
+  }
 
-  remove_stale_temporaries(save_);
   temp_ = save_;
   temp_ += kTempInfix + std::to_string(::getpid());
   if (!fs::create_directory(temp_, ec)) {

@@ -15,8 +15,9 @@ class OutputDir {
   //  * kInvalidArgument if save_path exists and is not a directory, or is a non-empty directory and `force`
   //    is false;
   //  * kIo naming the path if a directory cannot be created.
-  // Temporary siblings "<save_path>.moeslim-tmp-<pid>" whose process is gone (a killed earlier run) are
-  // removed first, with a log line.
+  // First, what killed earlier runs left (their process is gone) is cleaned up, with a log line: temporary
+  // siblings "<save_path>.moeslim-tmp-<pid>" are removed; a "<save_path>.moeslim-old-<pid>" (a previous output
+  // moved aside by commit()) is put back when save_path is missing, else removed.
   OutputDir(const std::filesystem::path& model_path, const std::filesystem::path& save_path, bool force);
   // Without commit(): removes the temporary directory and everything in it (never throws).
   ~OutputDir();

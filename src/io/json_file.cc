@@ -17,14 +17,22 @@ Json parse_json_file(const std::filesystem::path& path) {
   const std::string text = read_text_file(path);
   try {
     return Json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kFormat, "invalid JSON: " + describe_json_parse_error(text, e), path.string());
   }
 }
 
 }  // namespace
 
-std::string describe_json_parse_error(std::string_view text, const nlohmann::json::parse_error& e) {
+std::string describe_json_parse_error(std::string_view text, const nlohmann::json::exception& error) {
+  // Not only parse_error: the parser reports a number that overflows a double as out_of_range.406.
+  const auto* parse_error = dynamic_cast<const nlohmann::json::parse_error*>(&error);
+  if (parse_error == nullptr) {
+    const std::string what = error.what();  // "[json.exception.out_of_range.406] number overflow parsing '1e400'"
+    const auto close = what.find("] ");
+    return close == std::string::npos ? what : what.substr(close + 2);
+  }
+  const nlohmann::json::parse_error& e = *parse_error;
   // nlohmann says "[json.exception.parse_error.101] parse error at line 4, column 0: <reason>", counting the
   // character after the one that failed (for "tru\n", the start of the next line). Report the line and
   // column (1-based) of the last character read instead, and keep the reason.

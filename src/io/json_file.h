@@ -17,7 +17,8 @@ nlohmann::json read_json_file(const std::filesystem::path& path);
 // The same, keeping the file's key order (e.g. a shard index's weight_map).
 nlohmann::ordered_json read_ordered_json_file(const std::filesystem::path& path);
 
-// "line L, column C: <reason>" for a parse error in `text` (lines and columns 1-based).
-std::string describe_json_parse_error(std::string_view text, const nlohmann::json::parse_error& e);
+// "line L, column C: <reason>" for a parse error in `text` (lines and columns 1-based); for the other errors
+// nlohmann's parser throws (out_of_range.406: a number too large for a double, e.g. 1e400), the reason alone.
+std::string describe_json_parse_error(std::string_view text, const nlohmann::json::exception& e);
 
 }  // namespace moeslim::io

@@ -74,7 +74,7 @@ json parse_with_unique_keys(std::string_view text, const std::string& file) {
   };
   try {
     return json::parse(text.begin(), text.end(), on_event);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw Error(ErrorCode::kFormat, "header is not valid JSON at " + describe_json_parse_error(text, e), file);
   }
 }

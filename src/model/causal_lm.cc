@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/interrupt.h"
 #include "core/log.h"
 #include "core/profiler.h"
 #include "model/layer_loader.h"
@@ -101,6 +102,7 @@ Tensor run_layers(LayerSource& source, const TokenSet& tokens, const RunOptions&
   if (!large_allocations_return_to_os()) log_warn("could not fix the allocator's mmap threshold; peak memory may grow with depth");
   Tensor hidden = embed(source.embedding(), tokens.ids);
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    throw_if_interrupted();
     {
       std::unique_ptr<ProfileScope> load_scope = std::make_unique<ProfileScope>(ProfileKind::kLoadWeights);
       const DecoderLayer layer = source.load_layer(l);

@@ -163,6 +163,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   check_positive(r, "num_attention_heads", c.num_attention_heads);
   check_positive(r, "num_key_value_heads", c.num_key_value_heads);
   check_positive(r, "decoder_sparse_step", c.decoder_sparse_step);
+  // Calibration truncates prompts to it; 0 or less would silently mean "no limit".
+  check_positive(r, "max_position_embeddings", c.max_position_embeddings);
   if (c.head_dim == 0) {
     if (c.hidden_size % c.num_attention_heads != 0) {
       r.fail("num_attention_heads", "does not divide hidden_size " + std::to_string(c.hidden_size) +
@@ -195,6 +197,17 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
 
 ModelConfig ModelConfig::load(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "config.json";
+  // A missing file is a missing part of the model (kNotFound), not a failed read (kIo).
+  std::error_code ec;
+  if (!std::filesystem::exists(model_dir, ec)) {
+    throw Error(ErrorCode::kNotFound, "model directory does not exist", model_dir.string());
+  }
+  if (!std::filesystem::is_directory(model_dir, ec)) {
+    throw Error(ErrorCode::kInvalidArgument, "model path is not a directory", model_dir.string());
+  }
+  if (!std::filesystem::exists(path, ec)) {
+    throw Error(ErrorCode::kNotFound, "no config.json in the model directory", path.string());
+  }
   return from_json(io::read_json_file(path), path.string());
 }
 

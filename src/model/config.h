@@ -44,7 +44,7 @@ struct ModelConfig {
 
   // Parses and validates; `source` names the file in error messages.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
-  // Reads dir/config.json.
+  // Reads dir/config.json; kNotFound naming it when the directory or the file is missing.
   static ModelConfig load(const std::filesystem::path& model_dir);
 
   // `--layer_count N`: keep only the first N decoder layers (N must be 1..num_hidden_layers).

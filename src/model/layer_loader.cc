@@ -1,8 +1,76 @@
 #include "model/layer_loader.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/error.h"
 
 namespace moeslim::model {
+namespace {
+
+// Position of the first element whose exponent bits are all ones (NaN or ±Inf), or numel when there is none.
+// The common, clean case is one branch-free pass per block, which the compiler vectorizes; the exact position
+// is looked for only in a block that has a bad value. memcpy loads: mapped tensors need not be aligned.
+template <typename Bits>
+std::size_t first_non_finite(const std::byte* data, std::size_t numel, Bits exponent) {
+  constexpr std::size_t kBlock = 4096;
+  for (std::size_t start = 0; start < numel; start += kBlock) {
+    const std::size_t end = std::min(numel, start + kBlock);
+    unsigned bad = 0;
+    for (std::size_t i = start; i < end; ++i) {
+      Bits b;
+      std::memcpy(&b, data + i * sizeof(Bits), sizeof(Bits));
+      bad |= static_cast<unsigned>((b & exponent) == exponent);
+    }
+    if (bad == 0) continue;
+    for (std::size_t i = start; i < end; ++i) {
+      Bits b;
+      std::memcpy(&b, data + i * sizeof(Bits), sizeof(Bits));
+      if ((b & exponent) == exponent) return i;
+    }
+  }
+  return numel;
+}
+
+// "[3, 17]" for flat element 113 of a [.., 32] tensor.
+std::string element_index(const Shape& shape, std::size_t flat) {
+  Shape index(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    const auto extent = static_cast<std::size_t>(shape[d]);
+    index[d] = static_cast<std::int64_t>(flat % extent);
+    flat /= extent;
+  }
+  return shape_to_string(index);
+}
+
+}  // namespace
+
+void check_finite(const Tensor& t, const std::string& file, const std::string& name) {
+  std::size_t bad = t.numel();
+  std::uint32_t mantissa = 0;  // of the bad element: 0 means an infinity, anything else a NaN
+  auto scan = [&](auto exponent, std::uint32_t mantissa_mask) {
+    using Bits = decltype(exponent);
+    bad = first_non_finite<Bits>(t.bytes(), t.numel(), exponent);
+    if (bad == t.numel()) return;
+    Bits b;
+    std::memcpy(&b, t.bytes() + bad * sizeof(Bits), sizeof(Bits));
+    mantissa = static_cast<std::uint32_t>(b) & mantissa_mask;
+  };
+  switch (t.dtype()) {
+    case DType::kBF16: scan(std::uint16_t{0x7f80}, 0x007f); break;
+    case DType::kF16: scan(std::uint16_t{0x7c00}, 0x03ff); break;
+    case DType::kF32: scan(std::uint32_t{0x7f800000}, 0x007fffff); break;
+    default: return;
+  }
+  if (bad == t.numel()) return;
+  // Quantizing would turn the value into garbage scales for its whole channel (or NaN everywhere), so a
+  // corrupt checkpoint is refused where it is read rather than producing a silently broken output.
+  throw Error(ErrorCode::kFormat,
+              std::string(mantissa == 0 ? "an infinity" : "a NaN") + " at element " + element_index(t.shape(), bad) +
+                  " of " + std::string(dtype_name(t.dtype())) + " " + shape_to_string(t.shape()) +
+                  ": the weights must be finite (a corrupt or overflowed checkpoint)",
+              file, name);
+}
 
 Tensor read_checked(const io::Checkpoint& checkpoint, const std::string& name, const Shape& shape) {
   if (!checkpoint.contains(name)) {
@@ -21,6 +89,7 @@ Tensor read_checked(const io::Checkpoint& checkpoint, const std::string& name, c
                 "weights must be BF16, F16 or F32, not " + std::string(dtype_name(t.dtype())),
                 checkpoint.shard_path_of(name).string(), name);
   }
+  check_finite(t, checkpoint.shard_path_of(name).string(), name);
   return t;
 }
 

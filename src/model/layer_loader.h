@@ -39,8 +39,13 @@ std::vector<std::string> layer_linear_modules(const ModelConfig& config, std::in
 // The norm modules of a layer in module order (q_norm, k_norm, input_layernorm, post_attention_layernorm).
 std::vector<std::string> layer_norm_modules(std::int64_t layer);
 
-// A tensor checked to exist with the expected shape; errors name the checkpoint and the tensor.
+// A tensor checked to exist with the expected shape, a float dtype and only finite values; errors name the
+// checkpoint (or the tensor's shard) and the tensor.
 Tensor read_checked(const io::Checkpoint& checkpoint, const std::string& name, const Shape& shape);
+
+// kFormat naming `file` and `name` (and the first bad element) when a BF16, F16 or F32 tensor holds a NaN or
+// an infinity. One pass over the bits (no conversion); other dtypes are not checked.
+void check_finite(const Tensor& t, const std::string& file, const std::string& name);
 
 // Norm weights widened to F32 (exact).
 Tensor to_f32_vector(const Tensor& t);

@@ -33,8 +33,9 @@ CalibrationSet load_calibration_set(const std::filesystem::path& file, const tex
     sequences.push_back(std::move(ids));
   }
   if (set.truncated > 0) {
-    log_warn("{}: {} of {} prompts were longer than the model's {} positions and were truncated", file.string(),
-             set.truncated, sequences.size(), max_length);
+    log_warn("{}: {} of {} prompts were longer than the model's context (max_position_embeddings {}) and were "
+             "truncated to their first {} tokens",
+             file.string(), set.truncated, sequences.size(), max_length, max_length);
   }
   if (sequences.empty()) throw Error(ErrorCode::kInvalidArgument, "no usable prompt in the dataset", file.string());
   set.prompts = static_cast<std::int64_t>(sequences.size());

@@ -1,14 +1,18 @@
 #include "pipeline/quant_pipeline.h"
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 
 #include <fmt/core.h>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/log.h"
+#include "core/process_memory.h"
 #include "core/progress.h"
 #include "eval/model_source.h"
+#include "pipeline/resource_estimate.h"
 #include "eval/perplexity.h"
 #include "export/msmodelslim_v1_writer.h"
 #include "export/msmodelslim_writer.h"
@@ -100,6 +104,13 @@ std::unique_ptr<exporter::QuantizedModelWriter> make_writer(const recipe::Recipe
       float_dtype);
 }
 
+// The most token rows one forward chunk holds: `batch_size` of the longest prompts.
+std::int64_t rows_per_chunk(const CalibrationSet& set) {
+  std::int64_t longest = 0;
+  for (const model::SequenceSpan& s : set.tokens.layout.sequences) longest = std::max(longest, s.length);
+  return longest * set.batch_size;
+}
+
 }  // namespace
 
 QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
@@ -136,8 +147,20 @@ QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
   if (recipe.rotate) rotation = quant::Rotation::for_config(config);
 
   exporter::OutputDir out(o.model_path, o.save_path, o.force);
-  const Tensor embedding = rotation ? quant::rotate_embedding(checkpoint.tensor("model.embed_tokens.weight"), *rotation)
-                                    : checkpoint.tensor("model.embed_tokens.weight");
+  WorkloadShape work;
+  work.calibration_tokens = calib.tokens.layout.real_rows();
+  work.anti_tokens = anti_pass ? anti.tokens.layout.real_rows() : 0;
+  work.rows_per_chunk = std::max(rows_per_chunk(calib), anti_pass ? rows_per_chunk(anti) : 0);
+  work.v1 = v1;
+  work.float_bytes = static_cast<int>(dtype_size(checkpoint.info("model.embed_tokens.weight").dtype));
+  const ResourceEstimate need = estimate_resources(recipe, config, work);
+  log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward), output {:.2f} GiB",
+           static_cast<double>(need.peak_memory_bytes) / (1 << 30), batch_size, work.rows_per_chunk,
+           static_cast<double>(need.output_bytes) / (1 << 30));
+  if (!o.skip_disk_space_check) check_free_disk_space(need, out.temp_path());
+  const Shape vocab_by_hidden{config.vocab_size, config.hidden_size};
+  const Tensor raw_embedding = model::read_checked(checkpoint, "model.embed_tokens.weight", vocab_by_hidden);
+  const Tensor embedding = rotation ? quant::rotate_embedding(raw_embedding, *rotation) : raw_embedding;
   const DType float_dtype = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
   const std::unique_ptr<exporter::QuantizedModelWriter> writer = make_writer(recipe, out.temp_path(), float_dtype);
   writer->add_float("model.embed_tokens.weight", embedding);
@@ -156,6 +179,7 @@ QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
   ordered_json per_layer = ordered_json::array();
   Progress progress("quant", static_cast<std::uint64_t>(config.num_hidden_layers), "layers", 0.0);
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    throw_if_interrupted();
     start = Clock::now();
     model::LayerTensors raw = model::read_layer_tensors(checkpoint, config, l);
     times.add("load", start);
@@ -178,8 +202,10 @@ QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
 
   start = Clock::now();
   const bool norm_bias = !v1 && recipe.smooth && recipe.smooth->method == recipe::SmoothMethod::kM4;
-  const Tensor final_norm = checkpoint.tensor("model.norm.weight");
-  const Tensor lm_head = checkpoint.tensor(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const Tensor final_norm = model::read_checked(checkpoint, "model.norm.weight", {config.hidden_size});
+  const Tensor lm_head = config.tie_word_embeddings
+                             ? raw_embedding
+                             : model::read_checked(checkpoint, "lm_head.weight", vocab_by_hidden);
   writer->add_norm(quant::NormTensors{
       "model.norm", model::to_f32_vector(rotation ? quant::unit_norm_weight(final_norm) : final_norm),
       norm_bias ? Tensor::zeros(DType::kF32, {config.hidden_size}) : Tensor()});
@@ -220,7 +246,10 @@ QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
   ordered_json timing;
   for (const auto& [phase, s] : times.seconds) timing[phase] = s;
   timing["total"] = std::chrono::duration<double>(Clock::now() - run_start).count();
-  // Timings vary run to run: kept under one key so comparisons of reports can drop it.
+  report["expected_output_bytes"] = need.output_bytes;
+  report["expected_peak_memory_bytes"] = need.peak_memory_bytes;
+  // Timings and the measured peak vary run to run: comparisons of reports drop these two keys.
+  report["peak_rss_bytes"] = peak_rss_bytes();
   report["timing_seconds"] = timing;
   const std::filesystem::path report_path = out.temp_path() / "quant_report.json";
   {

@@ -36,6 +36,7 @@ struct QuantRunOptions {
   std::string quant_type;  // "w8a8" / "w4a8" / "" (recorded in the report)
   model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // float passes (statistics, reference)
   std::int64_t search_rows = 0;  // flex_smooth α/β search: at most this many activation rows (0 = all)
+  bool skip_disk_space_check = false;  // write even when the estimated output exceeds the free space
 };
 
 struct QuantResult {

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "model/quantized_linear.h"
 #include "pipeline/expert_smoothing.h"
 #include "pipeline/layer_common.h"
@@ -81,6 +82,7 @@ QuantizedLayer quantize_v0_layer(const model::ModelConfig& config, std::int64_t 
   const std::vector<std::string> modules = model::layer_linear_modules(config, layer);
   std::map<std::string, std::size_t> index_of;
   for (const std::string& module : modules) {
+    throw_if_interrupted();  // a layer has hundreds of experts: stop between them
     const Tensor& w = t.at(module + ".weight");
     const auto bias_it = t.find(module + ".bias");
     const Tensor bias = bias_it == t.end() ? Tensor() : bias_it->second;

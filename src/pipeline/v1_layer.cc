@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "model/quantized_linear.h"
 #include "pipeline/expert_smoothing.h"
 #include "pipeline/layer_common.h"
@@ -102,6 +103,7 @@ QuantizedLayer quantize_v1_layer(const model::ModelConfig& config, std::int64_t 
   start = Clock::now();
   std::map<std::string, std::size_t> index_of;
   for (const std::string& module : model::layer_linear_modules(config, layer)) {
+    throw_if_interrupted();  // a layer has hundreds of experts: stop between them
     const Tensor& w = t.at(module + ".weight");
     index_of[module] = out.linears.size();
     const recipe::QuantGroup* group = recipe.group_for(module);  // never the router: recipes refuse that

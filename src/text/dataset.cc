@@ -18,7 +18,7 @@ std::vector<std::string> parse_json_array(std::string_view content, const std::s
   json root;
   try {
     root = json::parse(content.begin(), content.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw Error(ErrorCode::kFormat, std::string("not valid JSON: ") + e.what(), name);
   }
   if (!root.is_array()) throw Error(ErrorCode::kFormat, "expected a JSON array of strings", name);
@@ -49,7 +49,7 @@ std::vector<std::string> parse_jsonl(std::string_view content, const std::string
     json object;
     try {
       object = json::parse(line.begin(), line.end());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       throw Error(ErrorCode::kFormat, std::string("not valid JSON: ") + e.what(), name, where);
     }
     if (!object.is_object()) {

@@ -27,7 +27,7 @@ class JsonReader {
   json parse(std::string_view text) const {
     try {
       return json::parse(text.begin(), text.end());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       fail(ErrorCode::kFormat, "", std::string("not valid JSON: ") + e.what());
     }
   }

@@ -26,15 +26,15 @@ inline std::string read_whole_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
-// `args` is appended to the moeslim executable's path; it must be shell-quoted by the caller.
-inline CommandResult run_moeslim(const std::string& args) {
+// Runs a shell command line; its last command's stdout and stderr are captured.
+inline CommandResult run_shell(const std::string& command_line) {
   static int counter = 0;
   const auto dir = binary_dir() / "test_tmp";
   std::filesystem::create_directories(dir);
   const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(counter++);
   const auto out = dir / ("out_" + tag);
   const auto err = dir / ("err_" + tag);
-  const std::string cmd = moeslim_exe().string() + " " + args + " >" + out.string() + " 2>" + err.string();
+  const std::string cmd = command_line + " >" + out.string() + " 2>" + err.string();
   const int raw = std::system(cmd.c_str());
   CommandResult r;
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
@@ -44,5 +44,8 @@ inline CommandResult run_moeslim(const std::string& args) {
   std::filesystem::remove(err);
   return r;
 }
+
+// `args` is appended to the moeslim executable's path; it must be shell-quoted by the caller.
+inline CommandResult run_moeslim(const std::string& args) { return run_shell(moeslim_exe().string() + " " + args); }
 
 }  // namespace moeslim::testing

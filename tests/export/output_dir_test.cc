@@ -108,6 +108,24 @@ TEST(OutputDir, RemovesStaleTemporariesOfDeadProcessesOnly) {
   fs::remove_all(other);
 }
 
+// A run killed between commit()'s two renames leaves no save_path and the previous output aside: the next
+// run puts it back (and, without --force, then refuses to overwrite it); with save_path present, an aside
+// copy is stale and removed.
+TEST(OutputDir, RestoresAPreviousOutputAKilledCommitHadMovedAside) {
+  const Dirs d;
+  const fs::path aside = d.save.string() + ".moeslim-old-999999999";
+  touch(aside / "config.json");
+  expect_refused([&] { OutputDir(d.model, d.save, false); }, {d.save}, "not empty");
+  EXPECT_TRUE(fs::exists(d.save / "config.json"));
+  EXPECT_FALSE(fs::exists(aside));
+
+  touch(aside / "stale.json");
+  { OutputDir out(d.model, d.save, true); }
+  EXPECT_FALSE(fs::exists(aside));
+  EXPECT_TRUE(fs::exists(d.save / "config.json"));
+  EXPECT_FALSE(fs::exists(d.save / "stale.json"));
+}
+
 TEST(OutputDir, ForceReplacesAnExistingOutput) {
   const Dirs d;
   touch(d.save / "old.txt");

@@ -1,0 +1,35 @@
+// What a quant run will need, known before it starts: the bytes it will write (checked against the free
+// space of the output's filesystem, so a run never fails hours in on a full disk) and the peak resident
+// memory it will reach (logged at start and recorded in quant_report.json beside the measured peak).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+#include "model/config.h"
+#include "recipe/recipe.h"
+
+namespace moeslim::pipeline {
+
+struct ResourceEstimate {
+  std::uint64_t output_bytes = 0;       // every file the output directory will hold
+  std::uint64_t peak_memory_bytes = 0;  // expected peak RSS, within about ±25% at Qwen3-30B/235B shapes
+};
+
+struct WorkloadShape {
+  std::int64_t calibration_tokens = 0;  // real tokens of the calibration set
+  std::int64_t anti_tokens = 0;         // of the anti set (0 without one)
+  std::int64_t rows_per_chunk = 0;      // the most token rows one forward chunk holds (batch size × longest)
+  bool v1 = false;                      // the one-click (W4A8) flow, which carries float and quantized streams
+  int float_bytes = 2;                  // the checkpoint's float dtype size
+};
+
+// `config` already limited to the layers that will be written.
+ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::ModelConfig& config,
+                                    const WorkloadShape& work);
+
+// kIo naming `output_dir` when its filesystem has less free space than the estimate plus a margin (5% and
+// 64 MiB), saying how much is needed and available.
+void check_free_disk_space(const ResourceEstimate& estimate, const std::filesystem::path& output_dir);
+
+}  // namespace moeslim::pipeline
