@@ -209,6 +209,21 @@ TEST_F(QuantFaults, CtrlCStopsCleanly) {
   EXPECT_TRUE(leftovers(save).empty()) << leftovers(save).front();
 }
 
+// Before any work, quant logs the peak memory it expects and checks the free space against its estimate of the
+// output, which must cover what it then writes.
+TEST_F(QuantFaults, EstimatesItsOutputAndPeakMemoryUpFront) {
+  const fs::path save = dir_.path() / "estimated";
+  const CommandResult r = run_moeslim(shell_line(command_.args(save, "1", kW8A8)));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("expected peak memory"), std::string::npos) << r.err;
+  const json report = json::parse(read_whole_file(save / "quant_report.json"));
+  std::uint64_t written = 0;
+  for (const auto& e : fs::directory_iterator(save)) written += fs::file_size(e.path());
+  EXPECT_GE(report.at("expected_output_bytes").get<std::uint64_t>(), written);
+  EXPECT_GT(report.at("expected_peak_memory_bytes").get<std::uint64_t>(), 0u);
+  EXPECT_GT(report.at("peak_rss_bytes").get<std::uint64_t>(), 0u);
+}
+
 // The same command twice, and with 1 and 2 threads: byte-identical files (the report compared without its
 // timings and measured peak), for the W8A8 script's flow and the one-click W4A8 flow.
 TEST_F(QuantFaults, OutputIsByteIdenticalAcrossRunsAndThreadCounts) {
