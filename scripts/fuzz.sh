@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses in fuzz/ with clang (ASan + UBSan, no recovery) and runs each for a given
-# time on a corpus seeded from the bundled model, tokenizers and datasets. Findings (crashing inputs) land in
-# build-fuzz/artifacts/<harness>/ and make the script exit non-zero; the corpus grows in build-fuzz/corpus/.
+# time on a corpus seeded from the bundled model, tokenizers and datasets. Findings (crashing, leaking, slow or
+# timed-out inputs) land in build-fuzz/artifacts/<harness>/; new ones make the script exit non-zero. The
+# corpus grows in build-fuzz/corpus/ from run to run.
 # Usage: scripts/fuzz.sh [SECONDS_PER_HARNESS=600] [HARNESS...]   (default: every harness, one after another)
 # Reproduce a finding: build-fuzz/fuzz/<harness> build-fuzz/artifacts/<harness>/crash-...
 set -euo pipefail
@@ -68,6 +69,7 @@ for h in "${HARNESSES[@]}"; do
   rm -rf "$seeds"
   mkdir -p "$seeds" "$corpus" "$artifacts"
   "seed_${h#fuzz_}" "$seeds"
+  touch "$B/$h.start"  # findings are the artifacts newer than this
   echo "fuzz: $h for ${SECONDS_EACH}s (log: $B/$h.log)"
   set +e
   "$B/fuzz/$h" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=4096 -max_len=65536 \
@@ -76,7 +78,7 @@ for h in "${HARNESSES[@]}"; do
   set -e
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$B/$h.log" | grep -o '[0-9]*$' || echo '?')
   cov=$(grep -E '^#[0-9]+' "$B/$h.log" | tail -1 | grep -o 'cov: [0-9]* ft: [0-9]*' || echo 'cov: ?')
-  found=$(find "$artifacts" -type f | wc -l)
+  found=$(find "$artifacts" -type f -newer "$B/$h.start" | wc -l)
   summary+=("$h: exit $rc, ${runs} executions, $cov, corpus $(ls "$corpus" | wc -l) files, $found findings")
   if [ "$rc" -ne 0 ] || [ "$found" -ne 0 ]; then status=1; tail -n 40 "$B/$h.log"; fi
 done
