@@ -382,6 +382,9 @@ const MalformedCase kCases[] = {
      ErrorCode::kFormat, "tokenizer.json", "model.vocab", {"missing"}},
     {"TokenizerVocabIdNotInteger", tokenizer_with([](json& j) { j["model"]["vocab"]["!"] = "zero"; }), load_tokenizer,
      ErrorCode::kFormat, "tokenizer.json", "model.vocab['!']", {"must be an integer token id"}},
+    // Found by fuzz_tokenizer_json: one huge id made the id tables gigabytes.
+    {"TokenizerVocabIdHuge", tokenizer_with([](json& j) { j["model"]["vocab"]["!"] = 109854455; }), load_tokenizer,
+     ErrorCode::kFormat, "tokenizer.json", "model.vocab['!']", {"token id 109854455 is out of range"}},
     {"TokenizerAddedTokenWithoutContent", tokenizer_with([](json& j) { j["added_tokens"][0].erase("content"); }),
      load_tokenizer, ErrorCode::kFormat, "tokenizer.json", "added_tokens[0].content", {"missing"}},
 
