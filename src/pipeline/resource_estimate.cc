@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "core/error.h"
@@ -14,18 +15,13 @@ namespace {
 constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // The bytes one tensor takes in the output: quantized linears as int8 or packed int4 codes plus per-channel
 // fp32 parameters (scale, offset, deq_scale/bias or scale_bias: at most four per output channel); everything
 // else in the checkpoint's float dtype.
 std::uint64_t written_bytes(const recipe::Recipe& recipe, const model::ExpectedTensor& t, int float_bytes) {
   const auto numel = static_cast<std::uint64_t>(shape_numel(t.shape));
-  const std::string suffix = ".weight";
-  if (ends_with(t.name, "_proj" + suffix)) {
-    const std::string module = t.name.substr(0, t.name.size() - suffix.size());
+  if (t.name.ends_with("_proj.weight")) {
+    const std::string module = t.name.substr(0, t.name.size() - std::string_view(".weight").size());
     if (const recipe::QuantGroup* group = recipe.group_for(module)) {
       const std::uint64_t codes = group->scheme == quant::QuantScheme::kW4A8Dynamic ? (numel + 1) / 2 : numel;
       return codes + static_cast<std::uint64_t>(t.shape.front()) * 16;

@@ -9,8 +9,6 @@
 namespace moeslim::testing {
 namespace {
 
-std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
-
 TEST(Cli, HelpForEverySubcommand) {
   const CommandResult top = run_moeslim("--help");
   EXPECT_EQ(top.status, 0);
@@ -25,7 +23,7 @@ TEST(Cli, HelpForEverySubcommand) {
 
 TEST(Cli, InfoOnBothSharedTinyModels) {
   for (const char* name : {"tiny-qwen3-moe", "tiny-qwen3-moe-outliers"}) {
-    const CommandResult r = run_moeslim("info --model " + quoted(source_dir() / "models" / name));
+    const CommandResult r = run_moeslim("info --model " + shell_quoted(source_dir() / "models" / name));
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("4 (4 MoE, 0 dense MLP)"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("8 query heads, 2 kv heads, head_dim 64"), std::string::npos) << r.out;
@@ -44,7 +42,7 @@ TEST(Cli, InfoReportsAnIncompleteCheckpoint) {
   auto config = nlohmann::json::parse(read_whole_file(dir.path() / "config.json"));
   config["num_hidden_layers"] = 5;
   std::ofstream(dir.path() / "config.json") << config.dump(2);
-  const CommandResult r = run_moeslim("info --model " + quoted(dir.path()));
+  const CommandResult r = run_moeslim("info --model " + shell_quoted(dir.path()));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("MISSING   model.layers.4.input_layernorm.weight"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("incomplete"), std::string::npos) << r.err;
@@ -54,7 +52,7 @@ TEST(Cli, InfoNamesTheBrokenConfigField) {
   TempDir dir("info_badcfg");
   std::ofstream(dir.path() / "config.json") << R"({"model_type": "qwen3_moe", "vocab_size": 10, "hidden_size": "big",
     "num_hidden_layers": 1, "num_attention_heads": 2})";
-  const CommandResult r = run_moeslim("info --model " + quoted(dir.path()));
+  const CommandResult r = run_moeslim("info --model " + shell_quoted(dir.path()));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("config.json"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("'hidden_size'"), std::string::npos) << r.err;
@@ -67,8 +65,8 @@ TEST(Cli, TokenizeMatchesHuggingFaceIds) {
   nlohmann::json texts = nlohmann::json::array();
   for (std::size_t i = 0; i < 10; ++i) texts.push_back(reference[i]["text"]);
   std::ofstream(dir.path() / "in.json") << texts.dump();
-  const CommandResult r = run_moeslim("tokenize --tokenizer " + quoted(bundled_model_dir()) + " --input " +
-                                      quoted(dir.path() / "in.json"));
+  const CommandResult r = run_moeslim("tokenize --tokenizer " + shell_quoted(bundled_model_dir()) + " --input " +
+                                      shell_quoted(dir.path() / "in.json"));
   ASSERT_EQ(r.status, 0) << r.err;
   const auto ids = nlohmann::json::parse(r.out);
   ASSERT_EQ(ids.size(), 10u);
@@ -76,9 +74,9 @@ TEST(Cli, TokenizeMatchesHuggingFaceIds) {
 
   // JSONL input, --output file, and a tokenizer.json path instead of a directory.
   std::ofstream(dir.path() / "in.jsonl") << "{\"text\": \"Hello world!\"}\n\n{\"text\": \"数字123\"}\n";
-  const CommandResult r2 = run_moeslim("tokenize --tokenizer " + quoted(bundled_model_dir() / "tokenizer.json") +
-                                       " --input " + quoted(dir.path() / "in.jsonl") + " --output " +
-                                       quoted(dir.path() / "out.json"));
+  const CommandResult r2 = run_moeslim("tokenize --tokenizer " + shell_quoted(bundled_model_dir() / "tokenizer.json") +
+                                       " --input " + shell_quoted(dir.path() / "in.jsonl") + " --output " +
+                                       shell_quoted(dir.path() / "out.json"));
   ASSERT_EQ(r2.status, 0) << r2.err;
   const auto ids2 = nlohmann::json::parse(read_whole_file(dir.path() / "out.json"));
   ASSERT_EQ(ids2.size(), 2u);
@@ -88,8 +86,8 @@ TEST(Cli, TokenizeMatchesHuggingFaceIds) {
 TEST(Cli, TokenizeRejectsABadDataset) {
   TempDir dir("tokenize_bad");
   std::ofstream(dir.path() / "bad.json") << "[\"ok\", 3]";
-  const CommandResult r = run_moeslim("tokenize --tokenizer " + quoted(bundled_model_dir()) + " --input " +
-                                      quoted(dir.path() / "bad.json"));
+  const CommandResult r = run_moeslim("tokenize --tokenizer " + shell_quoted(bundled_model_dir()) + " --input " +
+                                      shell_quoted(dir.path() / "bad.json"));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("bad.json"), std::string::npos) << r.err;
 }

@@ -26,6 +26,9 @@ inline std::string read_whole_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// `p` in single quotes, for a shell command line (test paths hold no single quote).
+inline std::string shell_quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
 // Runs a shell command line; its last command's stdout and stderr are captured.
 inline CommandResult run_shell(const std::string& command_line) {
   static int counter = 0;

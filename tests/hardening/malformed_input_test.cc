@@ -479,8 +479,6 @@ TEST(MalformedInputCorpus, OverlongPromptsAreTruncatedWithAWarning) {
 
 // ---- `moeslim quant` as a user runs it ----
 
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
-
 struct CliRun {
   std::string args;                  // after "moeslim quant"
   std::vector<std::string> mentions; // what the error message must name (paths)
@@ -501,8 +499,9 @@ std::ostream& operator<<(std::ostream& os, const CliCase& c) { return os << c.na
 std::string small_quant_args(const fs::path& dir, const fs::path& save) {
   write_small_model(dir / "model", /*tokenizer=*/true);
   write_text(dir / "calib.json", R"(["The quick brown fox.", "Jumps over the lazy dog."])");
-  return "quant --model_path " + quoted(dir / "model") + " --save_path " + quoted(save) + " --calib_dataset " +
-         quoted(dir / "calib.json") + " --anti_dataset " + quoted(dir / "calib.json") + " --layer_count 1";
+  const std::string calib = shell_quoted(dir / "calib.json");
+  return "quant --model_path " + shell_quoted(dir / "model") + " --save_path " + shell_quoted(save) +
+         " --calib_dataset " + calib + " --anti_dataset " + calib + " --layer_count 1";
 }
 
 // clang-format off

@@ -20,27 +20,25 @@ using nlohmann::json;
 
 fs::path outlier_model() { return source_dir() / "models" / "tiny-qwen3-moe-outliers"; }
 
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
-
 json read_json(const fs::path& p) { return json::parse(read_whole_file(p)); }
 
 // Runs quant on the outlier model into `out` with `extra` flags; fails the test (with stderr) on error.
 json quantize(const fs::path& out, const std::string& extra) {
-  const CommandResult r =
-      run_moeslim("quant --model_path " + quoted(outlier_model()) + " --save_path " + quoted(out) + " " + extra);
+  const CommandResult r = run_moeslim("quant --model_path " + shell_quoted(outlier_model()) + " --save_path " +
+                                      shell_quoted(out) + " " + extra);
   EXPECT_EQ(r.status, 0) << r.err;
   return r.status == 0 ? read_json(out / "quant_report.json") : json();
 }
 
 void expect_inspect_accepts(const fs::path& dir) {
-  const CommandResult r = run_moeslim("inspect " + quoted(dir));
+  const CommandResult r = run_moeslim("inspect " + shell_quoted(dir));
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("OK"), std::string::npos) << r.out;
 }
 
 TEST(QuantCli, W8A8OutputIsValidAndTracksTheFloatModelAndSmoothingHelps) {
   TempDir dir("quant_e2e");
-  const std::string eval = "--eval_data " + quoted(bundled_data_dir() / "eval_valid.jsonl");
+  const std::string eval = "--eval_data " + shell_quoted(bundled_data_dir() / "eval_valid.jsonl");
   const json m4 = quantize(dir.path() / "m4", eval);
   const json none = quantize(dir.path() / "none", eval + " --anti_method none");
   ASSERT_FALSE(m4.is_null());
@@ -75,7 +73,7 @@ TEST(QuantCli, W8A8OutputIsValidAndTracksTheFloatModelAndSmoothingHelps) {
 // the rotation alone already tames the outlier channels (without it and without m4 the change is ~8 %).
 TEST(QuantCli, HadamardRotationComposesWithM4) {
   TempDir dir("quant_rot");
-  const std::string eval = "--eval_data " + quoted(bundled_data_dir() / "eval_valid.jsonl");
+  const std::string eval = "--eval_data " + shell_quoted(bundled_data_dir() / "eval_valid.jsonl");
   const json rot_m4 = quantize(dir.path() / "rot_m4", eval + " --rot");
   const json rot_only = quantize(dir.path() / "rot", eval + " --rot --anti_method none");
   ASSERT_FALSE(rot_m4.is_null());
@@ -93,7 +91,7 @@ TEST(QuantCli, HadamardRotationComposesWithM4) {
                                                "quant_model_weight_w8a8_dynamic-00001-of-00001.safetensors");
   for (const char* name : {"model.norm.weight", "model.layers.0.post_attention_layernorm.weight"}) {
     const Tensor norm = shard.tensor(name).to_f32();
-    for (std::int64_t i = 0; i < norm.numel(); ++i) ASSERT_EQ(norm.data<float>()[i], 1.0f) << name << "[" << i << "]";
+    for (std::size_t i = 0; i < norm.numel(); ++i) ASSERT_EQ(norm.data<float>()[i], 1.0f) << name << "[" << i << "]";
   }
   const Tensor input_norm = shard.tensor("model.layers.0.input_layernorm.weight").to_f32();
   EXPECT_NE(input_norm.data<float>()[70], 1.0f);  // m4's 1/s
@@ -141,29 +139,29 @@ TEST(QuantCli, RefusesUnsafeOrUnsupportedRequestsAndLeavesNothingBehind) {
   const fs::path out = dir.path() / "out";
   fs::create_directories(out);
   { std::ofstream(out / "keep.txt") << "user data"; }
-  const std::string base = "quant --model_path " + quoted(outlier_model()) + " --layer_count 1 --save_path ";
+  const std::string base = "quant --model_path " + shell_quoted(outlier_model()) + " --layer_count 1 --save_path ";
 
-  CommandResult r = run_moeslim(base + quoted(out));
+  CommandResult r = run_moeslim(base + shell_quoted(out));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(out / "keep.txt"));
 
-  r = run_moeslim(base + quoted(outlier_model()));
+  r = run_moeslim(base + shell_quoted(outlier_model()));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find(outlier_model().filename().string()), std::string::npos) << r.err;
 
-  r = run_moeslim(base + quoted(dir.path() / "bs") + " --batch_size 17");
+  r = run_moeslim(base + shell_quoted(dir.path() / "bs") + " --batch_size 17");
   EXPECT_NE(r.status, 0);
 
   const fs::path bad_data = dir.path() / "bad.json";
   { std::ofstream(bad_data) << "[\"ok\", 3]"; }
-  r = run_moeslim(base + quoted(dir.path() / "bad") + " --calib_dataset " + quoted(bad_data));
+  r = run_moeslim(base + shell_quoted(dir.path() / "bad") + " --calib_dataset " + shell_quoted(bad_data));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("bad.json"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("[1]"), std::string::npos) << r.err;
 
   // --force replaces the directory with a complete output.
-  r = run_moeslim(base + quoted(out) + " --force");
+  r = run_moeslim(base + shell_quoted(out) + " --force");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_FALSE(fs::exists(out / "keep.txt"));
   EXPECT_TRUE(fs::exists(out / "quant_model_description.json"));

@@ -33,8 +33,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-std::string shell_quoted(const fs::path& p) { return "'" + p.string() + "'"; }
-
 // The first `n` prompts of a bundled prompt set, as a JSON array file in `dir`.
 fs::path prompt_subset(const fs::path& dir, const std::string& file, std::size_t n) {
   const json all = json::parse(read_whole_file(bundled_data_dir() / file));
@@ -167,7 +165,9 @@ TEST_F(QuantFaults, AKilledRunNeverLeavesAHalfWrittenOutput) {
       std::this_thread::sleep_for(std::chrono::duration<double>(seconds * fraction));
       ::kill(pid, SIGKILL);
       wait_for(pid);
-      if (replace) ASSERT_TRUE(fs::exists(save)) << "the previous output must survive a killed --force run";
+      if (replace) {
+        ASSERT_TRUE(fs::exists(save)) << "the previous output must survive a killed --force run";
+      }
       if (fs::exists(save)) {
         expect_same_files(reference, save);
         const CommandResult inspect = run_moeslim("inspect " + shell_quoted(save));

@@ -20,7 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
 json read_json(const fs::path& p) { return json::parse(read_whole_file(p)); }
 fs::path model(const std::string& name) { return source_dir() / "models" / name; }
 const std::string kEval = "--eval_data '" + (bundled_data_dir() / "eval_valid.jsonl").string() + "'";
@@ -28,13 +27,13 @@ const std::string kConfigs = (source_dir() / "configs" / "qwen3_moe").string();
 
 json quantize(const fs::path& model_dir, const fs::path& out, const std::string& extra) {
   const CommandResult r =
-      run_moeslim("quant --model_path " + quoted(model_dir) + " --save_path " + quoted(out) + " " + extra);
+      run_moeslim("quant --model_path " + shell_quoted(model_dir) + " --save_path " + shell_quoted(out) + " " + extra);
   EXPECT_EQ(r.status, 0) << r.err;
   return r.status == 0 ? read_json(out / "quant_report.json") : json();
 }
 
 void expect_inspect_accepts(const fs::path& dir) {
-  const CommandResult r = run_moeslim("inspect " + quoted(dir));
+  const CommandResult r = run_moeslim("inspect " + shell_quoted(dir));
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("OK"), std::string::npos) << r.out;
 }
@@ -125,12 +124,12 @@ TEST(W4A8Cli, W8A8PlusRecipeSmoothsTheMoeInput) {
 TEST(W4A8Cli, Qwen3_30BRecipeKeepsLayers41To47AtInt8) {
   TempDir dir("w4a8_48");
   const fs::path synth = dir.path() / "synth48";
-  CommandResult r = run_moeslim("synth --preset tiny --layers 48 --out " + quoted(synth));
+  CommandResult r = run_moeslim("synth --preset tiny --layers 48 --out " + shell_quoted(synth));
   ASSERT_EQ(r.status, 0) << r.err;
   const fs::path prompts = dir.path() / "prompts.json";
   { std::ofstream(prompts) << R"(["Question: what is 2 + 3? Let's think step by step.", "The capital of France is"])"; }
   const json report = quantize(synth, dir.path() / "out",
-                               "--model_type Qwen3-30B --quant_type w4a8 --calib_dataset " + quoted(prompts));
+                               "--model_type Qwen3-30B --quant_type w4a8 --calib_dataset " + shell_quoted(prompts));
   ASSERT_FALSE(report.is_null());
   expect_inspect_accepts(dir.path() / "out");
   const json d = read_json(dir.path() / "out" / "quant_model_description.json");
