@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "core/error.h"
@@ -82,11 +83,12 @@ int run(const Args& a) {
   const double rss = peak_rss_gib();
 
   const model::ModelConfig config = model::ModelConfig::load(a.model);
-  const auto& timing = r.report["timing_seconds"];
+  const std::map<std::string, double>& timing = r.report.timing_seconds;
+  const auto seconds_of = [&](const char* phase) { return timing.count(phase) > 0 ? timing.at(phase) : 0.0; };
   const double layers = static_cast<double>(config.num_hidden_layers);
   // setup (embedding, tokenizing) and finish (lm_head, closing shards) happen once; the rest is per layer.
-  const double setup = timing.value("setup", 0.0) + timing.value("finish", 0.0);
-  const double total = timing["total"].get<double>();
+  const double setup = seconds_of("setup") + seconds_of("finish");
+  const double total = seconds_of("total");
   const double per_layer = (total - setup) / layers;
   std::printf("model: %s (%lld layers, hidden %lld, %lld experts top-%lld)\n", a.model.c_str(),
               static_cast<long long>(config.num_hidden_layers), static_cast<long long>(config.hidden_size),
@@ -95,16 +97,14 @@ int run(const Args& a) {
   std::printf("cpu: %s; threads %d; float passes %s\n", kernels::describe_cpu().c_str(), a.threads,
               a.precision.c_str());
   std::printf("anti tokens %lld, calibration tokens %lld, batch %lld\n",
-              static_cast<long long>(r.report["anti_tokens"].get<std::int64_t>()),
-              static_cast<long long>(r.report["calibration_tokens"].get<std::int64_t>()),
-              static_cast<long long>(r.report["batch_size"].get<std::int64_t>()));
+              static_cast<long long>(r.report.anti_tokens), static_cast<long long>(r.report.calibration_tokens),
+              static_cast<long long>(r.report.batch_size));
   std::printf("GEMM peaks (2048^3, same run): %s %.1f GFLOP/s, int8 %.1f GOP/s\n\n", a.precision.c_str(), float_peak,
               int8_peak);
   std::printf("| phase | s / layer | share |\n|---|---:|---:|\n");
-  for (const auto& [phase, seconds] : timing.items()) {
+  for (const auto& [phase, seconds] : timing) {
     if (phase == "total" || phase == "setup" || phase == "finish") continue;
-    std::printf("| %s | %.2f | %.1f%% |\n", phase.c_str(), seconds.get<double>() / layers,
-                100 * seconds.get<double>() / total);
+    std::printf("| %s | %.2f | %.1f%% |\n", phase.c_str(), seconds / layers, 100 * seconds / total);
   }
   std::printf("| all per-layer phases | %.2f | |\n", per_layer);
   std::printf("| once: setup + finish | %.2f s | |\n\n", setup);
@@ -118,7 +118,7 @@ int run(const Args& a) {
                 e.flops > 0 ? std::to_string(static_cast<int>(e.flops / e.seconds / 1e9 + 0.5)).c_str() : "-");
   }
   std::printf("\npeak RSS: %.2f GiB (the run's estimate at start: %.2f GiB)\n", rss,
-              r.report.at("expected_peak_memory_bytes").get<double>() / (1024.0 * 1024.0 * 1024.0));
+              static_cast<double>(r.report.expected_peak_memory_bytes) / (1024.0 * 1024.0 * 1024.0));
   const std::int64_t n = a.project_layers > 0 ? a.project_layers : config.num_hidden_layers;
   std::printf("projected for %lld layers: %.1f min (once %.1f s + %.2f s/layer)\n", static_cast<long long>(n),
               (setup + per_layer * static_cast<double>(n)) / 60.0, setup, per_layer);

@@ -32,6 +32,7 @@ CASES=(
   "w4a8-235b|--model_type Qwen3-235B --quant_type w4a8"
   "w4a8-30b-plus|--config $C/qwen3-30b-w4a8-plus.yaml"
 )
+mkdir -p "$WORK"
 OUT_LIST=$(mktemp)
 trap 'rm -f "$OUT_LIST"' EXIT
 for MODEL in tiny-qwen3-moe tiny-qwen3-moe-outliers; do
@@ -41,6 +42,7 @@ for MODEL in tiny-qwen3-moe tiny-qwen3-moe-outliers; do
     if [ -n "${CASES_FILTER:-}" ] && ! echo "$NAME" | grep -Eq "$CASES_FILTER"; then continue; fi
     for THREADS in 1 2; do
       OUT="$WORK/$MODEL/$NAME-t$THREADS"
+      mkdir -p "$WORK/$MODEL"
       # shellcheck disable=SC2086
       if ! "$BIN" quant --model_path "models/$MODEL" --save_path "$OUT" --force --threads "$THREADS" $FLAGS \
         >/dev/null 2>"$WORK/stderr.txt"; then

@@ -5,7 +5,7 @@
 #include <vector>
 #include <string>
 
-#include <fmt/core.h>
+#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/resources.h"
@@ -62,16 +62,12 @@ void apply_flag_overrides(const QuantOptions& o, recipe::Recipe& r) {
   const auto refuse = [&](const char* flag, const std::string& why) {
     throw Error(ErrorCode::kInvalidArgument, why, r.file.string(), flag);
   };
-  if (o.rot) r.rotate = true;
+  if (o.rot) r.add_rotation();
   if (o.anti_method == "none") {
-    r.smooth.reset();
+    r.remove_smoothing();
   } else if (o.anti_method == "m4") {
     if (v1) refuse("--anti_method", "m4 belongs to the v0 (W8A8 script) pipeline; this recipe is modelslim_v1");
-    if (!r.smooth || r.smooth->method != recipe::SmoothMethod::kM4) {
-      recipe::SmoothStep m4;
-      m4.subgraphs = {recipe::Subgraph::kNormLinear, recipe::Subgraph::kOv};
-      r.smooth = m4;
-    }
+    r.add_default_m4();
   }
   if (o.mindie_format) {
     if (v1) refuse("--mindie_format", "the MindIE safe_tensor layout is a v0 (W8A8) layout");
@@ -122,44 +118,35 @@ int run_quant(const QuantOptions& o) {
   p.quant_type = !o.quant_type.empty() ? o.quant_type : !r.quant_type.empty() ? r.quant_type : "";
   p.float_precision = o.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
   p.search_rows = o.search_rows;
-  const pipeline::QuantResult result = pipeline::run_quant(r, p);
-  const auto& report = result.report;
-  const auto& timing = report["timing_seconds"];
+  const pipeline::QuantReport report = pipeline::run_quant(r, p).report;
   log_info("quant: wrote {} in {:.1f} s; report (every expert's token count, timings): {}/quant_report.json", o.save_path,
-           timing["total"].get<double>(), o.save_path);
-  for (const auto& [phase, seconds] : timing.items()) {
-    if (phase != "total") log_info("  {:<22} {:8.2f} s", phase, seconds.get<double>());
+           report.timing_seconds.at("total"), o.save_path);
+  for (const auto& [phase, seconds] : report.timing_seconds) {
+    if (phase != "total") log_info("  {:<22} {:8.2f} s", phase, seconds);
   }
-  for (const auto& layer : report["per_layer"]) {
-    std::string line = fmt::format("  layer {:3}  relative error {:.5f}", layer["layer"].get<std::int64_t>(),
-                                   layer["relative_error"].get<double>());
-    if (layer.contains("expert_tokens")) {
-      std::vector<std::int64_t> counts = layer["expert_tokens"].get<std::vector<std::int64_t>>();
+  for (const pipeline::LayerReport& layer : report.per_layer) {
+    std::string line = fmt::format("  layer {:3}  relative error {:.5f}", layer.layer, layer.relative_error);
+    if (!layer.expert_tokens.empty()) {
+      std::vector<std::int64_t> counts = layer.expert_tokens;
       std::sort(counts.begin(), counts.end());
       line += fmt::format("  expert tokens min {} median {} max {}", counts.front(), counts[counts.size() / 2],
                           counts.back());
-      if (!layer["experts_without_tokens"].empty()) {
-        line += fmt::format("; quantized data-free (no calibration token): experts {}",
-                            layer["experts_without_tokens"].dump());
+      const std::vector<std::int64_t> without = layer.experts_without_tokens();
+      if (!without.empty()) {
+        line += fmt::format("; quantized data-free (no calibration token): experts [{}]", fmt::join(without, ","));
       }
     }
-    if (layer.contains("smoothing")) {
-      for (const auto& [subgraph, choice] : layer["smoothing"].items()) {
-        if (choice.contains("alpha")) {
-          line += fmt::format("  {} α {:.2f} β {:.2f}", subgraph, choice["alpha"].get<double>(),
-                              choice["beta"].get<double>());
-        }
-      }
+    for (const quant::SmoothingChoice& choice : layer.smoothing) {
+      line += fmt::format("  {} α {:.2f} β {:.2f}", choice.subgraph, choice.alpha, choice.beta);
     }
     log_info("{}", line);
   }
-  if (report.contains("evaluation")) {
-    const auto& e = report["evaluation"];
+  if (report.evaluation) {
+    const pipeline::EvaluationReport& e = *report.evaluation;
     log_info("quant: evaluation on {} ({} tokens): perplexity {:.4f} vs float {:.4f} ({:+.2f} %), mean KL {:.5f}, "
              "top-1 agreement {:.4f}",
-             e["data"].get<std::string>(), e["tokens"].get<std::int64_t>(), e["quantized_perplexity"].get<double>(),
-             e["float_perplexity"].get<double>(), 100.0 * e["perplexity_change"].get<double>(),
-             e["mean_kl"].get<double>(), e["top1_agreement"].get<double>());
+             e.data, e.tokens, e.quantized_perplexity, e.float_perplexity, 100.0 * e.perplexity_change, e.mean_kl,
+             e.top1_agreement);
   }
   return 0;
 }

@@ -345,8 +345,8 @@ model::DecoderLayer QuantizedLayerSource::load_layer(std::int64_t layer) {
                                                  std::to_string(m.config.num_hidden_layers) + " layers",
                 m.dir.string());
   }
-  const std::vector<std::string> linears = model::layer_linear_modules(m.config, layer);
-  const std::set<std::string> linear_set(linears.begin(), linears.end());
+  std::set<std::string> linear_set;
+  for (const model::ModuleId& id : model::layer_linears(m.config, layer)) linear_set.insert(model::hf_module_name(id));
   std::map<std::string, Shape> weight_shape;
   model::LayerTensors tensors;
   for (const model::ExpectedTensor& e : model::expected_layer_tensors(m.config, layer)) {
@@ -369,10 +369,11 @@ model::DecoderLayer QuantizedLayerSource::load_layer(std::int64_t layer) {
       m.fail(ErrorCode::kUnsupported, "a nonzero per-head q_norm/k_norm bias is not supported", it->first);
     }
   }
-  const std::string router = p + "mlp.gate";
   return model::build_layer(m.config, layer, tensors,
-                            [&](const std::string& module, const Tensor& /*weight*/, const Tensor& bias) {
-                              return m.make_linear(module, weight_shape.at(module), bias, module == router);
+                            [&](const model::ModuleId& id, const Tensor& /*weight*/, const Tensor& bias) {
+                              const std::string module = model::hf_module_name(id);
+                              return m.make_linear(module, weight_shape.at(module), bias,
+                                                   id.role == model::ModuleRole::kRouter);
                             });
 }
 

@@ -25,7 +25,7 @@ void run_linear(const Linear& linear, const float* x, std::int64_t rows, float* 
   linear.forward(x, rows, y);
 }
 
-void observe(ForwardObserver* observer, const std::string& module, const float* x, std::int64_t rows,
+void observe(ForwardObserver* observer, const ModuleId& module, const float* x, std::int64_t rows,
              std::int64_t cols, const std::uint8_t* real) {
   if (observer != nullptr && observer->wants_linear_input(module)) {
     observer->on_linear_input(module, x, rows, cols, real);
@@ -33,11 +33,11 @@ void observe(ForwardObserver* observer, const std::string& module, const float* 
 }
 
 // y = down(silu(gate(x)) * up(x)) for `rows` rows of x; observers see gate/up's shared input and down's input.
-void swiglu_forward(const SwiGluMlp& mlp, const std::string& prefix, const float* x, std::int64_t rows,
+void swiglu_forward(const SwiGluMlp& mlp, std::int64_t layer, std::int64_t expert, const float* x, std::int64_t rows,
                     std::int64_t hidden, const std::uint8_t* real, ForwardObserver* observer, float* y) {
   const std::int64_t width = mlp.gate_proj->out_features();
-  observe(observer, prefix + "gate_proj", x, rows, hidden, real);
-  observe(observer, prefix + "up_proj", x, rows, hidden, real);
+  observe(observer, {layer, ModuleRole::kGateProj, expert}, x, rows, hidden, real);
+  observe(observer, {layer, ModuleRole::kUpProj, expert}, x, rows, hidden, real);
   Tensor gate = Tensor::zeros(DType::kF32, {rows, width});
   Tensor up = Tensor::zeros(DType::kF32, {rows, width});
   run_linear(*mlp.gate_proj, x, rows, gate.mutable_data<float>(), ProfileKind::kExpertGemm);
@@ -47,7 +47,7 @@ void swiglu_forward(const SwiGluMlp& mlp, const std::string& prefix, const float
     kernels::silu_mul(gate.data<float>(), up.data<float>(), gate.mutable_data<float>(),
                       static_cast<std::int64_t>(gate.numel()));
   }
-  observe(observer, prefix + "down_proj", gate.data<float>(), rows, width, real);
+  observe(observer, {layer, ModuleRole::kDownProj, expert}, gate.data<float>(), rows, width, real);
   run_linear(*mlp.down_proj, gate.data<float>(), rows, y, ProfileKind::kExpertGemm);
 }
 
@@ -81,7 +81,6 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
     throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
                                           " does not match the token layout's " + std::to_string(N) + " rows");
   }
-  const std::string prefix = layer_prefix(index) + "self_attn.";
   const std::uint8_t* real = layout.real.data();
 
   Tensor normed = Tensor::zeros(DType::kF32, {N, H});
@@ -89,9 +88,9 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
     ProfileScope scope(ProfileKind::kNormRope);
     attn.input_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed.mutable_data<float>());
   }
-  observe(observer, prefix + "q_proj", normed.data<float>(), N, H, real);
-  observe(observer, prefix + "k_proj", normed.data<float>(), N, H, real);
-  observe(observer, prefix + "v_proj", normed.data<float>(), N, H, real);
+  observe(observer, {index, ModuleRole::kQProj}, normed.data<float>(), N, H, real);
+  observe(observer, {index, ModuleRole::kKProj}, normed.data<float>(), N, H, real);
+  observe(observer, {index, ModuleRole::kVProj}, normed.data<float>(), N, H, real);
 
   Tensor q = Tensor::zeros(DType::kF32, {N, nh * d});
   Tensor k = Tensor::zeros(DType::kF32, {N, nkv * d});
@@ -134,7 +133,7 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
       }
     }
   }
-  observe(observer, prefix + "o_proj", context.data<float>(), N, nh * d, real);
+  observe(observer, {index, ModuleRole::kOProj}, context.data<float>(), N, nh * d, real);
   Tensor o = Tensor::zeros(DType::kF32, {N, H});
   run_linear(*attn.o_proj, context.data<float>(), N, o.mutable_data<float>(), ProfileKind::kAttentionGemm);
   float* h = hidden.mutable_data<float>();
@@ -146,7 +145,6 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
                                ForwardObserver* observer) const {
   const std::int64_t N = layout.rows();
   const std::int64_t H = c.hidden_size;
-  const std::string prefix = layer_prefix(index) + "mlp.";
   const std::uint8_t* real = layout.real.data();
 
   Tensor normed = Tensor::zeros(DType::kF32, {N, H});
@@ -157,11 +155,11 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
   Tensor out = Tensor::zeros(DType::kF32, {N, H});
 
   if (!mlp.is_moe) {
-    swiglu_forward(mlp.dense, prefix, normed.data<float>(), N, H, real, observer, out.mutable_data<float>());
+    swiglu_forward(mlp.dense, index, -1, normed.data<float>(), N, H, real, observer, out.mutable_data<float>());
   } else {
     const std::int64_t E = c.num_experts;
     const std::int64_t K = c.num_experts_per_tok;
-    observe(observer, prefix + "gate", normed.data<float>(), N, H, real);
+    observe(observer, {index, ModuleRole::kRouter}, normed.data<float>(), N, H, real);
     Tensor logits = Tensor::zeros(DType::kF32, {N, E});
     run_linear(*mlp.router, normed.data<float>(), N, logits.mutable_data<float>(), ProfileKind::kRouterGemm);
     std::unique_ptr<ProfileScope> routing_scope = std::make_unique<ProfileScope>(ProfileKind::kMoeDispatch);
@@ -201,8 +199,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
       for (std::int64_t i = 0; i < n; ++i) std::memcpy(g + i * H, x + rows[i] * H, H * sizeof(float));
       const std::vector<std::uint8_t> mask = gather_mask(layout, rows);
       Tensor y = Tensor::zeros(DType::kF32, {n, H});
-      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], prefix + "experts." + std::to_string(e) + ".", g, n,
-                     H, mask.data(), observer, y.mutable_data<float>());
+      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], index, e, g, n, H, mask.data(), observer, y.mutable_data<float>());
       const float* yp = y.data<float>();
       const auto& w = weight_of[static_cast<std::size_t>(e)];
       for (std::int64_t i = 0; i < n; ++i) {

@@ -13,6 +13,7 @@
 #include "io/checkpoint.h"
 #include "model/config.h"
 #include "model/decoder_layer.h"
+#include "model/module_id.h"
 
 namespace moeslim::model {
 
@@ -21,9 +22,9 @@ using LayerTensors = std::map<std::string, Tensor>;
 
 LayerTensors read_layer_tensors(const io::Checkpoint& checkpoint, const ModelConfig& config, std::int64_t layer);
 
-// Makes the Linear for one module ("model.layers.0.self_attn.q_proj") from its weight and bias (empty if none).
+// Makes the Linear for one module from its weight and bias (empty if none).
 using LinearFactory =
-    std::function<std::unique_ptr<Linear>(const std::string& module, const Tensor& weight, const Tensor& bias)>;
+    std::function<std::unique_ptr<Linear>(const ModuleId& module, const Tensor& weight, const Tensor& bias)>;
 
 // A DecoderLayer over raw tensors: every linear comes from `make_linear`; norms are widened to F32. Optional
 // entries "<module>.bias" in `tensors` give linear biases and norm biases (m4's NormBias).
@@ -33,11 +34,6 @@ DecoderLayer build_layer(const ModelConfig& config, std::int64_t layer, const La
 // A float DecoderLayer over raw tensors (BF16/F16/F32 weights); the router is always float32.
 DecoderLayer build_float_layer(const ModelConfig& config, std::int64_t layer, const LayerTensors& tensors,
                                FloatPrecision precision);
-
-// The linear modules of a layer in Hugging Face's module order (q, k, v, o, router, experts / dense MLP).
-std::vector<std::string> layer_linear_modules(const ModelConfig& config, std::int64_t layer);
-// The norm modules of a layer in module order (q_norm, k_norm, input_layernorm, post_attention_layernorm).
-std::vector<std::string> layer_norm_modules(std::int64_t layer);
 
 // A tensor checked to exist with the expected shape, a float dtype and only finite values; errors name the
 // checkpoint (or the tensor's shard) and the tensor.

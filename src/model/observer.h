@@ -3,7 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
+#include "model/module_id.h"
 
 namespace moeslim::model {
 
@@ -12,12 +12,11 @@ class ForwardObserver {
   virtual ~ForwardObserver() = default;
 
   // Should on_linear_input be called for this module? Lets an observer skip, say, everything but experts.
-  virtual bool wants_linear_input(const std::string& module) const { return true; }
+  virtual bool wants_linear_input(const ModuleId& module) const { return true; }
 
-  // The input of a linear layer, named like Hugging Face's module (e.g. "model.layers.3.self_attn.q_proj",
-  // "model.layers.3.mlp.experts.7.up_proj", the router "model.layers.3.mlp.gate"): `rows` x `cols` float32,
+  // The input of a linear layer (the router included): `rows` x `cols` float32,
   // row-major; real[r] is 1 for a real token and 0 for a pad. q/k/v (and an expert's gate/up) share one buffer.
-  virtual void on_linear_input(const std::string& module, const float* x, std::int64_t rows, std::int64_t cols,
+  virtual void on_linear_input(const ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                                const std::uint8_t* real) {}
 
   // The router's choice for each row: `k` experts (ascending by slot) and their mixing weights.

@@ -6,61 +6,48 @@
 
 namespace moeslim::pipeline {
 
-ChannelStatsCollector::ChannelStatsCollector(std::vector<std::string> modules, bool include_padding) {
-  for (auto& m : modules) stats_.emplace(std::move(m), quant::ChannelStatsObserver(include_padding));
+ObservationCollector::ObservationCollector(const quant::ObservationRequest& request, bool include_padding) {
+  for (const model::ModuleId& m : request.channel_stats) stats_.emplace(m, quant::ChannelStatsObserver(include_padding));
+  for (const model::ModuleId& m : request.input_rows) rows_.emplace(m, std::vector<float>());
 }
 
-bool ChannelStatsCollector::wants_linear_input(const std::string& module) const { return stats_.count(module) > 0; }
+bool ObservationCollector::wants_linear_input(const model::ModuleId& module) const {
+  return stats_.count(module) > 0 || rows_.count(module) > 0;
+}
 
-void ChannelStatsCollector::on_linear_input(const std::string& module, const float* x, std::int64_t rows,
-                                            std::int64_t cols, const std::uint8_t* real) {
-  auto it = stats_.find(module);
-  if (it == stats_.end()) return;
-  try {
-    it->second.observe(x, rows, cols, real);
-  } catch (const Error& e) {
-    throw Error(e.code(), e.detail(), {}, module + " input");
+void ObservationCollector::on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows,
+                                           std::int64_t cols, const std::uint8_t* real) {
+  if (auto it = stats_.find(module); it != stats_.end()) {
+    try {
+      it->second.observe(x, rows, cols, real);
+    } catch (const Error& e) {
+      throw Error(e.code(), e.detail(), {}, model::hf_module_name(module) + " input");
+    }
+  }
+  if (auto it = rows_.find(module); it != rows_.end()) {
+    auto [c, inserted] = cols_.emplace(module, cols);
+    if (c->second != cols) {
+      throw Error(ErrorCode::kInternal, "input width changed between batches", "", model::hf_module_name(module));
+    }
+    for (std::int64_t r = 0; r < rows; ++r) {
+      if (real != nullptr && real[r] == 0) continue;
+      it->second.insert(it->second.end(), x + r * cols, x + (r + 1) * cols);
+    }
   }
 }
 
-const quant::ChannelStatsObserver& ChannelStatsCollector::stats(const std::string& module) const {
-  auto it = stats_.find(module);
-  if (it == stats_.end()) throw Error(ErrorCode::kInternal, "no statistics collected", "", module);
-  return it->second;
-}
-
-InputRowCollector::InputRowCollector(std::vector<std::string> modules) {
-  for (auto& m : modules) rows_.emplace(std::move(m), std::vector<float>());
-}
-
-void InputRowCollector::on_linear_input(const std::string& module, const float* x, std::int64_t rows,
-                                        std::int64_t cols, const std::uint8_t* real) {
-  auto it = rows_.find(module);
-  if (it == rows_.end()) return;
-  auto [c, inserted] = cols_.emplace(module, cols);
-  if (c->second != cols) throw Error(ErrorCode::kInternal, "input width changed between batches", "", module);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    if (real != nullptr && real[r] == 0) continue;
-    it->second.insert(it->second.end(), x + r * cols, x + (r + 1) * cols);
+void ObservationCollector::take(quant::LayerObservations& out) {
+  for (auto& [module, stats] : stats_) out.channel_stats.insert_or_assign(module, std::move(stats));
+  for (auto& [module, values] : rows_) {
+    const auto c = cols_.find(module);
+    if (c == cols_.end() || values.empty()) {
+      throw Error(ErrorCode::kInternal, "no input rows collected", "", model::hf_module_name(module));
+    }
+    Tensor t = Tensor::zeros(DType::kF32, {static_cast<std::int64_t>(values.size()) / c->second, c->second});
+    std::copy(values.begin(), values.end(), t.mutable_data<float>());
+    out.input_rows.insert_or_assign(module, std::move(t));
+    std::vector<float>().swap(values);
   }
-}
-
-Tensor InputRowCollector::rows(const std::string& module) const {
-  const auto it = rows_.find(module);
-  const auto c = cols_.find(module);
-  if (it == rows_.end() || c == cols_.end() || it->second.empty()) {
-    throw Error(ErrorCode::kInternal, "no input rows collected", "", module);
-  }
-  const std::int64_t cols = c->second;
-  Tensor t = Tensor::zeros(DType::kF32, {static_cast<std::int64_t>(it->second.size()) / cols, cols});
-  std::copy(it->second.begin(), it->second.end(), t.mutable_data<float>());
-  return t;
-}
-
-void CalibrationFeeder::on_linear_input(const std::string& module, const float* x, std::int64_t rows,
-                                        std::int64_t cols, const std::uint8_t* real) {
-  auto it = linears_.find(module);
-  if (it != linears_.end()) it->second->observe(x, rows, cols, real);
 }
 
 void ExpertTokenCounter::on_routing(std::int64_t, const std::int32_t* experts, const float*, std::int64_t rows,
@@ -71,14 +58,17 @@ void ExpertTokenCounter::on_routing(std::int64_t, const std::int32_t* experts, c
   }
 }
 
-bool ObserverFanOut::wants_linear_input(const std::string& module) const {
-  for (const auto* o : observers_) {
-    if (o->wants_linear_input(module)) return true;
+ObserverFanOut::ObserverFanOut(std::vector<model::ForwardObserver*> observers) {
+  for (model::ForwardObserver* o : observers) {
+    if (o != nullptr) observers_.push_back(o);
   }
-  return false;
 }
 
-void ObserverFanOut::on_linear_input(const std::string& module, const float* x, std::int64_t rows,
+bool ObserverFanOut::wants_linear_input(const model::ModuleId& module) const {
+  return std::any_of(observers_.begin(), observers_.end(), [&](const auto* o) { return o->wants_linear_input(module); });
+}
+
+void ObserverFanOut::on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows,
                                      std::int64_t cols, const std::uint8_t* real) {
   for (auto* o : observers_) {
     if (o->wants_linear_input(module)) o->on_linear_input(module, x, rows, cols, real);

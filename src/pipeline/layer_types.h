@@ -1,5 +1,5 @@
-// What the per-layer quantizers (v0_layer.h, v1_layer.h) share with the streaming driver (quant_pipeline.h):
-// phase timings, the activations carried between layers, the options, and the quantized layer they return.
+// What the layer quantizer (layer_quantizer.h) shares with the streaming driver (quant_pipeline.h): phase
+// timings, the activations carried between layers, and the quantized layer it returns.
 #pragma once
 
 #include <chrono>
@@ -8,12 +8,11 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "core/tensor.h"
-#include "model/causal_lm.h"
+#include "model/module_id.h"
+#include "model/token_layout.h"
 #include "quant/quant_types.h"
-#include "recipe/recipe.h"
+#include "quant/step.h"
 
 namespace moeslim::pipeline {
 
@@ -33,20 +32,12 @@ struct ActivationSet {
   std::int64_t batch_size = 1;  // sequences per forward batch (one observer batch each)
 };
 
-struct LayerOptions {
-  const recipe::Recipe* recipe = nullptr;
-  bool include_padding = false;  // pads enter the statistics (msModelSlim's v0 behaviour)
-  DType float_dtype = DType::kBF16;
-  model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // of the float passes
-  std::int64_t search_rows = 0;  // flex_smooth α/β search: at most this many activation rows (0 = all)
-};
-
 struct QuantizedLayer {
-  std::vector<quant::QuantizedLinear> linears;  // in layer_linear_modules() order
-  std::vector<quant::NormTensors> norms;        // in layer_norm_modules() order
-  double relative_error = 0;                    // ‖quantized − float‖ / ‖float − input‖ on the calibration set
-  std::vector<std::int64_t> expert_tokens;      // calibration tokens routed to each expert (MoE layers)
-  nlohmann::ordered_json smoothing = nlohmann::ordered_json::object();  // per subgraph: what was chosen
+  std::map<model::ModuleId, quant::QuantizedLinear> linears;  // every linear of the layer
+  std::map<model::ModuleId, quant::NormTensors> norms;        // every norm of the layer
+  double relative_error = 0;               // ‖quantized − float‖ / ‖float − input‖ on the calibration set
+  std::vector<std::int64_t> expert_tokens;  // calibration tokens routed to each expert (MoE layers)
+  std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose
 };
 
 }  // namespace moeslim::pipeline

@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <memory>
 #include <optional>
 
-#include <fmt/core.h>
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -21,51 +22,41 @@
 #include "model/config.h"
 #include "model/layer_loader.h"
 #include "pipeline/calibration_data.h"
+#include "pipeline/layer_quantizer.h"
 #include "pipeline/resource_estimate.h"
-#include "pipeline/v0_layer.h"
-#include "pipeline/v1_layer.h"
-#include "quant/rotation.h"
 
 namespace moeslim::pipeline {
 namespace {
 
 using Clock = PhaseTimes::Clock;
-using nlohmann::ordered_json;
+using model::ModuleId;
 
-// Hugging Face module order within a layer: q, k, v, o, q_norm, k_norm, router and experts (or dense MLP),
-// input_layernorm, post_attention_layernorm.
-void write_layer(exporter::QuantizedModelWriter& writer, const QuantizedLayer& layer) {
-  for (std::size_t i = 0; i < 4; ++i) writer.add_linear(layer.linears[i]);
-  writer.add_norm(layer.norms[0]);
-  writer.add_norm(layer.norms[1]);
-  for (std::size_t i = 4; i < layer.linears.size(); ++i) {
-    const quant::QuantizedLinear& l = layer.linears[i];
+// Hugging Face module order within a layer: q, k, v, o, q_norm, k_norm, the router and experts (or the dense
+// MLP), input_layernorm, post_attention_layernorm. MLP linears left float are written as a weight only.
+void write_layer(exporter::QuantizedModelWriter& writer, const model::ModelConfig& config, std::int64_t layer,
+                 const QuantizedLayer& q) {
+  const std::vector<ModuleId> linears = model::layer_linears(config, layer);
+  const std::vector<ModuleId> norms = model::layer_norms(layer);
+  for (const ModuleId& id : linears) {
+    if (id.is_attention()) writer.add_linear(q.linears.at(id));
+  }
+  writer.add_norm(q.norms.at(norms[0]));
+  writer.add_norm(q.norms.at(norms[1]));
+  for (const ModuleId& id : linears) {
+    if (id.is_attention()) continue;
+    const quant::QuantizedLinear& l = q.linears.at(id);
     if (l.scheme == quant::QuantScheme::kFloat) {
       writer.add_float(l.name + ".weight", l.weight);
     } else {
       writer.add_linear(l);
     }
   }
-  writer.add_norm(layer.norms[2]);
-  writer.add_norm(layer.norms[3]);
+  writer.add_norm(q.norms.at(norms[2]));
+  writer.add_norm(q.norms.at(norms[3]));
 }
 
-ordered_json layer_report(std::int64_t l, const QuantizedLayer& q) {
-  ordered_json r = {{"layer", l}, {"relative_error", q.relative_error}};
-  if (!q.smoothing.empty()) r["smoothing"] = q.smoothing;
-  if (!q.expert_tokens.empty()) {
-    ordered_json without = ordered_json::array();
-    for (std::size_t e = 0; e < q.expert_tokens.size(); ++e) {
-      if (q.expert_tokens[e] == 0) without.push_back(e);
-    }
-    r["expert_tokens"] = q.expert_tokens;
-    r["experts_without_tokens"] = without;
-  }
-  return r;
-}
-
-ordered_json evaluate_output(const QuantRunOptions& o, const std::filesystem::path& written,
-                             const text::Tokenizer& tokenizer) {
+EvaluationReport evaluate_output(const QuantRunOptions& o, const std::filesystem::path& written,
+                                 const text::Tokenizer& tokenizer) {
   const eval::EvalData data = eval::load_eval_windows(o.eval_data, tokenizer, o.eval_window, 0);
   const auto quantized = eval::open_model_source(written, 0, model::FloatPrecision::kF32);
   const auto reference = eval::open_model_source(o.model_path, o.layer_count, model::FloatPrecision::kF32);
@@ -82,13 +73,8 @@ ordered_json evaluate_output(const QuantRunOptions& o, const std::filesystem::pa
   };
   const eval::EvalResult r = eval::evaluate(*quantized, reference.get(), data.windows, options);
   if (progress) progress->finish();
-  return ordered_json{{"data", o.eval_data.string()},
-                      {"tokens", r.predicted_tokens},
-                      {"float_perplexity", r.reference_perplexity},
-                      {"quantized_perplexity", r.perplexity},
-                      {"perplexity_change", r.perplexity / r.reference_perplexity - 1.0},
-                      {"mean_kl", r.mean_kl},
-                      {"top1_agreement", r.top1_agreement}};
+  return EvaluationReport{o.eval_data.string(),  r.predicted_tokens, r.reference_perplexity, r.perplexity,
+                          r.perplexity / r.reference_perplexity - 1.0, r.mean_kl,           r.top1_agreement};
 }
 
 const char* save_format_name(const recipe::Recipe& r) {
@@ -111,154 +97,196 @@ std::int64_t rows_per_chunk(const CalibrationSet& set) {
   return longest * set.batch_size;
 }
 
-}  // namespace
+// One run: setup, the layer loop, finish, the report. Not movable: the activation sets point into the
+// calibration sets.
+class QuantRun {
+ public:
+  QuantRun(const recipe::Recipe& recipe, const QuantRunOptions& o) : recipe_(recipe), o_(o) {}
+  QuantRun(const QuantRun&) = delete;
+  QuantRun& operator=(const QuantRun&) = delete;
 
-QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
-  const auto run_start = Clock::now();
-  PhaseTimes times;
-  auto start = Clock::now();
-  const bool v1 = recipe.api == recipe::ApiVersion::kV1;
+  void setup();
+  void quantize_layers();
+  void finish();
+  QuantReport report_and_commit();
 
-  model::ModelConfig config = model::ModelConfig::load(o.model_path);
-  const std::int64_t input_layers = config.num_hidden_layers;
-  if (o.layer_count > 0) config.limit_layers(o.layer_count);
-  const io::Checkpoint checkpoint = io::Checkpoint::open(o.model_path);
-  const text::Tokenizer tokenizer = text::Tokenizer::from_model_dir_or_file(o.model_path);
-  // v1 feeds one prompt per forward, without padding (§6.6); v0 batches as the script does (§7.2).
-  const std::int64_t batch_size = v1 ? 1 : o.batch_size;
-  const bool include_padding = !v1 && o.stats_include_padding;
-  const bool anti_pass = !v1 && recipe.smooth.has_value();
-  CalibrationSet anti;
-  if (anti_pass) {
-    anti = load_calibration_set(o.anti_dataset, tokenizer, batch_size, include_padding, config.max_position_embeddings);
+ private:
+  const recipe::Recipe& recipe_;
+  const QuantRunOptions& o_;
+  const Clock::time_point run_start_ = Clock::now();
+  PhaseTimes times_;
+  model::ModelConfig config_;
+  std::int64_t input_layers_ = 0;
+  std::optional<io::Checkpoint> checkpoint_;
+  std::optional<text::Tokenizer> tokenizer_;
+  std::int64_t batch_size_ = 1;
+  bool include_padding_ = false;
+  bool anti_pass_ = false;
+  CalibrationSet anti_, calib_;
+  std::optional<exporter::OutputDir> out_;
+  ResourceEstimate need_;
+  Tensor raw_embedding_;
+  DType float_dtype_ = DType::kBF16;
+  std::unique_ptr<exporter::QuantizedModelWriter> writer_;
+  ActivationSet anti_set_, calib_set_;
+  LayerQuantizerOptions layer_options_;
+  std::vector<LayerReport> per_layer_;
+};
+
+void QuantRun::setup() {
+  const auto start = Clock::now();
+  const quant::StepDefaults& d = recipe_.defaults;
+  config_ = model::ModelConfig::load(o_.model_path);
+  input_layers_ = config_.num_hidden_layers;
+  if (o_.layer_count > 0) config_.limit_layers(o_.layer_count);
+  checkpoint_.emplace(io::Checkpoint::open(o_.model_path));
+  tokenizer_.emplace(text::Tokenizer::from_model_dir_or_file(o_.model_path));
+  // With float propagation (v1) one prompt per forward, without padding (docs/msmodelslim-algorithms.md §6.6);
+  // otherwise batches as the W8A8 script does (§7.2).
+  const bool v1_batches = d.propagation == quant::Propagation::kFloat;
+  batch_size_ = v1_batches ? 1 : o_.batch_size;
+  include_padding_ = !v1_batches && o_.stats_include_padding;
+  anti_pass_ = d.statistics_on_anti_set && recipe_.observes();
+  if (anti_pass_) {
+    anti_ = load_calibration_set(o_.anti_dataset, *tokenizer_, batch_size_, include_padding_,
+                                 config_.max_position_embeddings);
   }
-  const CalibrationSet calib =
-      load_calibration_set(o.calib_dataset, tokenizer, batch_size, include_padding, config.max_position_embeddings);
-  log_info("quant: recipe {} ({}); {} of {} layers of {}; {}calibration set {} prompts ({} tokens), batch {}",
-           recipe.name, recipe.file.string(), config.num_hidden_layers, input_layers, o.model_path.string(),
-           anti_pass ? fmt::format("anti set {} prompts ({} tokens), ", anti.prompts, anti.tokens.layout.real_rows())
-                     : std::string(),
-           calib.prompts, calib.tokens.layout.real_rows(), batch_size);
+  calib_ = load_calibration_set(o_.calib_dataset, *tokenizer_, batch_size_, include_padding_,
+                                config_.max_position_embeddings);
+  log_info("quant: recipe {} ({}); steps {}; {} of {} layers of {}; {}calibration set {} prompts ({} tokens), batch {}",
+           recipe_.name, recipe_.file.string(), fmt::join(recipe_.step_names(), ", "), config_.num_hidden_layers,
+           input_layers_, o_.model_path.string(),
+           anti_pass_ ? fmt::format("anti set {} prompts ({} tokens), ", anti_.prompts, anti_.tokens.layout.real_rows())
+                      : std::string(),
+           calib_.prompts, calib_.tokens.layout.real_rows(), batch_size_);
 
-  // Rotation: the rotated model is an ordinary checkpoint (spec §5.3), so everything downstream (statistics,
-  // smoothing, calibration, the written float tensors) sees the rotated weights; each tensor is rotated once,
-  // when it streams by.
-  std::optional<quant::Rotation> rotation;
-  if (recipe.rotate) rotation = quant::Rotation::for_config(config);
-
-  exporter::OutputDir out(o.model_path, o.save_path, o.force);
+  out_.emplace(o_.model_path, o_.save_path, o_.force);
   WorkloadShape work;
-  work.calibration_tokens = calib.tokens.layout.real_rows();
-  work.anti_tokens = anti_pass ? anti.tokens.layout.real_rows() : 0;
-  work.rows_per_chunk = std::max(rows_per_chunk(calib), anti_pass ? rows_per_chunk(anti) : 0);
-  work.v1 = v1;
-  work.float_bytes = static_cast<int>(dtype_size(checkpoint.info("model.embed_tokens.weight").dtype));
-  const ResourceEstimate need = estimate_resources(recipe, config, work);
+  work.calibration_tokens = calib_.tokens.layout.real_rows();
+  work.anti_tokens = anti_pass_ ? anti_.tokens.layout.real_rows() : 0;
+  work.rows_per_chunk = std::max(rows_per_chunk(calib_), anti_pass_ ? rows_per_chunk(anti_) : 0);
+  work.v1 = recipe_.api == recipe::ApiVersion::kV1;
+  work.float_bytes = static_cast<int>(dtype_size(checkpoint_->info("model.embed_tokens.weight").dtype));
+  need_ = estimate_resources(recipe_, config_, work);
   log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward), output {:.2f} GiB",
-           static_cast<double>(need.peak_memory_bytes) / (1 << 30), batch_size, work.rows_per_chunk,
-           static_cast<double>(need.output_bytes) / (1 << 30));
-  if (!o.skip_disk_space_check) check_free_disk_space(need, out.temp_path());
-  const Shape vocab_by_hidden{config.vocab_size, config.hidden_size};
-  const Tensor raw_embedding = model::read_checked(checkpoint, "model.embed_tokens.weight", vocab_by_hidden);
-  const Tensor embedding = rotation ? quant::rotate_embedding(raw_embedding, *rotation) : raw_embedding;
-  const DType float_dtype = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
-  const std::unique_ptr<exporter::QuantizedModelWriter> writer = make_writer(recipe, out.temp_path(), float_dtype);
-  writer->add_float("model.embed_tokens.weight", embedding);
+           static_cast<double>(need_.peak_memory_bytes) / (1 << 30), batch_size_, work.rows_per_chunk,
+           static_cast<double>(need_.output_bytes) / (1 << 30));
+  if (!o_.skip_disk_space_check) check_free_disk_space(need_, out_->temp_path());
 
-  ActivationSet anti_set{anti_pass ? model::embed(embedding, anti.tokens.ids) : Tensor(), &anti.tokens.layout,
-                         anti.batch_size};
-  ActivationSet calib_set{model::embed(embedding, calib.tokens.ids), &calib.tokens.layout, calib.batch_size};
-  LayerOptions layer_options;
-  layer_options.recipe = &recipe;
-  layer_options.include_padding = include_padding;
-  layer_options.float_dtype = float_dtype;
-  layer_options.float_precision = o.float_precision;
-  layer_options.search_rows = o.search_rows;
-  times.add("setup", start);
+  raw_embedding_ = model::read_checked(*checkpoint_, "model.embed_tokens.weight",
+                                       {config_.vocab_size, config_.hidden_size});
+  Tensor embedding = raw_embedding_;
+  for (const auto& step : recipe_.steps) step->edit_embedding(config_, embedding);
+  float_dtype_ = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
+  writer_ = make_writer(recipe_, out_->temp_path(), float_dtype_);
+  writer_->add_float("model.embed_tokens.weight", embedding);
 
-  ordered_json per_layer = ordered_json::array();
-  Progress progress("quant", static_cast<std::uint64_t>(config.num_hidden_layers), "layers", 0.0);
-  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+  anti_set_ = {anti_pass_ ? model::embed(embedding, anti_.tokens.ids) : Tensor(), &anti_.tokens.layout,
+               anti_.batch_size};
+  calib_set_ = {model::embed(embedding, calib_.tokens.ids), &calib_.tokens.layout, calib_.batch_size};
+  layer_options_.settings.include_padding = include_padding_;
+  layer_options_.settings.float_dtype = float_dtype_;
+  layer_options_.settings.search_rows = o_.search_rows;
+  layer_options_.propagation = d.propagation;
+  layer_options_.float_precision = o_.float_precision;
+  times_.add("setup", start);
+}
+
+void QuantRun::quantize_layers() {
+  Progress progress("quant", static_cast<std::uint64_t>(config_.num_hidden_layers), "layers", 0.0);
+  for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     throw_if_interrupted();
+    auto start = Clock::now();
+    model::LayerTensors raw = model::read_layer_tensors(*checkpoint_, config_, l);
+    std::vector<std::string> names;
+    for (const auto& [name, tensor] : raw) names.push_back(name);
+    times_.add("load", start);
+    const QuantizedLayer q = quantize_layer(config_, l, std::move(raw), recipe_.steps,
+                                            anti_pass_ ? &anti_set_ : nullptr, calib_set_, layer_options_, times_);
     start = Clock::now();
-    model::LayerTensors raw = model::read_layer_tensors(checkpoint, config, l);
-    times.add("load", start);
-    if (rotation) {
-      start = Clock::now();
-      quant::rotate_layer(config, l, raw, *rotation);
-      times.add("rotation", start);
-    }
-    const QuantizedLayer q = v1 ? quantize_v1_layer(config, l, raw, calib_set, layer_options, times)
-                                : quantize_v0_layer(config, l, raw, anti_set, calib_set, layer_options, times);
-    start = Clock::now();
-    write_layer(*writer, q);
-    for (const auto& [name, tensor] : raw) checkpoint.release(name);
-    times.add("writing", start);
-    per_layer.push_back(layer_report(l, q));
+    write_layer(*writer_, config_, l, q);
+    for (const std::string& name : names) checkpoint_->release(name);
+    times_.add("writing", start);
+    per_layer_.push_back(LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens});
     progress.set_detail(fmt::format("layer {} relative error {:.4f}", l, q.relative_error));
     progress.advance();
   }
   progress.finish();
+}
 
-  start = Clock::now();
-  const bool norm_bias = !v1 && recipe.smooth && recipe.smooth->method == recipe::SmoothMethod::kM4;
-  const Tensor final_norm = model::read_checked(checkpoint, "model.norm.weight", {config.hidden_size});
-  const Tensor lm_head = config.tie_word_embeddings
-                             ? raw_embedding
-                             : model::read_checked(checkpoint, "lm_head.weight", vocab_by_hidden);
-  writer->add_norm(quant::NormTensors{
-      "model.norm", model::to_f32_vector(rotation ? quant::unit_norm_weight(final_norm) : final_norm),
-      norm_bias ? Tensor::zeros(DType::kF32, {config.hidden_size}) : Tensor()});
-  writer->add_float("lm_head.weight",
-                    rotation ? quant::fold_and_rotate_lm_head(lm_head, final_norm, *rotation) : lm_head);
-  ordered_json metadata = ordered_json::object();
-  if (rotation) metadata["rotation"] = {{"method", "hadamard"}, {"seed", 42}};
-  writer->finish(o.model_path, config.num_hidden_layers < input_layers ? config.num_hidden_layers : 0, metadata);
-  times.add("finish", start);  // model.norm, lm_head, closing the shards, index, description, config
+// model.norm, lm_head, closing the shards, index, description, config.
+void QuantRun::finish() {
+  const auto start = Clock::now();
+  const Shape vocab_by_hidden{config_.vocab_size, config_.hidden_size};
+  Tensor final_norm = model::read_checked(*checkpoint_, "model.norm.weight", {config_.hidden_size});
+  Tensor lm_head = config_.tie_word_embeddings ? raw_embedding_
+                                               : model::read_checked(*checkpoint_, "lm_head.weight", vocab_by_hidden);
+  for (const auto& step : recipe_.steps) step->edit_head(config_, final_norm, lm_head);
+  writer_->add_norm(quant::NormTensors{
+      "model.norm", model::to_f32_vector(final_norm),
+      recipe_.gives_norms_a_bias() ? Tensor::zeros(DType::kF32, {config_.hidden_size}) : Tensor()});
+  writer_->add_float("lm_head.weight", lm_head);
+  nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
+  if (const quant::LayerStep* rotate = recipe_.find_step("rotate")) metadata["rotation"] = rotate->settings();
+  writer_->finish(o_.model_path, config_.num_hidden_layers < input_layers_ ? config_.num_hidden_layers : 0, metadata);
+  times_.add("finish", start);
+}
 
-  ordered_json report;
-  report["tool"] = "moeslim quant";
-  report["recipe"] = recipe.name;
-  report["recipe_file"] = recipe.file.string();
-  report["apiversion"] = v1 ? "modelslim_v1" : "modelslim_v0";
-  report["quant_type"] = o.quant_type;
-  report["model_type"] = o.model_type;
-  report["model_path"] = o.model_path.string();
-  report["format"] = save_format_name(recipe);
-  report["rotation"] = rotation ? "hadamard" : "none";
-  report["smoothing"] = !recipe.smooth ? "none"
-                        : recipe.smooth->method == recipe::SmoothMethod::kM4 ? "m4"
-                                                                              : "flex_smooth";
-  report["anti_dataset"] = anti_pass ? o.anti_dataset.string() : "";
-  report["calib_dataset"] = o.calib_dataset.string();
-  report["float_precision"] = o.float_precision == model::FloatPrecision::kF32 ? "f32" : "bf16";
-  report["batch_size"] = batch_size;
-  report["stats_include_padding"] = include_padding;
-  report["layers"] = config.num_hidden_layers;
-  report["anti_tokens"] = anti.tokens.layout.real_rows();
-  report["calibration_tokens"] = calib.tokens.layout.real_rows();
-  report["per_layer"] = per_layer;
-  if (!o.eval_data.empty()) {
-    start = Clock::now();
-    report["evaluation"] = evaluate_output(o, out.temp_path(), tokenizer);
-    times.add("evaluation", start);
+QuantReport QuantRun::report_and_commit() {
+  QuantReport r;
+  r.recipe = recipe_.name;
+  r.recipe_file = recipe_.file.string();
+  r.apiversion = recipe_.defaults.apiversion;
+  r.step_settings = nlohmann::ordered_json::array();
+  for (const auto& step : recipe_.steps) {
+    r.steps.push_back(step->name());
+    r.step_settings.push_back({{"step", step->name()}, {"settings", step->settings()}});
   }
-  ordered_json timing;
-  for (const auto& [phase, s] : times.seconds) timing[phase] = s;
-  timing["total"] = std::chrono::duration<double>(Clock::now() - run_start).count();
-  report["expected_output_bytes"] = need.output_bytes;
-  report["expected_peak_memory_bytes"] = need.peak_memory_bytes;
-  // Timings and the measured peak vary run to run: comparisons of reports drop these two keys.
-  report["peak_rss_bytes"] = peak_rss_bytes();
-  report["timing_seconds"] = timing;
-  const std::filesystem::path report_path = out.temp_path() / "quant_report.json";
+  r.quant_type = o_.quant_type;
+  r.model_type = o_.model_type;
+  r.model_path = o_.model_path.string();
+  r.format = save_format_name(recipe_);
+  r.rotation = recipe_.find_step("rotate") != nullptr ? "hadamard" : "none";
+  r.smoothing = recipe_.find_step("m4") != nullptr            ? "m4"
+                : recipe_.find_step("flex_smooth") != nullptr ? "flex_smooth"
+                                                              : "none";
+  r.anti_dataset = anti_pass_ ? o_.anti_dataset.string() : "";
+  r.calib_dataset = o_.calib_dataset.string();
+  r.float_precision = o_.float_precision == model::FloatPrecision::kF32 ? "f32" : "bf16";
+  r.batch_size = batch_size_;
+  r.stats_include_padding = include_padding_;
+  r.layers = config_.num_hidden_layers;
+  r.anti_tokens = anti_.tokens.layout.real_rows();
+  r.calibration_tokens = calib_.tokens.layout.real_rows();
+  r.per_layer = per_layer_;
+  if (!o_.eval_data.empty()) {
+    const auto start = Clock::now();
+    r.evaluation = evaluate_output(o_, out_->temp_path(), *tokenizer_);
+    times_.add("evaluation", start);
+  }
+  r.timing_seconds = times_.seconds;
+  r.timing_seconds["total"] = std::chrono::duration<double>(Clock::now() - run_start_).count();
+  r.expected_output_bytes = need_.output_bytes;
+  r.expected_peak_memory_bytes = need_.peak_memory_bytes;
+  r.peak_rss_bytes = peak_rss_bytes();
+  const std::filesystem::path report_path = out_->temp_path() / "quant_report.json";
   {
     std::ofstream f(report_path);
-    f << report.dump(2) << "\n";
+    f << to_json(r).dump(2) << "\n";
     if (!f) throw Error(ErrorCode::kIo, "cannot write the report", report_path.string());
   }
-  out.commit();
-  return QuantResult{report};
+  out_->commit();
+  return r;
+}
+
+}  // namespace
+
+QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& options) {
+  QuantRun run(recipe, options);
+  run.setup();
+  run.quantize_layers();
+  run.finish();
+  return QuantResult{run.report_and_commit()};
 }
 
 }  // namespace moeslim::pipeline

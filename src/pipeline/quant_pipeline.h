@@ -1,9 +1,10 @@
 // The streaming quantization driver: runs a recipe (recipe/recipe.h) over a Qwen3-MoE checkpoint one decoder
-// layer at a time. Embed the prompt sets, then for each layer read its weights once, rotate them (if the
-// recipe says so), quantize the layer (v0_layer.h: msModelSlim's W8A8 script; v1_layer.h: its one-click W4A8
-// path), hand its tensors to the writer in Hugging Face module order and free it; finally the final norm and
-// lm_head, the index, description and config. With eval_data, the written directory is evaluated against the
-// float model before it is renamed into place.
+// layer at a time, in four parts: setup (config, checkpoint, tokenizer, prompt sets, resource estimate, output
+// transaction, the embedding as the steps edit it); the loop (read each layer's weights once, run the layer
+// quantizer, layer_quantizer.h, over the recipe's steps, hand its tensors to the writer in Hugging Face module
+// order, free it); finish (final norm and lm_head as the steps edit them, index, description, config); the
+// report (typed, quant_report.h; with eval_data the written directory is evaluated against the float model
+// first) and the rename into place.
 //
 // Peak memory is one layer's weights plus the activation sets, whatever the depth.
 #pragma once
@@ -12,9 +13,8 @@
 #include <filesystem>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "model/linear.h"
+#include "pipeline/quant_report.h"
 #include "recipe/recipe.h"
 
 namespace moeslim::pipeline {
@@ -40,7 +40,7 @@ struct QuantRunOptions {
 };
 
 struct QuantResult {
-  nlohmann::ordered_json report;  // also written as quant_report.json in the output
+  QuantReport report;  // also written as quant_report.json in the output
 };
 
 QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& options);

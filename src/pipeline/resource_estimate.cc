@@ -22,7 +22,7 @@ std::uint64_t written_bytes(const recipe::Recipe& recipe, const model::ExpectedT
   const auto numel = static_cast<std::uint64_t>(shape_numel(t.shape));
   if (t.name.ends_with("_proj.weight")) {
     const std::string module = t.name.substr(0, t.name.size() - std::string_view(".weight").size());
-    if (const recipe::QuantGroup* group = recipe.group_for(module)) {
+    if (const quant::QuantGroup* group = recipe.group_for(module)) {
       const std::uint64_t codes = group->scheme == quant::QuantScheme::kW4A8Dynamic ? (numel + 1) / 2 : numel;
       return codes + static_cast<std::uint64_t>(t.shape.front()) * 16;
     }

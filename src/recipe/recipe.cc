@@ -11,14 +11,24 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
+#include "quant/step_registry.h"
 #include "recipe/process_parser.h"
-#include "recipe/yaml_fields.h"
 
 namespace moeslim::recipe {
 namespace {
 
 using detail::MapReader;
 using detail::Source;
+
+// What each apiversion fills in (recipe.h's top comment).
+quant::StepDefaults defaults_for(ApiVersion api) {
+  quant::StepDefaults d;
+  d.v1 = api == ApiVersion::kV1;
+  d.apiversion = d.v1 ? "modelslim_v1" : "modelslim_v0";
+  d.propagation = d.v1 ? quant::Propagation::kFloat : quant::Propagation::kQuantized;
+  d.statistics_on_anti_set = !d.v1;
+  return d;
+}
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -86,6 +96,7 @@ Recipe parse(const Source& src, const YAML::Node& root, const std::filesystem::p
   // apiversion first: which methods, schemes and keys are allowed everywhere else depends on it.
   const std::string api = src.as_choice(top.require("apiversion"), "apiversion", {"modelslim_v0", "modelslim_v1"});
   r.api = api == "modelslim_v1" ? ApiVersion::kV1 : ApiVersion::kV0;
+  r.defaults = defaults_for(r.api);
   r.name = file.stem().string();
   if (top.has("name")) {
     r.name = src.as_string(top.get("name"), "name");
@@ -103,23 +114,50 @@ Recipe parse(const Source& src, const YAML::Node& root, const std::filesystem::p
 
 }  // namespace
 
-bool SmoothStep::has(Subgraph s) const {
-  return std::find(subgraphs.begin(), subgraphs.end(), s) != subgraphs.end();
-}
-
-bool QuantGroup::matches(const std::string& module) const {
-  const auto hit = [&](const std::string& g) { return glob_match(g, module); };
-  return std::any_of(include.begin(), include.end(), hit) && std::none_of(exclude.begin(), exclude.end(), hit);
-}
-
-const QuantGroup* Recipe::group_for(const std::string& module) const {
-  // lm_head is always float (msModelSlim rolls back the last linear in v0 and no v1 recipe names it), even when a
-  // catch-all "*" group would match it.
-  if (module == "lm_head") return nullptr;
-  for (const QuantGroup& g : groups) {
-    if (g.matches(module)) return &g;
+const quant::LayerStep* Recipe::find_step(const std::string& step_name) const {
+  for (const auto& s : steps) {
+    if (s->name() == step_name) return s.get();
   }
   return nullptr;
+}
+
+const quant::QuantizeStep& Recipe::quantize_step() const {
+  const auto* q = dynamic_cast<const quant::QuantizeStep*>(find_step("quantize"));
+  if (q == nullptr) throw Error(ErrorCode::kInternal, "the recipe has no quantize step", file.string());
+  return *q;
+}
+
+std::vector<std::string> Recipe::step_names() const {
+  std::vector<std::string> names;
+  for (const auto& s : steps) names.push_back(s->name());
+  return names;
+}
+
+bool Recipe::has_smoothing() const {
+  return std::any_of(steps.begin(), steps.end(), [](const auto& s) { return s->phase() == "smoothing"; });
+}
+
+bool Recipe::observes() const {
+  return std::any_of(steps.begin(), steps.end(), [](const auto& s) { return s->observes(); });
+}
+
+bool Recipe::gives_norms_a_bias() const {
+  return std::any_of(steps.begin(), steps.end(), [](const auto& s) { return s->gives_norms_a_bias(); });
+}
+
+void Recipe::add_rotation() {
+  if (find_step("rotate") == nullptr) steps.insert(steps.begin(), quant::default_rotate_step());
+}
+
+void Recipe::remove_smoothing() {
+  std::erase_if(steps, [](const auto& s) { return s->phase() == "smoothing"; });
+}
+
+void Recipe::add_default_m4() {
+  if (find_step("m4") != nullptr) return;
+  remove_smoothing();
+  const auto at = std::find_if(steps.begin(), steps.end(), [](const auto& s) { return s->name() == "quantize"; });
+  steps.insert(at, quant::default_m4_step());
 }
 
 Recipe load_recipe(const std::filesystem::path& file) {

@@ -1,16 +1,19 @@
 // A quantization recipe: the steps that turn a float Qwen3-MoE checkpoint into a quantized one, read from a
-// YAML file like msModelSlim's lab_practice/ files (../shared/spec/msmodelslim-algorithms.md §2 and §6.2). The
-// bundled recipes live in configs/ (configs/qwen3_moe/*.yaml); `moeslim quant --config FILE` runs any file of
-// this form and the one-click path (--model_type × --quant_type) picks a bundled one by its `match` block.
+// YAML file like msModelSlim's lab_practice/ files (docs/msmodelslim-algorithms.md §2 and §6.2). The bundled
+// recipes live in configs/ (configs/qwen3_moe/*.yaml); `moeslim quant --config FILE` runs any file of this form
+// and the one-click path (--model_type × --quant_type) picks a bundled one by its `match` block.
 //
 // File format (every key is checked: an unknown key, a wrong type or an impossible combination is a
 // kInvalidArgument error naming the file and the key path, e.g. "process[1].smooth.subgraphs[2]"):
 //
-//   apiversion: modelslim_v0 | modelslim_v1   # which msModelSlim pipeline the recipe follows:
-//                                             #  v0 = the W8A8 script: v0 integer formulas, static calibration
-//                                             #       on the quantized layers' outputs, v0 layouts;
-//                                             #  v1 = naive_quantization: v1 formulas, float activations carried
-//                                             #       between layers, the W4A8 (ascendv1 v1) layout
+//   apiversion: modelslim_v0 | modelslim_v1   # fills defaults, the way msModelSlim's two pipelines behave:
+//                                             #  v0 (the W8A8 script): v0 weight formulas, statistics on a
+//                                             #       separate anti set, the next layer calibrated on the
+//                                             #       quantized layer's outputs, batches of 4, v0 layouts;
+//                                             #  v1 (naive_quantization): v1 formulas, statistics on the
+//                                             #       calibration set, float activations carried between
+//                                             #       layers, one prompt per forward, the W4A8 (ascendV1 v1)
+//                                             #       layout
 //   name: qwen3-30b-w4a8                      # defaults to the file's stem
 //   description: "..."                        # optional, one paragraph (shown by `moeslim recipes`)
 //   match:                                    # optional: what the one-click path resolves to this file
@@ -20,7 +23,7 @@
 //     calib_dataset: qwen3-moe_calib_prompt_50.json   # a bare name is looked up in the project's data/
 //     anti_dataset: qwen3-moe_anti_prompt_50.json     # v0 only (statistics for smoothing); default = calib
 //     batch_size: 4                           # v0 only, 1..16 (v1 always runs one prompt per forward)
-//   process:                                  # in this order; each kind at most once
+//   process:                                  # the steps (quant/step_registry.h), in this order; each key once
 //     - rotate: {method: hadamard}            # §5; must come before smooth
 //     - smooth:
 //         method: m4 | flex_smooth            # m4: v0 only; flex_smooth: v1 only
@@ -46,36 +49,18 @@
 #include <string>
 #include <vector>
 
-#include "quant/quant_types.h"
+#include "quant/quantize_step.h"
+#include "quant/step.h"
 
 namespace moeslim::recipe {
 
 enum class ApiVersion { kV0, kV1 };
-enum class SmoothMethod { kM4, kFlexSmooth };
-enum class Subgraph { kNormLinear, kOv, kMoeInput, kUpDown };
-enum class WeightMethod { kMinMax, kSsz };
-enum class SaveFormat { kAscendV1, kMindIE };  // v0 layouts; v1 recipes ignore it
-
-struct SmoothStep {
-  SmoothMethod method = SmoothMethod::kM4;
-  std::vector<Subgraph> subgraphs;  // as listed in the file, no duplicates
-  std::optional<double> alpha;      // in [0, 1]
-  std::optional<double> beta;       // in [0, 1], flex_smooth only
-  bool has(Subgraph s) const;
-};
-
-struct QuantGroup {
-  std::vector<std::string> include;  // at least one glob
-  std::vector<std::string> exclude;
-  quant::QuantScheme scheme = quant::QuantScheme::kW8A8Dynamic;  // never kFloat
-  WeightMethod weight = WeightMethod::kMinMax;
-  int ssz_steps = 50;
-  bool matches(const std::string& module) const;  // some include matches and no exclude matches
-};
+enum class SaveFormat { kAscendV1, kMindIE };  // v0 layouts; v1 recipes always write the v1 layout
 
 struct Recipe {
   std::filesystem::path file;  // where it was read from
   ApiVersion api = ApiVersion::kV0;
+  quant::StepDefaults defaults;  // what apiversion fills in
   std::string name;
   std::string description;
   std::vector<std::string> model_types;  // match.model_types
@@ -83,18 +68,26 @@ struct Recipe {
   std::string calib_dataset;             // "" = the caller's default
   std::string anti_dataset;              // "" = same as the calibration set
   std::optional<std::int64_t> batch_size;
-  bool rotate = false;
-  std::optional<SmoothStep> smooth;
-  std::vector<QuantGroup> groups;  // first match wins
+  quant::StepList steps;  // process, in order (the quantize step adds static calibration after itself)
   SaveFormat save_format = SaveFormat::kAscendV1;
 
-  // The group that claims `module` (a full module name), or nullptr: the module stays float.
-  const QuantGroup* group_for(const std::string& module) const;
-};
+  // The step named `name` ("rotate", "m4", "flex_smooth", "quantize", ...), or nullptr.
+  const quant::LayerStep* find_step(const std::string& name) const;
+  const quant::QuantizeStep& quantize_step() const;  // every recipe has one
+  std::vector<std::string> step_names() const;       // in order
+  bool has_smoothing() const;                        // a step whose phase is smoothing
+  bool observes() const;                             // some step reads float-pass statistics
+  bool gives_norms_a_bias() const;
 
-// fnmatchcase semantics: '*' any run (including '/' and '.'), '?' one character, '[abc]' / '[a-z]' / '[!a]'
-// a class; no escapes. kInvalidArgument for an unterminated '['.
-bool glob_match(const std::string& pattern, const std::string& text);
+  // The command line's overrides (--rot, --anti_method none | m4): add a rotate step at the front, drop the
+  // smoothing steps, or add m4 (norm-linear + ov, α 0.5) when the recipe has no m4.
+  void add_rotation();
+  void remove_smoothing();
+  void add_default_m4();
+
+  // The group that claims `module` (a full Hugging Face module name), or nullptr: the module stays float.
+  const quant::QuantGroup* group_for(const std::string& module) const { return quantize_step().group_for(module); }
+};
 
 // Reads and validates a recipe file.
 Recipe load_recipe(const std::filesystem::path& file);

@@ -1,4 +1,4 @@
-#include "recipe/yaml_fields.h"
+#include "io/yaml_fields.h"
 
 #include <cmath>
 #include <fmt/core.h>
@@ -6,12 +6,12 @@
 
 #include "core/error.h"
 
-namespace moeslim::recipe::detail {
+namespace moeslim::io::yaml {
 namespace {
 
-std::string join(std::initializer_list<const char*> items) {
+std::string join(const std::vector<std::string>& items) {
   std::string out;
-  for (const char* s : items) {
+  for (const std::string& s : items) {
     if (!out.empty()) out += ", ";
     out += s;
   }
@@ -80,8 +80,13 @@ std::vector<std::string> Source::as_string_list(const YAML::Node& node, const st
 
 std::string Source::as_choice(const YAML::Node& node, const std::string& path,
                               std::initializer_list<const char*> allowed) const {
+  return as_choice(node, path, std::vector<std::string>(allowed.begin(), allowed.end()));
+}
+
+std::string Source::as_choice(const YAML::Node& node, const std::string& path,
+                              const std::vector<std::string>& allowed) const {
   const std::string v = as_string(node, path);
-  for (const char* a : allowed) {
+  for (const std::string& a : allowed) {
     if (v == a) return v;
   }
   fail(path, "'" + v + "' is not allowed here: expected one of " + join(allowed), node);
@@ -89,6 +94,9 @@ std::string Source::as_choice(const YAML::Node& node, const std::string& path,
 
 MapReader::MapReader(const Source& src, const YAML::Node& node, std::string where,
                      std::initializer_list<const char*> allowed)
+    : MapReader(src, node, std::move(where), std::vector<std::string>(allowed.begin(), allowed.end())) {}
+
+MapReader::MapReader(const Source& src, const YAML::Node& node, std::string where, std::vector<std::string> allowed)
     : src_(src), node_(node), path_(std::move(where)) {
   if (!node.IsMap()) {
     src_.fail(path_, "expected a mapping with keys " + join(allowed) + ", got " + describe(node), node);
@@ -98,7 +106,7 @@ MapReader::MapReader(const Source& src, const YAML::Node& node, std::string wher
     if (!key.IsScalar()) src_.fail(path_, "keys must be plain strings, got " + describe(key), key);
     const std::string name = key.Scalar();
     bool known = false;
-    for (const char* a : allowed) known = known || name == a;
+    for (const std::string& a : allowed) known = known || name == a;
     if (!known) {
       src_.fail(path(name),
                 fmt::format("unknown key '{}' in {}; allowed keys: {}", name,
@@ -137,4 +145,4 @@ YAML::Node MapReader::require(const std::string& key) const {
   return get(key);
 }
 
-}  // namespace moeslim::recipe::detail
+}  // namespace moeslim::io::yaml

@@ -3,9 +3,9 @@
 #include <string>
 
 #include "core/error.h"
-#include "recipe/recipe.h"
+#include "core/glob.h"
 
-namespace moeslim::recipe {
+namespace moeslim {
 namespace {
 
 constexpr std::size_t kNone = std::string::npos;
@@ -104,4 +104,4 @@ bool glob_match(const std::string& pattern, const std::string& text) {
   return pi == p.size();
 }
 
-}  // namespace moeslim::recipe
+}  // namespace moeslim

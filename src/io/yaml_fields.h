@@ -1,4 +1,4 @@
-// Typed, path-aware reads of a parsed YAML recipe (internal to moeslim_recipe). Every failure is a
+// Typed, path-aware reads of a parsed YAML file (recipes and the steps they list). Every failure is a
 // kInvalidArgument Error whose file is the recipe and whose field is the key path ("process[1].smooth.alpha"),
 // so a user can find the offending line without reading moeslim's source.
 #pragma once
@@ -10,7 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-namespace moeslim::recipe::detail {
+namespace moeslim::io::yaml {
 
 // "data" + "batch_size" → "data.batch_size"; "" + "process" → "process".
 std::string key_path(const std::string& parent, const std::string& key);
@@ -33,6 +33,7 @@ class Source {
   // One of `allowed` (exact spelling); the error lists them.
   std::string as_choice(const YAML::Node& node, const std::string& path,
                         std::initializer_list<const char*> allowed) const;
+  std::string as_choice(const YAML::Node& node, const std::string& path, const std::vector<std::string>& allowed) const;
 
  private:
   std::string file_;
@@ -43,6 +44,7 @@ class Source {
 class MapReader {
  public:
   MapReader(const Source& src, const YAML::Node& node, std::string where, std::initializer_list<const char*> allowed);
+  MapReader(const Source& src, const YAML::Node& node, std::string where, std::vector<std::string> allowed);
 
   bool has(const std::string& key) const;
   std::size_t size() const { return entries_.size(); }
@@ -63,4 +65,4 @@ class MapReader {
 // "a mapping", "a list", "null", "the scalar 'x'": for "expected ..., got ..." messages.
 std::string describe(const YAML::Node& node);
 
-}  // namespace moeslim::recipe::detail
+}  // namespace moeslim::io::yaml

@@ -1,0 +1,45 @@
+// One decoder layer through a recipe's steps (quant/step.h has the whole sequence):
+//   before the float pass   the steps' changes of basis (rotation)
+//   float pass              the float layer, observing what the steps request: on the anti set when the recipe
+//                           takes its statistics there (it moves on through the float layer), else on the
+//                           calibration set; the float outputs on the calibration set are the reference
+//   steps                   in recipe order (smoothing, weight quantization)
+//   quantized pass          the quantized layer with the runtime's integer arithmetic on the same inputs, with
+//                           the steps' calibration hooks attached; gives the report's relative error
+//   propagation             the calibration set moves on to the quantized outputs (Propagation::kQuantized) or
+//                           the float ones (kFloat)
+#pragma once
+
+#include <cstdint>
+
+#include "model/config.h"
+#include "model/layer_loader.h"
+#include "model/linear.h"
+#include "pipeline/layer_types.h"
+#include "quant/step.h"
+
+namespace moeslim::pipeline {
+
+struct LayerQuantizerOptions {
+  quant::RunSettings settings;
+  quant::Propagation propagation = quant::Propagation::kQuantized;
+  model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // of the float pass
+};
+
+// `raw`: the layer's checkpoint tensors (views are fine; what a step edits is copied). `anti`: the set the
+// statistics are taken on, or nullptr to take them on the calibration set's float pass. Both sets are advanced
+// in place to the layer's outputs. `times` gets each phase's wall time.
+QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors raw,
+                              const quant::StepList& steps, ActivationSet* anti, ActivationSet& calib,
+                              const LayerQuantizerOptions& options, PhaseTimes& times);
+
+// The layer over every batch of `set`, in place.
+void run_layer(const model::ModelConfig& config, const model::DecoderLayer& layer, ActivationSet& set,
+               model::ForwardObserver* observer);
+
+// ‖quantized − reference‖ / ‖reference − input‖ over real rows: the quantization error relative to the layer's
+// float update of the residual stream.
+double relative_update_error(const Tensor& quantized, const Tensor& reference, const Tensor& input,
+                             const model::TokenLayout& layout);
+
+}  // namespace moeslim::pipeline

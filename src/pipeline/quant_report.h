@@ -1,0 +1,68 @@
+// What a quant run reports, typed: the CLI's summary and the benchmarks read these fields; to_json turns them
+// into quant_report.json at the edge (its keys are the file's documented format).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "quant/step.h"
+
+namespace moeslim::pipeline {
+
+struct LayerReport {
+  std::int64_t layer = 0;
+  double relative_error = 0;                      // ‖quantized − float‖ / ‖float − input‖ (calibration set)
+  std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose
+  std::vector<std::int64_t> expert_tokens;        // calibration tokens per expert; empty for a dense layer
+
+  // Experts that saw no calibration token (quantized from their weights alone).
+  std::vector<std::int64_t> experts_without_tokens() const;
+};
+
+struct EvaluationReport {
+  std::string data;
+  std::int64_t tokens = 0;
+  double float_perplexity = 0;
+  double quantized_perplexity = 0;
+  double perplexity_change = 0;  // quantized / float − 1
+  double mean_kl = 0;
+  double top1_agreement = 0;
+};
+
+struct QuantReport {
+  std::string recipe;
+  std::string recipe_file;
+  std::string apiversion;
+  std::vector<std::string> steps;           // the steps as run, by name
+  nlohmann::ordered_json step_settings;     // each step's settings() as run
+  std::string quant_type;
+  std::string model_type;
+  std::string model_path;
+  std::string format;
+  std::string rotation;   // "hadamard" | "none"
+  std::string smoothing;  // "m4" | "flex_smooth" | "none"
+  std::string anti_dataset;
+  std::string calib_dataset;
+  std::string float_precision;  // "f32" | "bf16"
+  std::int64_t batch_size = 1;
+  bool stats_include_padding = false;
+  std::int64_t layers = 0;
+  std::int64_t anti_tokens = 0;
+  std::int64_t calibration_tokens = 0;
+  std::vector<LayerReport> per_layer;
+  std::optional<EvaluationReport> evaluation;
+  std::uint64_t expected_output_bytes = 0;
+  std::uint64_t expected_peak_memory_bytes = 0;
+  // These two vary run to run: comparisons of reports drop them.
+  std::uint64_t peak_rss_bytes = 0;
+  std::map<std::string, double> timing_seconds;  // per phase, and "total"
+};
+
+nlohmann::ordered_json to_json(const QuantReport& report);
+
+}  // namespace moeslim::pipeline

@@ -1,0 +1,44 @@
+// `weight: minmax`: per-channel symmetric scales from each row's max |W|. Which formulas depends on the recipe's
+// apiversion: v0's (docs/msmodelslim-algorithms.md §4.3, linear_quantizer.h; int8 only, the bias kept) or v1's
+// (§6.4, v1_weight_quant.h; int8 or int4, no bias).
+#include "quant/linear_quantizer.h"
+#include "quant/step_registry.h"
+#include "quant/v1_weight_quant.h"
+
+namespace moeslim::quant {
+namespace {
+
+class MinMaxV0 final : public WeightMethod {
+ public:
+  std::string name() const override { return "minmax"; }
+  nlohmann::ordered_json settings() const override { return {{"method", "minmax"}, {"formulas", "v0"}}; }
+  bool supports(QuantScheme s) const override { return s == QuantScheme::kW8A8 || s == QuantScheme::kW8A8Dynamic; }
+  QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
+                           const Tensor& bias, DType float_dtype) const override {
+    return quantize_linear_weight(model::hf_module_name(module), scheme, weight, bias, float_dtype);
+  }
+};
+
+class MinMaxV1 final : public WeightMethod {
+ public:
+  std::string name() const override { return "minmax"; }
+  nlohmann::ordered_json settings() const override { return {{"method", "minmax"}, {"formulas", "v1"}}; }
+  bool supports(QuantScheme s) const override {
+    return s == QuantScheme::kW8A8Dynamic || s == QuantScheme::kW4A8Dynamic;
+  }
+  QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight, const Tensor&,
+                           DType float_dtype) const override {
+    V1WeightOptions o;
+    o.float_dtype = float_dtype;
+    return quantize_linear_weight_v1(model::hf_module_name(module), scheme, weight, V1WeightMethod::kMinMax, o);
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<const WeightMethod> parse_minmax_weight(const StepInput& group, const io::yaml::MapReader&) {
+  if (group.defaults.v1) return std::make_shared<MinMaxV1>();
+  return std::make_shared<MinMaxV0>();
+}
+
+}  // namespace moeslim::quant

@@ -1,0 +1,231 @@
+#include "quant/quantize_step.h"
+
+#include <algorithm>
+#include <climits>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/glob.h"
+#include "core/interrupt.h"
+#include "quant/static_calibration_step.h"
+#include "quant/step_registry.h"
+
+namespace moeslim::quant {
+namespace {
+
+using io::yaml::index_path;
+using io::yaml::MapReader;
+
+// Router names probed when checking that a group leaves the router float: every layer index a Qwen3-MoE model
+// has (Qwen3-235B has 94 layers), so a layer-specific glob is caught too.
+constexpr int kProbeLayers = 128;
+
+QuantScheme parse_scheme(const StepInput& in, const YAML::Node& node, const std::string& path) {
+  const io::yaml::Source& src = in.src;
+  // "float" gets its own message: it is the natural thing to write, and the answer (leave the linear out) is not
+  // obvious from the list of allowed schemes.
+  if (node.IsScalar() && (node.Scalar() == "float" || node.Scalar() == "FLOAT")) {
+    src.fail(path,
+             "'float' is not a quantization scheme: linears that no group claims stay float, so leave them out "
+             "of every include (or exclude them); allowed: w8a8, w8a8_dynamic, w4a8_dynamic",
+             node);
+  }
+  const std::string v = src.as_choice(node, path, {"w8a8", "w8a8_dynamic", "w4a8_dynamic"});
+  if (v == "w8a8") {
+    if (in.defaults.v1) {
+      src.fail(path,
+               "w8a8 (static activations) needs the v0 static calibration: use apiversion modelslim_v0, or "
+               "w8a8_dynamic / w4a8_dynamic in a modelslim_v1 recipe",
+               node);
+    }
+    return QuantScheme::kW8A8;
+  }
+  if (v == "w4a8_dynamic") {
+    if (!in.defaults.v1) {
+      src.fail(path,
+               "w4a8_dynamic is written only by the v1 pipeline: use apiversion modelslim_v1, or w8a8 / "
+               "w8a8_dynamic in a modelslim_v0 recipe",
+               node);
+    }
+    return QuantScheme::kW4A8Dynamic;
+  }
+  return QuantScheme::kW8A8Dynamic;
+}
+
+std::vector<std::string> parse_globs(const io::yaml::Source& src, const YAML::Node& node, const std::string& path,
+                                     bool non_empty) {
+  std::vector<std::string> globs = src.as_string_list(node, path, non_empty);
+  for (std::size_t i = 0; i < globs.size(); ++i) {
+    try {
+      glob_match(globs[i], "");
+    } catch (const Error& e) {
+      src.fail(index_path(path, i), e.detail(), node[i]);
+    }
+  }
+  return globs;
+}
+
+// The group keys every group has, plus every weight method's own keys (a key of a method the group does not
+// use is reported with the method it belongs to).
+std::vector<std::string> group_keys() {
+  std::vector<std::string> keys = {"include", "exclude", "scheme", "weight"};
+  for (const WeightMethodEntry& m : weight_method_registry()) keys.insert(keys.end(), m.keys.begin(), m.keys.end());
+  return keys;
+}
+
+const WeightMethodEntry& find_method(const StepInput& in, const MapReader& m) {
+  const auto& registry = weight_method_registry();
+  std::string name = "minmax";
+  std::vector<std::string> names;
+  for (const WeightMethodEntry& e : registry) names.push_back(e.name);
+  if (m.has("weight")) {
+    name = in.src.as_string(m.get("weight"), m.path("weight"));
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      in.src.fail(m.path("weight"),
+                  fmt::format("'{}' is not allowed here: expected one of {}", name, fmt::join(names, ", ")),
+                  m.get("weight"));
+    }
+  }
+  const WeightMethodEntry* chosen = nullptr;
+  for (const WeightMethodEntry& e : registry) {
+    if (name == e.name) chosen = &e;
+  }
+  for (const WeightMethodEntry& e : registry) {
+    if (&e == chosen) continue;
+    for (const std::string& key : e.keys) {
+      const bool own = std::find(chosen->keys.begin(), chosen->keys.end(), key) != chosen->keys.end();
+      if (m.has(key) && !own) {
+        in.src.fail(m.path(key), fmt::format("{} applies only to weight: {}", key, e.name), m.get(key));
+      }
+    }
+  }
+  return *chosen;
+}
+
+QuantGroup parse_group(const StepInput& in, const YAML::Node& node, const std::string& path) {
+  const io::yaml::Source& src = in.src;
+  const std::vector<std::string> keys = group_keys();
+  const MapReader m(src, node, path, keys);
+  QuantGroup g;
+  g.include = parse_globs(src, m.require("include"), m.path("include"), /*non_empty=*/true);
+  if (m.has("exclude")) g.exclude = parse_globs(src, m.get("exclude"), m.path("exclude"), /*non_empty=*/false);
+  g.scheme = parse_scheme(in, m.require("scheme"), m.path("scheme"));
+  const WeightMethodEntry& method = find_method(in, m);
+  g.method = method.parse(StepInput{src, node, path, in.defaults}, m);
+  if (!g.method->supports(g.scheme)) {
+    src.fail(m.path("scheme"),
+             fmt::format("weight method {} cannot produce {}", method.name, quant_scheme_name(g.scheme)),
+             m.get("scheme"));
+  }
+  for (int layer = 0; layer < kProbeLayers; ++layer) {
+    const std::string router = model::hf_module_name({layer, model::ModuleRole::kRouter});
+    if (g.matches(router)) {
+      src.fail(path,
+               "this group claims the router '" + router +
+                   "', but the router stays float (msModelSlim never quantizes mlp.gate): add \"*.mlp.gate\" to "
+                   "the group's exclude",
+               node);
+    }
+  }
+  return g;
+}
+
+}  // namespace
+
+bool QuantGroup::matches(const std::string& module) const {
+  const auto hit = [&](const std::string& g) { return glob_match(g, module); };
+  return std::any_of(include.begin(), include.end(), hit) && std::none_of(exclude.begin(), exclude.end(), hit);
+}
+
+const QuantGroup* QuantizeStep::group_for(const std::string& hf_module) const {
+  // lm_head is always float (msModelSlim rolls back the last linear in v0 and no v1 recipe names it), even when a
+  // catch-all "*" group would match it.
+  if (hf_module == "lm_head") return nullptr;
+  for (const QuantGroup& g : groups_) {
+    if (g.matches(hf_module)) return &g;
+  }
+  return nullptr;
+}
+
+const QuantGroup* QuantizeStep::group_for(const model::ModuleId& module) const {
+  return group_for(model::hf_module_name(module));
+}
+
+QuantScheme QuantizeStep::scheme_for(const model::ModuleId& module) const {
+  const QuantGroup* g = group_for(module);
+  return g == nullptr ? QuantScheme::kFloat : g->scheme;
+}
+
+nlohmann::ordered_json QuantizeStep::settings() const {
+  nlohmann::ordered_json groups = nlohmann::ordered_json::array();
+  for (const QuantGroup& g : groups_) {
+    nlohmann::ordered_json j = {{"include", g.include}, {"exclude", g.exclude}, {"scheme", quant_scheme_name(g.scheme)}};
+    j["weight"] = g.method->settings();
+    groups.push_back(j);
+  }
+  return {{"groups", groups}};
+}
+
+void QuantizeStep::apply(LayerContext& c) const {
+  for (const model::ModuleId& module : model::layer_linears(c.config, c.layer)) {
+    throw_if_interrupted();  // a layer has hundreds of experts: stop between them
+    const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
+    if (group == nullptr) {
+      c.linears[module] = float_linear(module, c.weight(module), c.bias(module));
+    } else {
+      c.linears[module] = group->method->quantize(module, group->scheme, c.weight_to_quantize(module), c.bias(module),
+                                                  c.settings.float_dtype);
+    }
+  }
+}
+
+QuantizedLinear float_linear(const model::ModuleId& module, const Tensor& weight, const Tensor& bias) {
+  QuantizedLinear linear;
+  linear.name = model::hf_module_name(module);
+  linear.scheme = QuantScheme::kFloat;
+  linear.weight = weight;
+  linear.bias = bias;
+  return linear;
+}
+
+// The quantize entry: its groups, then the static activation calibration its static groups need.
+StepList parse_quantize_step(const StepInput& in) {
+  const io::yaml::Source& src = in.src;
+  if (!in.node.IsSequence()) {
+    src.fail(in.path,
+             "expected a list of groups (include, exclude, scheme, weight, ssz_steps), got " +
+                 io::yaml::describe(in.node),
+             in.node);
+  }
+  if (in.node.size() == 0) {
+    src.fail(in.path, "the quantize list is empty: give at least one group with include and scheme", in.node);
+  }
+  std::vector<QuantGroup> groups;
+  for (std::size_t i = 0; i < in.node.size(); ++i) groups.push_back(parse_group(in, in.node[i], index_path(in.path, i)));
+  auto step = std::make_shared<QuantizeStep>(std::move(groups));
+  // int4 is written with a scale_bias whose form exists only for gate/up/down_proj (docs/msmodelslim-format.md
+  // §5), so the group that wins an attention linear must not be w4a8_dynamic.
+  for (int layer = 0; layer < kProbeLayers; ++layer) {
+    for (const model::ModuleRole role : {model::ModuleRole::kQProj, model::ModuleRole::kKProj,
+                                         model::ModuleRole::kVProj, model::ModuleRole::kOProj}) {
+      const std::string module = model::hf_module_name({layer, role});
+      const QuantGroup* g = step->group_for(module);
+      if (g != nullptr && g->scheme == QuantScheme::kW4A8Dynamic) {
+        const auto at = static_cast<std::size_t>(g - step->groups().data());
+        src.fail(index_path(in.path, at),
+                 "this group gives '" + module + "' int4 weights (w4a8_dynamic), which msModelSlim's layout has "
+                 "only for the MLP projections (gate/up/down_proj): claim attention with an earlier "
+                 "w8a8_dynamic group or exclude it",
+                 in.node[at]);
+      }
+    }
+  }
+  StepList steps = {step};
+  const bool has_static = std::any_of(step->groups().begin(), step->groups().end(),
+                                      [](const QuantGroup& g) { return g.scheme == QuantScheme::kW8A8; });
+  if (has_static) steps.push_back(std::make_shared<StaticCalibrationStep>());
+  return steps;
+}
+
+}  // namespace moeslim::quant

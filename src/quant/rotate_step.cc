@@ -1,0 +1,38 @@
+// The rotate step (`--rot`, docs/msmodelslim-algorithms.md §5): a change of basis of the float model, so it
+// runs before the float pass and everything after it (statistics, smoothing, the written float tensors) sees
+// the rotated weights; each tensor is rotated once, as it streams by. The arithmetic is rotation.h's.
+#include "quant/rotation.h"
+#include "quant/step_registry.h"
+
+namespace moeslim::quant {
+namespace {
+
+class RotateStep final : public LayerStep {
+ public:
+  std::string name() const override { return "rotate"; }
+  nlohmann::ordered_json settings() const override { return {{"method", "hadamard"}, {"seed", 42}}; }
+  std::string phase() const override { return "rotation"; }
+
+  void edit_embedding(const model::ModelConfig& config, Tensor& embedding) const override {
+    embedding = rotate_embedding(embedding, Rotation::for_config(config));
+  }
+  void edit_head(const model::ModelConfig& config, Tensor& final_norm, Tensor& lm_head) const override {
+    lm_head = fold_and_rotate_lm_head(lm_head, final_norm, Rotation::for_config(config));
+    final_norm = unit_norm_weight(final_norm);
+  }
+  void before_float_pass(LayerContext& c) const override {
+    rotate_layer(c.config, c.layer, c.tensors, Rotation::for_config(c.config));
+  }
+};
+
+}  // namespace
+
+StepList parse_rotate_step(const StepInput& in) {
+  const io::yaml::MapReader m(in.src, in.node, in.path, {"method"});
+  if (m.has("method")) in.src.as_choice(m.get("method"), m.path("method"), {"hadamard"});
+  return {std::make_shared<RotateStep>()};
+}
+
+std::shared_ptr<const LayerStep> default_rotate_step() { return std::make_shared<RotateStep>(); }
+
+}  // namespace moeslim::quant

@@ -1,0 +1,43 @@
+#include "quant/static_calibration_step.h"
+
+#include <map>
+
+#include "quant/calibration_linear.h"
+
+namespace moeslim::quant {
+namespace {
+
+class StaticCalibrationPass final : public CalibrationPass {
+ public:
+  explicit StaticCalibrationPass(const RunSettings& settings) : settings_(settings) {}
+
+  std::unique_ptr<model::Linear> linear_for(const model::ModuleId& module, const QuantizedLinear& q) override {
+    if (q.scheme != QuantScheme::kW8A8) return nullptr;
+    auto linear = std::make_unique<StaticCalibrationLinear>(q, settings_.include_padding, settings_.float_dtype);
+    linears_[module] = linear.get();
+    return linear;
+  }
+
+  bool wants_linear_input(const model::ModuleId& module) const override { return linears_.count(module) > 0; }
+
+  void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
+                       const std::uint8_t* real) override {
+    linears_.at(module)->observe(x, rows, cols, real);
+  }
+
+  void finish(LayerContext& context) override {
+    for (const auto& [module, linear] : linears_) context.linears.at(module) = linear->quantized();
+  }
+
+ private:
+  RunSettings settings_;
+  std::map<model::ModuleId, StaticCalibrationLinear*> linears_;  // owned by the quantized layer
+};
+
+}  // namespace
+
+std::unique_ptr<CalibrationPass> StaticCalibrationStep::calibration(const LayerContext& context) const {
+  return std::make_unique<StaticCalibrationPass>(context.settings);
+}
+
+}  // namespace moeslim::quant

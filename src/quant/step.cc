@@ -1,0 +1,52 @@
+#include "quant/step.h"
+
+#include "core/error.h"
+
+namespace moeslim::quant {
+
+const ChannelStatsObserver& LayerObservations::stats(const model::ModuleId& module) const {
+  const auto it = channel_stats.find(module);
+  if (it == channel_stats.end()) {
+    throw Error(ErrorCode::kInternal, "no channel statistics were requested for this module", "",
+                model::hf_module_name(module));
+  }
+  return it->second;
+}
+
+const Tensor& LayerObservations::rows(const model::ModuleId& module) const {
+  const auto it = input_rows.find(module);
+  if (it == input_rows.end()) {
+    throw Error(ErrorCode::kInternal, "no input rows were requested for this module", "",
+                model::hf_module_name(module));
+  }
+  return it->second;
+}
+
+Tensor& LayerContext::weight(const model::ModuleId& module) {
+  const auto it = tensors.find(model::hf_weight_name(module));
+  if (it == tensors.end()) throw Error(ErrorCode::kInternal, "layer tensor not loaded", "", model::hf_weight_name(module));
+  return it->second;
+}
+
+const Tensor& LayerContext::weight(const model::ModuleId& module) const {
+  return const_cast<LayerContext*>(this)->weight(module);
+}
+
+Tensor LayerContext::bias(const model::ModuleId& module) const {
+  const auto it = tensors.find(model::hf_bias_name(module));
+  return it == tensors.end() ? Tensor() : it->second;
+}
+
+Tensor LayerContext::weight_to_quantize(const model::ModuleId& module) const {
+  Tensor w = weight(module);
+  for (const DeferredWeightEdit& edit : deferred_edits) w = edit(module, w);
+  return w;
+}
+
+Tensor& LayerContext::editable_weight(const model::ModuleId& module) {
+  Tensor& w = weight(module);
+  w = w.to_f32();  // always a new tensor: the old one may be a mapped view or shared with the caller
+  return w;
+}
+
+}  // namespace moeslim::quant

@@ -1,0 +1,164 @@
+// A quantization algorithm as one step of a recipe. The layer quantizer (pipeline/layer_quantizer.h) runs every
+// decoder layer the same way, whatever the recipe:
+//   1. before_float_pass    each step may change the float layer's basis (rotation: the same function)
+//   2. float pass           the float layer over the calibration activations, observing the union of what the
+//                           steps request (channel statistics, input rows) and the routing
+//   3. apply                each step in recipe order: smoothing edits the layer's tensors, weight quantization
+//                           fills the layer's QuantizedLinears
+//   4. quantized pass       the quantized layer (the runtime's integer arithmetic) over the same activations;
+//                           steps that calibrate (static activation ranges) hook into it
+//   5. propagation          the next layer gets the float or the quantized pass's outputs (the recipe's
+//                           apiversion default, StepDefaults::propagation)
+// A step is immutable once parsed (a recipe can run many times); what it learns about one layer lives in the
+// LayerContext, and a calibration pass's state in the CalibrationPass object it returns.
+//
+// To add a step: one file in quant/ with a class deriving from LayerStep and its parser, plus one line in
+// step_registry.cc (docs/design.md, "Adding a step").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/layer_loader.h"
+#include "model/linear.h"
+#include "model/module_id.h"
+#include "model/observer.h"
+#include "quant/observers.h"
+#include "quant/quant_types.h"
+
+namespace moeslim::quant {
+
+// Which activations the next layer is calibrated on.
+enum class Propagation {
+  kQuantized,  // the quantized layer's outputs (msModelSlim's v0 W8A8 script: sequential fake-quant propagation)
+  kFloat,      // the float layer's outputs (its v1 one-click path)
+};
+
+// What a recipe's apiversion fills in: defaults, never a choice of code path. Steps read them while parsing
+// (e.g. which minmax formulas `weight: minmax` means) and the layer quantizer while running.
+struct StepDefaults {
+  std::string apiversion;  // "modelslim_v0" | "modelslim_v1", for messages
+  bool v1 = false;         // the v1 formulas (§6.4) for `weight: minmax`; else the v0 ones (§4.3)
+  Propagation propagation = Propagation::kQuantized;
+  // Smoothing statistics come from a separate anti-outlier prompt set carried through the float layers (v0),
+  // rather than from the calibration set's float pass (v1).
+  bool statistics_on_anti_set = true;
+};
+
+// Settings of one run that steps need (the command line and the model decide them, not the recipe).
+struct RunSettings {
+  DType float_dtype = DType::kBF16;    // the model's float dtype: what smoothed weights are rounded to
+  bool include_padding = false;        // pads enter the statistics (msModelSlim's padded batches)
+  std::int64_t search_rows = 0;        // flex_smooth's α/β search: at most this many rows (0 = all)
+};
+
+// What steps want to see on the float pass.
+struct ObservationRequest {
+  std::set<model::ModuleId> channel_stats;  // per input channel: max, min, max |x|
+  std::set<model::ModuleId> input_rows;     // every real input row, in order
+  bool empty() const { return channel_stats.empty() && input_rows.empty(); }
+};
+
+// What the float pass saw.
+struct LayerObservations {
+  std::map<model::ModuleId, ChannelStatsObserver> channel_stats;
+  std::map<model::ModuleId, Tensor> input_rows;  // F32 [rows, in]
+  std::vector<std::int64_t> expert_tokens;       // real tokens routed to each expert (MoE layers)
+
+  // kInternal naming the module when it was not requested.
+  const ChannelStatsObserver& stats(const model::ModuleId& module) const;
+  const Tensor& rows(const model::ModuleId& module) const;
+};
+
+// One smoothing subgraph's choice, for the report.
+struct SmoothingChoice {
+  std::string subgraph;  // "norm-linear", "ov", "moe-input", "up-down"
+  double alpha = 0;
+  double beta = 0;
+  bool searched = false;           // α/β came from the search (flex_smooth without a fixed alpha)
+  double search_error = 0;         // the search's best error, when searched
+  std::int64_t experts_smoothed = -1;  // up-down: experts that saw tokens and were smoothed; −1 = n/a
+};
+
+// A change to a linear's weight that a step decides on the float pass but applies only when that linear is
+// quantized (expert smoothing: a Qwen3-235B layer's experts never all exist in float32 at once). Returns the
+// edited weight, or `weight` itself when it does not apply to `module`.
+using DeferredWeightEdit = std::function<Tensor(const model::ModuleId& module, const Tensor& weight)>;
+
+// One decoder layer as the steps see it.
+struct LayerContext {
+  LayerContext(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors tensors,
+               const RunSettings& settings)
+      : config(config), layer(layer), tensors(std::move(tensors)), settings(settings) {}
+
+  const model::ModelConfig& config;
+  std::int64_t layer;
+  model::LayerTensors tensors;  // the checkpoint's tensors (views), or the copies steps made and edited
+  RunSettings settings;
+  const LayerObservations* observations = nullptr;  // set after the float pass
+
+  std::map<model::ModuleId, QuantizedLinear> linears;  // filled by the weight-quantization step
+  std::vector<DeferredWeightEdit> deferred_edits;      // applied in order by weight_to_quantize
+  std::vector<SmoothingChoice> smoothing;              // what the smoothing steps chose
+  bool norm_bias = false;                              // every norm is written with a bias (m4's NormBias)
+
+  Tensor& weight(const model::ModuleId& module);
+  const Tensor& weight(const model::ModuleId& module) const;
+  Tensor bias(const model::ModuleId& module) const;  // empty when the module has none
+  // The module's weight with every deferred edit applied.
+  Tensor weight_to_quantize(const model::ModuleId& module) const;
+  // Replaces the module's weight by a new F32 copy (exact) that a step may edit in place; call it once per module.
+  Tensor& editable_weight(const model::ModuleId& module);
+};
+
+// A step's hook into the quantized pass: it may supply the runtime linear of the modules it calibrates and
+// watches their inputs; after the pass it writes what it calibrated back into the context.
+class CalibrationPass : public model::ForwardObserver {
+ public:
+  // The linear `module` runs as during the pass, or nullptr for the default runtime linear of its scheme.
+  virtual std::unique_ptr<model::Linear> linear_for(const model::ModuleId& module, const QuantizedLinear& q) = 0;
+  virtual void finish(LayerContext& context) = 0;
+};
+
+class LayerStep {
+ public:
+  virtual ~LayerStep() = default;
+
+  // The recipe name (registry key), e.g. "m4", "flex_smooth", "rotate", "quantize".
+  virtual std::string name() const = 0;
+  // Its parameters as the run will use them (defaults filled in), for the report and `moeslim recipes`.
+  virtual nlohmann::ordered_json settings() const = 0;
+  // The phase its apply() is timed under ("smoothing", "weight quantization", ...).
+  virtual std::string phase() const = 0;
+
+  // Whether it reads float-pass statistics (so the run must prepare the set they are taken on).
+  virtual bool observes() const { return false; }
+  // Whether every norm is written with a bias (m4's NormBias gives each one).
+  virtual bool gives_norms_a_bias() const { return false; }
+
+  // Model-wide tensors outside the decoder layers (rotation changes the basis of the residual stream):
+  // the embedding as the layers will see it, and the final norm and lm_head as written.
+  virtual void edit_embedding(const model::ModelConfig& config, Tensor& embedding) const {}
+  virtual void edit_head(const model::ModelConfig& config, Tensor& final_norm, Tensor& lm_head) const {}
+
+  // Per layer, in the order of the file's top comment.
+  virtual void before_float_pass(LayerContext& context) const {}
+  virtual void request(const LayerContext& context, ObservationRequest& request) const {}
+  virtual void apply(LayerContext& context) const {}
+  // nullptr unless the step must see the quantized pass.
+  virtual std::unique_ptr<CalibrationPass> calibration(const LayerContext& context) const { return nullptr; }
+};
+
+using StepList = std::vector<std::shared_ptr<const LayerStep>>;
+
+}  // namespace moeslim::quant
