@@ -174,7 +174,7 @@ void parse_quantize(const Source& src, const YAML::Node& node, const std::string
   for (std::size_t i = 0; i < node.size(); ++i) {
     r.groups.push_back(parse_group(src, node[i], index_path(path, i), r.api));
   }
-  // int4 is written with a scale_bias whose form exists only for gate/up/down_proj (output-format spec §5), so
+  // int4 is written with a scale_bias whose form exists only for gate/up/down_proj (docs/msmodelslim-format.md §5), so
   // the group that wins an attention linear must not be w4a8_dynamic.
   for (int layer = 0; layer < kRouterProbeLayers; ++layer) {
     for (const char* proj : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
