@@ -1,5 +1,5 @@
 // `moeslim eval`: perplexity of a model on held-in text (and KL / top-1 agreement against a reference model),
-// with the protocol of the shared reference results.
+// with the protocol of the PyTorch reference results in tests/data/reference.
 #include <cstdio>
 #include <memory>
 #include <string>

@@ -85,8 +85,8 @@ int run_quant(const QuantOptions& o) {
   apply_flag_overrides(o, r);
   const bool v1 = r.api == recipe::ApiVersion::kV1;
   // msModelSlim's one-click entry point (`msmodelslim quant --model_type ...`) takes the anti-outlier
-  // statistics on the calibration set and feeds the prompts one at a time (algorithms spec §2, §7.3); its flags
-  // get its defaults.
+  // statistics on the calibration set and feeds the prompts one at a time (docs/msmodelslim-algorithms.md §2,
+  // §7.3); its flags get its defaults.
   const bool one_click = !o.model_type.empty() && o.config.empty();
   const std::filesystem::path data_dir = resource_path("data");
   pipeline::QuantRunOptions p;

@@ -1,8 +1,8 @@
 // Perplexity (and, against a reference model, mean KL divergence and top-1 agreement) of a model on text,
-// with the protocol of the shared reference: every document's ids followed by <|endoftext|>, concatenated,
-// cut into consecutive windows of `window` tokens (the last may be shorter; windows under 2 tokens dropped),
-// each window an independent sequence starting at position 0; the mean negative log-likelihood of tokens
-// 1..len-1 of every window given those before it; perplexity = exp(mean).
+// with the protocol of the PyTorch reference (tests/data/reference): every document's ids followed by
+// <|endoftext|>, concatenated, cut into consecutive windows of `window` tokens (the last may be shorter; windows
+// under 2 tokens dropped), each window an independent sequence starting at position 0; the mean negative
+// log-likelihood of tokens 1..len-1 of every window given those before it; perplexity = exp(mean).
 #pragma once
 
 #include <cstdint>

@@ -304,7 +304,8 @@ struct QuantizedLayerSource::Impl {
         fail(ErrorCode::kFormat, "must be an integer in [-128, 127], got " + std::to_string(offset),
              module + ".input_offset");
       }
-      // The written float bias is deliberately unused: quant_bias already holds it (§4.6).
+      // The written float bias is deliberately unused: quant_bias already holds it
+      // (docs/msmodelslim-algorithms.md §4.6).
       return model::make_w8a8_static_linear(weight, scale, offset, deq_scale(module + ".deq_scale", out),
                                             i32_vector(module + ".quant_bias", out));
     }

@@ -1,4 +1,4 @@
-// A quantized output directory (../shared/spec/msmodelslim-output-format.md: the W8A8 ascendV1 and
+// A quantized output directory (docs/msmodelslim-format.md: the W8A8 ascendV1 and
 // --mindie_format layouts, and the W4A8 one) as a model::LayerSource, so `eval` runs the model exactly as
 // written: every linear by its description type (W8A8 → static int8, W8A8_DYNAMIC → per-token int8,
 // W4A8_DYNAMIC → int4 weights with per-token int8 activations, FLOAT → float), norms with their biases.
@@ -9,7 +9,7 @@
 //    every described tensor must be in the shards. A linear's type is that of "<module>.weight".
 //  * the shards: through the one "*.safetensors.index.json" in the directory (the base name differs between
 //    formats), or a lone *.safetensors file.
-//  * a W8A8 linear's float `.bias` is NOT added: it is already inside quant_bias (§4.6).
+//  * a W8A8 linear's float `.bias` is NOT added: it is already inside quant_bias (docs/msmodelslim-algorithms.md §4.6).
 //  * norm biases are added after the norm; q_norm/k_norm biases must be zero (msModelSlim writes zeros; the
 //    decoder has no per-head bias); a nonzero final-norm bias is folded into lm_head (W·β as its bias).
 //  * the router and lm_head run in float32, other FLOAT linears at the requested precision.

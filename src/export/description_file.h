@@ -1,5 +1,6 @@
 // quant_model_description*.json: a flat JSON object naming every tensor's quantization type, with a few
-// header keys before and/or after the tensor entries (where they go differs by layout; see the spec §3-§5).
+// header keys before and/or after the tensor entries (where they go differs by layout; see
+// docs/msmodelslim-format.md §3-§5).
 #pragma once
 
 #include <filesystem>

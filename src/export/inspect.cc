@@ -53,7 +53,8 @@ DType model_float_dtype(const std::optional<nlohmann::json>& config, const Shard
   return DType::kBF16;
 }
 
-// The layout's config keys, and num_hidden_layers against the decoder layers actually stored (spec §6).
+// The layout's config keys, and num_hidden_layers against the decoder layers actually stored
+// (docs/msmodelslim-format.md §6).
 void check_config(const nlohmann::json& config, Layout layout, const ShardSet& shards, Violations& violations) {
   const std::string file = kConfigFile;
   if (layout == Layout::kAscendV1 || layout == Layout::kMindIE) {

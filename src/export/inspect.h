@@ -1,5 +1,5 @@
 // `moeslim inspect`: checks a quantized output directory against msModelSlim's output format
-// (../shared/spec/msmodelslim-output-format.md) and the arithmetic its loaders rely on, and summarises it.
+// (docs/msmodelslim-format.md) and the arithmetic its loaders rely on, and summarises it.
 //
 // What is checked:
 //  * files: a description file (quant_model_description.json, or the MindIE layout's
@@ -8,7 +8,7 @@
 //    outside the index, total_size = the tensors' bytes); config.json with the layout's keys and a
 //    num_hidden_layers equal to the layers present;
 //  * every tensor described and every description entry present;
-//  * per scheme, the tensors, dtypes and shapes of spec §2/§5 (W8A8: weight I8 [out,in], bias? [out],
+//  * per scheme, the tensors, dtypes and shapes of that file's §2/§5 (W8A8: weight I8 [out,in], bias? [out],
 //    weight_scale / weight_offset [out,1], input_scale / input_offset [1], quant_bias I32 [out], deq_scale
 //    F32 [out] or I64 for an fp16 model; W8A8_DYNAMIC: weight, weight_scale, weight_offset; W4A8_DYNAMIC
 //    (gate/up/down_proj only): weight I8 [out/2,in] (int4 packed along the output dimension), weight_scale /

@@ -1,4 +1,4 @@
-// inspect: the description file (spec §3, §4, §5).
+// inspect: the description file (docs/msmodelslim-format.md §3, §4, §5).
 #include <fmt/core.h>
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,5 @@
-// inspect: per-scheme tensor rules and the values loaders rely on (spec §2, §4.6, §5).
+// inspect: per-scheme tensor rules and the values loaders rely on (docs/msmodelslim-format.md §2, §5;
+// docs/msmodelslim-algorithms.md §4.6).
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -324,7 +325,8 @@ class Checker {
   // most m roundings (its product and m − 1 additions, whatever the order), so the result errs by at most
   // γ_m·Σ|terms| with γ_m = m·u / (1 − m·u), u = 2^-24 (Higham's bound; pairwise summation does better), and
   // ×8 is exact. Half an ulp more admits a result computed more accurately and rounded once (as the writer
-  // does). Anything further is a wrong value; a sum formed in bf16 would be too (spec: scale_bias is fp32).
+  // does). Anything further is a wrong value; a sum formed in bf16 would be too (scale_bias is fp32:
+  // docs/msmodelslim-format.md §5).
   void check_scale_bias(const std::string& name, const Tensor& packed, const Tensor& scale, const Tensor& scale_bias) {
     const Tensor codes = model::unpack_int4_rows(packed);
     const std::int64_t out = codes.dim(0), in = codes.dim(1), columns = scale_bias.dim(1), chunk = in / columns;

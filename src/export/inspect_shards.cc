@@ -1,4 +1,4 @@
-// inspect: the shard index and the shards (spec §1).
+// inspect: the shard index and the shards (docs/msmodelslim-format.md §1).
 #include <fmt/core.h>
 
 #include <algorithm>

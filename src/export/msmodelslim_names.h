@@ -1,5 +1,5 @@
 // The file names and fixed JSON values of msModelSlim's output layouts
-// (../shared/spec/msmodelslim-output-format.md), shared by the writers and `inspect`.
+// (docs/msmodelslim-format.md), shared by the writers and `inspect`.
 #pragma once
 
 namespace moeslim::exporter {

@@ -1,5 +1,5 @@
-// The W4A8 mixed output of msModelSlim's v1 one-click path (`ascendv1_saver`; spec:
-// msmodelslim-output-format.md §5, msmodelslim-algorithms.md §6.5), streamed like MsModelSlimWriter: each
+// The W4A8 mixed output of msModelSlim's v1 one-click path (`ascendv1_saver`;
+// docs/msmodelslim-format.md §5, docs/msmodelslim-algorithms.md §6.5), streamed like MsModelSlimWriter: each
 // add_*() writes its tensors to the shards at once. Call the add_*() methods in Hugging Face module order
 // (model.named_modules()), then finish().
 //

@@ -1,4 +1,4 @@
-// The W8A8 mixed output of msModelSlim's Qwen3-MoE example (spec: msmodelslim-output-format.md §1-§4, §6),
+// The W8A8 mixed output of msModelSlim's Qwen3-MoE example (docs/msmodelslim-format.md §1-§4, §6),
 // written as the pipeline produces it: each add_*() streams its tensors to the shards at once, so no more
 // than one module is ever held here. Call the add_*() methods in Hugging Face module order
 // (model.named_modules()), then finish().
@@ -47,7 +47,7 @@ class MsModelSlimWriter final : public QuantizedModelWriter {
  private:
   // weight, bias (zeros when absent) and, in the MindIE layout, .module.weight/.module.bias.
   std::vector<NamedTensor> norm_tensors(const quant::NormTensors& norm) const override;
-  // The linear's tensors of spec §2 (see w8a8_linear_tensors for the checks).
+  // The linear's tensors of §2 (see w8a8_linear_tensors for the checks).
   std::vector<NamedTensor> linear_tensors(const quant::QuantizedLinear& linear) const override;
 
   SaveFormat format_;

@@ -24,20 +24,22 @@ void write_edited_config(const std::filesystem::path& model_dir, const std::file
                          const std::function<void(nlohmann::ordered_json&)>& edit);
 
 // When only the first `layer_count_written` decoder layers were written (0 < it < the input's
-// num_hidden_layers), records that count so the output loads as a model (spec §6: moeslim's deliberate
-// departure from msModelSlim, which keeps the input's count). 0 means all layers: nothing changes.
+// num_hidden_layers), records that count so the output loads as a model (docs/msmodelslim-format.md §6:
+// moeslim's deliberate departure from msModelSlim, which keeps the input's count). 0 means all layers: nothing
+// changes.
 // kInvalidArgument if it is negative or more than the input has; kFormat (naming `config_file`) if the
 // input's num_hidden_layers is not an integer.
 void set_written_layer_count(nlohmann::ordered_json& config, std::int64_t layer_count_written,
                              const std::string& config_file);
 
-// The W8A8 layouts' config edits (spec §1, §4): "quantize": "w8a8_dynamic" and, in the MindIE layout,
-// "quantization_config": {"kv_quant_type": null, "fa_quant_type": null, "group_size": 0}. Keys already
-// present keep their place, new ones go last (Python dict semantics).
+// The W8A8 layouts' config edits (docs/msmodelslim-format.md §1, §4): "quantize": "w8a8_dynamic" and, in the
+// MindIE layout, "quantization_config": {"kv_quant_type": null, "fa_quant_type": null, "group_size": 0}. Keys
+// already present keep their place, new ones go last (Python dict semantics).
 void add_w8a8_quantize_keys(nlohmann::ordered_json& config, bool mindie_format);
 
-// The W4A8 layout's config edit (spec §5): msModelSlim's v1 saver removes any "quantization_config" key (an
-// input's own quantization settings would mislead loaders about these weights) and adds no "quantize" key.
+// The W4A8 layout's config edit (docs/msmodelslim-format.md §5): msModelSlim's v1 saver removes any
+// "quantization_config" key (an input's own quantization settings would mislead loaders about these weights)
+// and adds no "quantize" key.
 void remove_quantization_config(nlohmann::ordered_json& config);
 
 }  // namespace moeslim::exporter

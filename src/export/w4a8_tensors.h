@@ -1,5 +1,5 @@
 // What msModelSlim's v1 saver (`ascendv1_saver`, the W4A8 mixed layout) writes for one module: names, order,
-// dtypes and shapes of msmodelslim-output-format.md §5 (msmodelslim-algorithms.md §6.5), mapped from the
+// dtypes and shapes of docs/msmodelslim-format.md §5 (docs/msmodelslim-algorithms.md §6.5), mapped from the
 // pipeline's QuantizedLinear / NormTensors. Pure functions like w8a8_tensors.h: the v1 writer adds the result
 // to its shards, and `inspect` shares the scale_bias shape rule.
 #pragma once

@@ -1,7 +1,7 @@
-// What the v0 (W8A8 mixed) savers write for one module: names, order, dtypes and shapes of spec §2, mapped
-// from the pipeline's file-format-independent QuantizedLinear / NormTensors. Pure functions: the writer adds
-// the result to its shards; tests check it directly. NamedTensor and the FLOAT helpers serve the v1 (W4A8)
-// writer too (w4a8_tensors.h).
+// What the v0 (W8A8 mixed) savers write for one module: names, order, dtypes and shapes of
+// docs/msmodelslim-format.md §2, mapped from the pipeline's file-format-independent QuantizedLinear /
+// NormTensors. Pure functions: the writer adds the result to its shards; tests check it directly. NamedTensor
+// and the FLOAT helpers serve the v1 (W4A8) writer too (w4a8_tensors.h).
 #pragma once
 
 #include <string>

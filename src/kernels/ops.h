@@ -1,6 +1,6 @@
 // The element-wise and row-wise operations of the Qwen3-MoE forward pass, on float32 activations, computed
-// the way Hugging Face transformers computes them in a float32 run (spec §5). Each has an AVX-512 path and a
-// portable path that give bit-identical results (cpu_features.h: set_kernel_isa forces one).
+// the way Hugging Face transformers computes them in a float32 run (docs/qwen3-moe-forward.md §5). Each has an
+// AVX-512 path and a portable path that give bit-identical results (cpu_features.h: set_kernel_isa forces one).
 // Matrices are row-major and contiguous unless a stride is given. `out` may alias the input where noted.
 // Rows are spread over the kernel threads (threading.h) when there is enough work; results do not depend on
 // the thread count. Bad arguments throw Error(kInvalidArgument).

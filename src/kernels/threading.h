@@ -1,7 +1,7 @@
 // How many threads the kernels (oneDNN GEMMs and moeslim's own loops) use.
 //
 // Default: 1. Whether a second thread pays depends on the machine and on what else runs:
-//  * where the 2 vCPUs are SMT siblings sharing one core's FP units (the spec's Zen 5 VM), a second thread
+//  * where the 2 vCPUs are SMT siblings sharing one core's FP units (the Zen 5 development VM), a second thread
 //    buys little, and with OpenMP's default *active* waiting (threads spin between parallel regions) small
 //    GEMMs got 14x slower (64x768x2048: 8.0 ms with 2 spinning threads against 0.57 ms with 1);
 //  * on the Sapphire Rapids VM (2 real cores) 2 threads give 1.8–2x on an idle machine, but when another

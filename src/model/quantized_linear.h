@@ -1,5 +1,5 @@
 // The integer linears that execute a quantized output directory, with the loader arithmetic of
-// msmodelslim-output-format.md §7 (what MindIE / vLLM-Ascend compute), so `eval` measures the written model and
+// docs/msmodelslim-format.md §7 (what MindIE / vLLM-Ascend compute), so `eval` measures the written model and
 // not a float approximation of it:
 //   W8A8 (static):  x_q = clamp(rne(x / input_scale + input_offset), −128, 127) per element;
 //                   y = deq_scale ⊙ (x_q·Wᵀ + quant_bias)        (the float bias is inside quant_bias)
@@ -35,7 +35,8 @@ std::unique_ptr<Linear> make_w8a8_dynamic_linear(const Tensor& weight, const Ten
 std::unique_ptr<Linear> make_w4a8_dynamic_linear(const Tensor& packed_weight, const Tensor& weight_scale,
                                                  const Tensor& bias = Tensor());
 
-// msModelSlim's int4 packing (§5): byte[r, c] = (q[2r+1, c] << 4) | (q[2r, c] & 0xF), codes in [−8, 7].
+// msModelSlim's int4 packing (docs/msmodelslim-format.md §5): byte[r, c] = (q[2r+1, c] << 4) | (q[2r, c] & 0xF),
+// codes in [−8, 7].
 // I8 [rows, in] → I8 [2·rows, in]: even output rows from the low nibbles, odd rows from the high nibbles,
 // sign-extended.
 Tensor unpack_int4_rows(const Tensor& packed);

@@ -3,7 +3,8 @@
 // Rows of all sequences are packed one after another. Each row is a real token or a pad. Positions count real
 // tokens only (a row's position = number of real tokens before it in its sequence), so a left-padded prompt
 // computes exactly what the unpadded prompt computes. A real query attends to the real keys at or before it; a
-// pad query attends only to itself, so pads never influence real tokens (the convention of the shared reference).
+// pad query attends only to itself, so pads never influence real tokens (the convention of the PyTorch reference
+// in tests/data/reference).
 #pragma once
 
 #include <cstdint>

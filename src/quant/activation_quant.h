@@ -1,5 +1,5 @@
 // Static per-tensor asymmetric int8 activation parameters of msModelSlim's W8A8 layers
-// (../shared/spec/msmodelslim-algorithms.md §4.4), computed with the model dtype's roundings:
+// (docs/msmodelslim-algorithms.md §4.4), computed with the model dtype's roundings:
 //   mn = min(x_min, 0), mx = max(x_max, 0)
 //   scale  = max(dtype(dtype(mx − mn) / 255), eps32)
 //   offset = −128 − rne(dtype(mn / scale))            (an integer in [−128, 127])

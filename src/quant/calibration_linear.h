@@ -1,5 +1,5 @@
 // A W8A8 (static) linear while it is being calibrated: msModelSlim's sequential fake-quant propagation
-// (../shared/spec/msmodelslim-algorithms.md §4.5). Each calibration batch first updates the running-mean
+// (docs/msmodelslim-algorithms.md §4.5). Each calibration batch first updates the running-mean
 // min/max observer with the batch (observe()), then is computed with the activation parameters as they
 // stand after that update, so later layers are calibrated on what the earlier, already quantized layers
 // output. The arithmetic is the runtime's (model/quantized_linear.h: int8 × int8 → int32, deq_scale,

@@ -1,4 +1,4 @@
-// Smoothing beyond m4: msModelSlim's flex_smooth_quant (../shared/spec/msmodelslim-algorithms.md §6.3) and two
+// Smoothing beyond m4: msModelSlim's flex_smooth_quant (docs/msmodelslim-algorithms.md §6.3) and two
 // MoE subgraphs msModelSlim does not have (moe-input, up-down).
 //
 // Every smoothing moves a per-channel scale s from a linear's input into its weight columns: the producer of the

@@ -1,4 +1,4 @@
-// The orthogonal matrices of msModelSlim's `--rot` (../shared/spec/msmodelslim-algorithms.md §5.2);
+// The orthogonal matrices of msModelSlim's `--rot` (docs/msmodelslim-algorithms.md §5.2);
 // weight_rotation.h applies them to weight tensors.
 //
 // Both rotations are block-diagonal with one shared dense block:

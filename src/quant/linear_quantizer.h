@@ -1,5 +1,5 @@
 // From a float linear to the QuantizedLinear the writers and the runtime take
-// (../shared/spec/msmodelslim-algorithms.md §4.3, §4.6).
+// (docs/msmodelslim-algorithms.md §4.3, §4.6).
 #pragma once
 
 #include <string>

@@ -1,6 +1,6 @@
-// Anti-outlier method m4 of msModelSlim on a Qwen3-MoE layer (../shared/spec/msmodelslim-algorithms.md §3):
+// Anti-outlier method m4 of msModelSlim on a Qwen3-MoE layer (docs/msmodelslim-algorithms.md §3):
 // SmoothQuant-style per-channel scales s = a^α / w^(1−α) moved from activations into weights, with every
-// step rounded to the model dtype in the order the spec gives. The two subgraphs of a layer, in this order:
+// step rounded to the model dtype in the order §3.5/§3.6 give. The two subgraphs of a layer, in this order:
 //   1. v_proj -> o_proj   (GQA: the scales are averaged over the q heads sharing a kv head; no shift)
 //   2. input_layernorm -> q_proj, k_proj, v_proj   (with channel shift: the norm gets bias −shift/s and each
 //      linear gets bias W·shift, so the subgraph's output is unchanged)

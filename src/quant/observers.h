@@ -1,5 +1,5 @@
 // Activation statistics gathered during the forward passes. Both observers skip padding rows unless told to
-// include them (msModelSlim includes them: ../shared/spec/msmodelslim-algorithms.md §7.3).
+// include them (msModelSlim includes them: docs/msmodelslim-algorithms.md §7.3).
 #pragma once
 
 #include <cstdint>

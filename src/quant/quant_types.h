@@ -1,6 +1,6 @@
 // What the quantization pipeline produces for one linear layer, independent of any file format. The export
 // writers map it to tensors (names, dtypes, shapes of msModelSlim's formats); the quantized runtime computes
-// with it. Values follow ../shared/spec/msmodelslim-algorithms.md §4 (W8A8) and §6 (W4A8).
+// with it. Values follow docs/msmodelslim-algorithms.md §4 (W8A8) and §6 (W4A8).
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-// msModelSlim's `--rot` on a Qwen3-MoE checkpoint (../shared/spec/msmodelslim-algorithms.md §5), one tensor
+// msModelSlim's `--rot` on a Qwen3-MoE checkpoint (docs/msmodelslim-algorithms.md §5), one tensor
 // group at a time so it streams with the layer pipeline:
 //   * rotate_layer: fold the layer's RMSNorm weights into the linears that read them, set those norms to 1,
 //     then rotate the residual stream by R1 and each V head by R2 (§5.1 step 1 and 4);

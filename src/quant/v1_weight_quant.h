@@ -1,5 +1,5 @@
 // msModelSlim v1 per-channel symmetric weight quantizers, `minmax` and `ssz`, int8 and int4
-// (../shared/spec/msmodelslim-algorithms.md §6.4; used by the W8A8_DYNAMIC / W4A8_DYNAMIC linears of §6.2).
+// (docs/msmodelslim-algorithms.md §6.4; used by the W8A8_DYNAMIC / W4A8_DYNAMIC linears of §6.2).
 //
 // Both quantize every output row n of W [out, in] with one scale s_n and offset 0:
 //   quant(W, s)[n,k] = clamp(rne(dt(W[n,k] / s_n)), −2^(b−1), 2^(b−1)−1)      int8 [−128,127], int4 [−8,7]

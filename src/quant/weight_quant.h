@@ -1,5 +1,5 @@
 // Per-output-channel symmetric int8 weight quantization of msModelSlim's v0 W8A8 path
-// (../shared/spec/msmodelslim-algorithms.md §4.3), used for both W8A8 (static) and W8A8_DYNAMIC linears.
+// (docs/msmodelslim-algorithms.md §4.3), used for both W8A8 (static) and W8A8_DYNAMIC linears.
 // Every step rounds to the model's float dtype as PyTorch does on a bf16 model:
 //   s_n = max(dtype(max_k |W[n,k]| / 127), eps32)
 //   q[n,k] = clamp(rne(dtype(W[n,k] / s_n)), −127, 127)

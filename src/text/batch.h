@@ -1,5 +1,5 @@
 // Padded batches of token sequences for the calibration forward pass. Pad positions carry mask 0 and must
-// never enter statistics; right padding is the Hugging Face default for Qwen (spec §7.6).
+// never enter statistics; right padding is the Hugging Face default for Qwen (docs/qwen3-moe-forward.md §7.6).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 // The Qwen3 tokenizer: byte-level BPE loaded from a Hugging Face tokenizer.json, giving exactly the ids of
 // Hugging Face `tokenizers` (Qwen2TokenizerFast) with add_special_tokens=False.
 //
-// encode() pipeline (order matters, spec §7.3):
+// encode() pipeline (order matters, docs/qwen3-moe-forward.md §7.3):
 //   1. added tokens (tokenizer.json "added_tokens", special or not) are found in the RAW text, leftmost-
 //      longest, non-overlapping, and emitted as their ids;
 //   2. each text segment between them is NFC-normalised (when the file's normalizer is NFC);
@@ -15,7 +15,8 @@
 // ids' bytes do not form valid UTF-8 (as Hugging Face's errors="replace").
 //
 // Unicode data comes from ICU (Unicode 15.0 in ICU 72); Hugging Face's current build knows Unicode 16. Only
-// letters and digits assigned after 15.0 can split differently (spec §7.4), a documented, rare divergence.
+// letters and digits assigned after 15.0 can split differently (docs/qwen3-moe-forward.md §7.4), a documented,
+// rare divergence.
 //
 // A Tokenizer is immutable after loading except for its piece cache (guarded by a mutex) and the
 // split_special_tokens default, so encode() may be called from several threads.
