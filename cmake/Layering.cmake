@@ -16,12 +16,12 @@ function(_moeslim_targets_below dir out_var)
   set(${out_var} ${targets} PARENT_SCOPE)
 endfunction()
 
-# The project targets in a LINK_LIBRARIES or INTERFACE_LINK_LIBRARIES value. $<LINK_ONLY:x> is a static
-# library's PRIVATE link: it is linked but its headers are not the dependent's, so it is left out.
+# The project targets in a LINK_LIBRARIES or INTERFACE_LINK_LIBRARIES value. $<LINK_ONLY:x> (a static
+# library's PRIVATE link, linked into dependents without giving them its headers) is rightly not unwrapped.
 function(_moeslim_linked_targets links out_var)
   set(linked)
   foreach(item IN LISTS links)
-    if(TARGET ${item} AND NOT item MATCHES "^\\$<")
+    if(TARGET "${item}")
       get_target_property(imported ${item} IMPORTED)
       if(NOT imported)
         get_target_property(aliased ${item} ALIASED_TARGET)

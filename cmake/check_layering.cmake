@@ -76,9 +76,25 @@ foreach(target IN LISTS targets)
   endwhile()
 endforeach()
 
+# Links alone could let a lower module include an upper one: it would only need to link it. A cycle is how
+# that shows, since the upper module links the lower one already.
+foreach(module IN LISTS modules)
+  foreach(other IN LISTS target_${module_target_${module}}_visible)
+    if(NOT other STREQUAL module AND module IN_LIST target_${module_target_${other}}_visible)
+      list(FIND modules ${module} module_index)
+      list(FIND modules ${other} other_index)
+      if(module_index LESS other_index)
+        string(APPEND violations "  the ${module} and ${other} modules link each other (${module_target_${module}}, "
+                                 "${module_target_${other}}): dependencies must point one way\n")
+      endif()
+    endif()
+  endforeach()
+endforeach()
+
 if(violations)
-  message(FATAL_ERROR "Layering violations: each file may include only the modules its target links, directly or "
-                      "through PUBLIC/INTERFACE links (docs/design.md, Modules):\n${violations}")
+  message(FATAL_ERROR "Layering violations: a file may include only the modules its target links, directly or "
+                      "through PUBLIC/INTERFACE links, and no two modules may link each other (docs/design.md, "
+                      "Modules):\n${violations}")
 endif()
 list(LENGTH targets target_count)
 message(STATUS "Layering: ${file_count} files of ${target_count} targets include only modules their targets link")
