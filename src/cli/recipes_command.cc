@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/resources.h"
 #include "core/error.h"
+#include "quant/step_registry.h"
 #include "recipe/recipe.h"
 
 namespace moeslim::cli {
@@ -16,7 +17,23 @@ namespace {
 
 struct RecipesOptions {
   std::string show;
+  bool steps = false;
 };
+
+// The step registry: what a recipe's process list and quantize groups may name.
+int print_steps() {
+  std::printf("%-10s %-13s %s\n", "PROCESS", "METHOD", "WHAT IT DOES");
+  for (const quant::StepEntry& e : quant::step_registry()) {
+    std::printf("%-10s %-13s %s\n", e.key, *e.method != '\0' ? e.method : "-", e.summary);
+  }
+  std::printf("\n%-10s %-13s %s\n", "WEIGHT", "GROUP KEYS", "WHAT IT DOES");
+  for (const quant::WeightMethodEntry& m : quant::weight_method_registry()) {
+    std::string keys;
+    for (const std::string& k : m.keys) keys += (keys.empty() ? "" : ",") + k;
+    std::printf("%-10s %-13s %s\n", m.name, keys.empty() ? "-" : keys.c_str(), m.summary);
+  }
+  return 0;
+}
 
 // The description's lead (up to its first ": " or ". "), whitespace collapsed: one line per recipe in the listing.
 std::string one_line(const std::string& text) {
@@ -41,6 +58,7 @@ std::string match_text(const recipe::Recipe& r) {
 }
 
 int run_recipes(const RecipesOptions& o) {
+  if (o.steps) return print_steps();
   const auto configs = resource_path("configs");
   const std::vector<recipe::Recipe> all = recipe::bundled_recipes(configs);
   if (!o.show.empty()) {
@@ -60,13 +78,14 @@ int run_recipes(const RecipesOptions& o) {
     throw Error(ErrorCode::kNotFound, "no bundled recipe named '" + o.show + "'; available: " + names,
                 configs.string(), "--show");
   }
-  std::printf("%-22s %-34s %-13s %-22s %s\n", "NAME", "FILE (under configs/)", "APIVERSION", "ONE-CLICK MATCH",
-              "DESCRIPTION");
+  std::printf("%-22s %-34s %-13s %-22s %-31s %s\n", "NAME", "FILE (under configs/)", "APIVERSION",
+              "ONE-CLICK MATCH", "STEPS", "DESCRIPTION");
   for (const auto& r : all) {
-    std::printf("%-22s %-34s %-13s %-22s %s\n", r.name.c_str(),
-                r.file.lexically_relative(configs).generic_string().c_str(),
-                r.api == recipe::ApiVersion::kV1 ? "modelslim_v1" : "modelslim_v0", match_text(r).c_str(),
-                one_line(r.description).c_str());
+    std::string steps;
+    for (const std::string& s : r.step_names()) steps += (steps.empty() ? "" : ",") + s;
+    std::printf("%-22s %-34s %-13s %-22s %-31s %s\n", r.name.c_str(),
+                r.file.lexically_relative(configs).generic_string().c_str(), r.defaults.apiversion.c_str(),
+                match_text(r).c_str(), steps.c_str(), one_line(r.description).c_str());
   }
   return 0;
 }
@@ -78,10 +97,13 @@ CommandRunner register_recipes(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "recipes",
       "List the bundled quantization recipes (configs/**/*.yaml): name, file, msModelSlim API version, the\n"
-      "--model_type/--quant_type pair the one-click path resolves to it (if any) and a one-line description.\n"
-      "--show NAME prints a recipe's YAML, a starting point for your own `moeslim quant --config FILE`.\n"
+      "--model_type/--quant_type pair the one-click path resolves to it (if any), its steps in order and a\n"
+      "one-line description.\n"
+      "--show NAME prints a recipe's YAML, a starting point for your own `moeslim quant --config FILE`;\n"
+      "--steps lists the steps a recipe's process may name and the weight methods its quantize groups may use.\n"
       "Example: moeslim recipes --show qwen3-30b-w4a8");
   sub->add_option("--show", opts->show, "Print the YAML of the recipe with this name");
+  sub->add_flag("--steps", opts->steps, "List the registered steps and weight methods instead of the recipes");
   return [opts] { return run_recipes(*opts); };
 }
 

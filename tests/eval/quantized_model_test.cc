@@ -102,12 +102,12 @@ Tensor pack_int4(const std::vector<std::int8_t>& q, std::int64_t out, std::int64
 
 class RangeObserver : public model::ForwardObserver {
  public:
-  bool wants_linear_input(const std::string& module) const override {
-    return ends_with(module, "q_proj") || ends_with(module, "o_proj");
+  bool wants_linear_input(const model::ModuleId& module) const override {
+    return module.role == model::ModuleRole::kQProj || module.role == model::ModuleRole::kOProj;
   }
-  void on_linear_input(const std::string& module, const float* x, std::int64_t rows, std::int64_t cols,
+  void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                        const std::uint8_t* real) override {
-    auto& [lo, hi] = ranges.try_emplace(module, 0.0f, 0.0f).first->second;  // the range always holds 0
+    auto& [lo, hi] = ranges.try_emplace(model::hf_module_name(module), 0.0f, 0.0f).first->second;  // holds 0
     for (std::int64_t r = 0; r < rows; ++r) {
       if (real[r] == 0) continue;
       for (std::int64_t c = 0; c < cols; ++c) {
@@ -446,16 +446,15 @@ TEST(QuantizedModel, RepresentableWeightsReproduceTheFloatLayer) {
   FloatModel& m = float_model();
   const std::int64_t layer_index = 1;
   const model::LayerTensors tensors = model::read_layer_tensors(m.checkpoint, m.config, layer_index);
-  const std::string router = model::layer_prefix(layer_index) + "mlp.gate";
-  std::map<std::string, ChannelQuant> quant;
-  for (const std::string& module : model::layer_linear_modules(m.config, layer_index)) {
-    if (module == router) continue;
-    const Tensor& w = tensors.at(module + ".weight");
+  std::map<model::ModuleId, ChannelQuant> quant;
+  for (const model::ModuleId& module : model::layer_linears(m.config, layer_index)) {
+    if (module.role == model::ModuleRole::kRouter) continue;
+    const Tensor& w = tensors.at(model::hf_weight_name(module));
     quant.emplace(module, quantize_channels(values(w), w.dim(0), w.dim(1), -127, 127, false));
   }
   const model::DecoderLayer exact_float =
-      model::build_layer(m.config, layer_index, tensors, [&](const std::string& module, const Tensor& w, const Tensor& b) {
-        if (module == router) return model::make_float_linear(w, b, model::FloatPrecision::kF32);
+      model::build_layer(m.config, layer_index, tensors, [&](const model::ModuleId& module, const Tensor& w, const Tensor& b) {
+        if (module.role == model::ModuleRole::kRouter) return model::make_float_linear(w, b, model::FloatPrecision::kF32);
         const ChannelQuant& q = quant.at(module);
         std::vector<float> dequantized(q.codes.size());
         for (std::size_t i = 0; i < dequantized.size(); ++i) {
@@ -464,8 +463,8 @@ TEST(QuantizedModel, RepresentableWeightsReproduceTheFloatLayer) {
         return model::make_float_linear(f32_tensor(dequantized, w.shape()), b, model::FloatPrecision::kF32);
       });
   const model::DecoderLayer integer =
-      model::build_layer(m.config, layer_index, tensors, [&](const std::string& module, const Tensor& w, const Tensor& b) {
-        if (module == router) return model::make_float_linear(w, b, model::FloatPrecision::kF32);
+      model::build_layer(m.config, layer_index, tensors, [&](const model::ModuleId& module, const Tensor& w, const Tensor& b) {
+        if (module.role == model::ModuleRole::kRouter) return model::make_float_linear(w, b, model::FloatPrecision::kF32);
         const ChannelQuant& q = quant.at(module);
         return model::make_w8a8_dynamic_linear(i8_tensor(q.codes, w.shape()), f32_tensor(q.scale, {w.dim(0)}));
       });

@@ -185,8 +185,8 @@ TEST(DecoderLayer, ObserverSeesEveryLinearInputAndRouting) {
   struct Recorder : ForwardObserver {
     std::map<std::string, std::int64_t> rows;
     std::int64_t routed = 0;
-    void on_linear_input(const std::string& m, const float*, std::int64_t r, std::int64_t, const std::uint8_t*) override {
-      rows[m] += r;
+    void on_linear_input(const ModuleId& m, const float*, std::int64_t r, std::int64_t, const std::uint8_t*) override {
+      rows[hf_module_name(m)] += r;
     }
     void on_routing(std::int64_t, const std::int32_t*, const float*, std::int64_t r, std::int64_t k,
                     const std::uint8_t*) override {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/run_command.h"
+#include "pipeline/quant_run.h"
 #include "common/test_paths.h"
 #include "io/safetensors_reader.h"
 
@@ -20,21 +21,8 @@ using nlohmann::json;
 
 fs::path outlier_model() { return source_dir() / "models" / "tiny-qwen3-moe-outliers"; }
 
-json read_json(const fs::path& p) { return json::parse(read_whole_file(p)); }
-
 // Runs quant on the outlier model into `out` with `extra` flags; fails the test (with stderr) on error.
-json quantize(const fs::path& out, const std::string& extra) {
-  const CommandResult r = run_moeslim("quant --model_path " + shell_quoted(outlier_model()) + " --save_path " +
-                                      shell_quoted(out) + " " + extra);
-  EXPECT_EQ(r.status, 0) << r.err;
-  return r.status == 0 ? read_json(out / "quant_report.json") : json();
-}
-
-void expect_inspect_accepts(const fs::path& dir) {
-  const CommandResult r = run_moeslim("inspect " + shell_quoted(dir));
-  EXPECT_EQ(r.status, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("OK"), std::string::npos) << r.out;
-}
+json quantize(const fs::path& out, const std::string& extra) { return testing::quantize(outlier_model(), out, extra); }
 
 TEST(QuantCli, W8A8OutputIsValidAndTracksTheFloatModelAndSmoothingHelps) {
   TempDir dir("quant_e2e");

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/run_command.h"
+#include "pipeline/quant_run.h"
 #include "common/test_paths.h"
 #include "io/safetensors_reader.h"
 
@@ -20,23 +21,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-json read_json(const fs::path& p) { return json::parse(read_whole_file(p)); }
 fs::path model(const std::string& name) { return source_dir() / "models" / name; }
 const std::string kEval = "--eval_data '" + (bundled_data_dir() / "eval_valid.jsonl").string() + "'";
 const std::string kConfigs = (source_dir() / "configs" / "qwen3_moe").string();
 
-json quantize(const fs::path& model_dir, const fs::path& out, const std::string& extra) {
-  const CommandResult r =
-      run_moeslim("quant --model_path " + shell_quoted(model_dir) + " --save_path " + shell_quoted(out) + " " + extra);
-  EXPECT_EQ(r.status, 0) << r.err;
-  return r.status == 0 ? read_json(out / "quant_report.json") : json();
-}
-
-void expect_inspect_accepts(const fs::path& dir) {
-  const CommandResult r = run_moeslim("inspect " + shell_quoted(dir));
-  EXPECT_EQ(r.status, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("OK"), std::string::npos) << r.out;
-}
 
 double change(const json& report) { return report["evaluation"]["perplexity_change"].get<double>(); }
 double kl(const json& report) { return report["evaluation"]["mean_kl"].get<double>(); }

@@ -1,4 +1,4 @@
-// Static asymmetric int8 activation parameters against ../shared/spec/msmodelslim-algorithms.md §4.4:
+// Static asymmetric int8 activation parameters against docs/msmodelslim-algorithms.md §4.4:
 //   mn = min(x_min, 0), mx = max(x_max, 0)
 //   scale = max(bf16(bf16(mx − mn) / 255), eps32),   offset = −128 − rne(bf16(mn / scale))
 // and the bf16 mean of the observer, bf16(bf16(Σ fp32) / n). Expected values are hand-worked (checked with

@@ -1,4 +1,4 @@
-// flex_smooth_quant (../shared/spec/msmodelslim-algorithms.md §6.3) and the two MoE subgraphs of
+// flex_smooth_quant (docs/msmodelslim-algorithms.md §6.3) and the two MoE subgraphs of
 // quant/flex_smoothing.h:
 //   * flex_error on a 2×2 case worked out by hand, and its NaN cases;
 //   * the α/β grid and selection rule (last tie wins, the β fallback quirk) on injected error functions and on

@@ -1,4 +1,4 @@
-// The quantization formulas of ../shared/spec/msmodelslim-algorithms.md §4 on small hand-made tensors, with
+// The quantization formulas of docs/msmodelslim-algorithms.md §4 on small hand-made tensors, with
 // expected values worked out by hand from the spec's text (bf16 steps spelled out in the comments).
 #include <gtest/gtest.h>
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include "common/test_paths.h"
 #include "io/checkpoint.h"
@@ -15,11 +16,15 @@
 #include "model/layer_loader.h"
 #include "pipeline/layer_statistics.h"
 #include "quant/m4_smoothing.h"
+#include "quant/step.h"
 #include "text/dataset.h"
 #include "text/tokenizer.h"
 
 namespace moeslim::quant {
 namespace {
+
+const model::ModuleId kQProj{0, model::ModuleRole::kQProj};
+const model::ModuleId kOProj{0, model::ModuleRole::kOProj};
 
 constexpr std::int64_t kNoLimit = std::numeric_limits<std::int64_t>::max();
 
@@ -64,8 +69,19 @@ class M4Layer : public ::testing::Test {
     return h;
   }
 
+  // The layer's output on input_, with the channel statistics of `modules`' inputs collected as the layer
+  // quantizer collects them.
+  Tensor observe(const model::LayerTensors& t, const std::set<model::ModuleId>& modules, LayerObservations& out) const {
+    ObservationRequest request;
+    request.channel_stats = modules;
+    pipeline::ObservationCollector collector(request, false);
+    const Tensor h = run(t, &collector);
+    collector.take(out);
+    return h;
+  }
+
   // The layer smoothed with m4 in `dtype`, as the pipeline wires it (v->o first, then norm->q/k/v).
-  model::LayerTensors smoothed(const pipeline::ChannelStatsCollector& stats, DType dtype) const {
+  model::LayerTensors smoothed(const LayerObservations& stats, DType dtype) const {
     model::LayerTensors t = raw_;
     const std::string p = "model.layers.0.";
     for (const char* m : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
@@ -75,13 +91,13 @@ class M4Layer : public ::testing::Test {
     SmoothOptions o;
     o.float_dtype = dtype;
     smooth_v_to_o(t.at(p + "self_attn.v_proj.weight"), t.at(p + "self_attn.o_proj.weight"),
-                  stats.stats(p + "self_attn.o_proj"), config_.num_attention_heads, config_.num_key_value_heads,
+                  stats.stats(kOProj), config_.num_attention_heads, config_.num_key_value_heads,
                   config_.head_dim, o);
     NormLinearSmoothing s = smooth_norm_to_linears(
         t.at(p + "input_layernorm.weight").to_f32(),
         {&t.at(p + "self_attn.q_proj.weight"), &t.at(p + "self_attn.k_proj.weight"),
          &t.at(p + "self_attn.v_proj.weight")},
-        stats.stats(p + "self_attn.q_proj"), o);
+        stats.stats(kQProj), o);
     t[p + "input_layernorm.weight"] = s.norm_weight;
     t[p + "input_layernorm.bias"] = s.norm_bias;
     t[p + "self_attn.q_proj.bias"] = s.linear_biases[0];
@@ -98,8 +114,8 @@ class M4Layer : public ::testing::Test {
 };
 
 TEST_F(M4Layer, SmoothedLayerReproducesTheFloatLayer) {
-  pipeline::ChannelStatsCollector stats({"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.o_proj"}, false);
-  const Tensor reference = run(raw_, &stats);
+  LayerObservations stats;
+  const Tensor reference = observe(raw_, {kQProj, kOProj}, stats);
 
   const model::LayerTensors exact = smoothed(stats, DType::kF32);
   const double exact_error = relative_l2(run(exact, nullptr), reference);
@@ -118,13 +134,11 @@ TEST_F(M4Layer, SmoothedLayerReproducesTheFloatLayer) {
 }
 
 TEST_F(M4Layer, SmoothingFlattensTheOutlierChannelsOfTheAttentionInput) {
-  const std::string q = "model.layers.0.self_attn.q_proj";
-  pipeline::ChannelStatsCollector before({q, "model.layers.0.self_attn.o_proj"}, false);
-  run(raw_, &before);
-  pipeline::ChannelStatsCollector after({q}, false);
-  run(smoothed(before, DType::kBF16), &after);
-  const double ratio_before = outlier_ratio(before.stats(q).abs_max());
-  const double ratio_after = outlier_ratio(after.stats(q).abs_max());
+  LayerObservations before, after;
+  observe(raw_, {kQProj, kOProj}, before);
+  observe(smoothed(before, DType::kBF16), {kQProj}, after);
+  const double ratio_before = outlier_ratio(before.stats(kQProj).abs_max());
+  const double ratio_after = outlier_ratio(after.stats(kQProj).abs_max());
   EXPECT_GT(ratio_before, 10.0) << "the fixture should have outlier channels";
   EXPECT_LT(ratio_after, ratio_before / 4) << ratio_before << " -> " << ratio_after;
 }

@@ -1,4 +1,4 @@
-// Anti-outlier m4 against ../shared/spec/msmodelslim-algorithms.md §3.5–3.7, one subgraph at a time:
+// Anti-outlier m4 against docs/msmodelslim-algorithms.md §3.5–3.7, one subgraph at a time:
 //   s = max(bf16(bf16(a^½) / bf16(w^½)), 1e-5) with a = bf16(max|x_c|), w = bf16(max(max|W[:,c]|, 1e-5));
 //   norm → linears: γ' = bf16(γ/s), b_norm = bf16(−shift/s), shift = bf16(max+min)/2, bias = bf16(W_orig·shift),
 //                   W' = bf16(W ⊙ s);

@@ -1,5 +1,5 @@
 // Small helpers shared by the quantization tests: hand-made tensors and the spec's weight-quantization
-// formula (../shared/spec/msmodelslim-algorithms.md §4.3) written out as a plain reference.
+// formula (docs/msmodelslim-algorithms.md §4.3) written out as a plain reference.
 #pragma once
 
 #include <algorithm>

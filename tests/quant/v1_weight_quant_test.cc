@@ -1,4 +1,4 @@
-// msModelSlim v1 weight quantizers against ../shared/spec/msmodelslim-algorithms.md §6.4:
+// msModelSlim v1 weight quantizers against docs/msmodelslim-algorithms.md §6.4:
 //   minmax: s = max(dt(max|W| / qmax), eps32), q = clamp(rne(dt(W / s)), −2^(b−1), 2^(b−1)−1)
 //   ssz:    least-squares rescaling from the minmax scale, greedy per row, one shared stop rule.
 // Hand-worked rows pin each step (bf16 written as k·2^e so every rounding can be followed on paper; "bf16 grid

@@ -1,4 +1,4 @@
-// Per-output-channel int8 weight quantization against ../shared/spec/msmodelslim-algorithms.md §4.3:
+// Per-output-channel int8 weight quantization against docs/msmodelslim-algorithms.md §4.3:
 //   s_n = max(bf16(max_k |W[n,k]| / 127), eps32),   q[n,k] = clamp(rne(bf16(W[n,k] / s_n)), −127, 127).
 // Hand-worked rows pin each step (the bf16 scale, the eps floor, the bf16 rounding of the quotient, half-to-even,
 // the symmetric clamp); random matrices check both kernel paths against the formula written out in the test.

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
-#include "recipe/recipe.h"
+#include "core/glob.h"
 
 namespace moeslim::recipe {
 namespace {

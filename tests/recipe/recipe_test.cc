@@ -1,5 +1,5 @@
 // The bundled recipes in configs/ (what each assigns to which linear), the one-click lookup and dataset
-// resolution. Expected assignments follow ../shared/spec/msmodelslim-algorithms.md §4.2 (W8A8) and §6.2 (W4A8).
+// resolution. Expected assignments follow docs/msmodelslim-algorithms.md §4.2 (W8A8) and §6.2 (W4A8).
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -21,10 +21,21 @@ Recipe bundled(const std::string& file) { return load_recipe(configs() / "qwen3_
 
 // The scheme and weight method a recipe gives a module, or "float" when no group claims it.
 std::string assignment(const Recipe& r, const std::string& module) {
-  const QuantGroup* g = r.group_for(module);
+  const quant::QuantGroup* g = r.group_for(module);
   if (g == nullptr) return "float";
-  return std::string(quant::quant_scheme_name(g->scheme)) + (g->weight == WeightMethod::kSsz ? " ssz" : " minmax");
+  return std::string(quant::quant_scheme_name(g->scheme)) + " " + g->method->name();
 }
+
+// The recipe's smoothing step's settings (method, subgraphs, alpha, beta), or null when it has none.
+nlohmann::ordered_json smooth(const Recipe& r) {
+  for (const auto& s : r.steps) {
+    if (s->phase() == "smoothing") return s->settings();
+  }
+  return nullptr;
+}
+std::vector<std::string> subgraphs(const Recipe& r) { return smooth(r)["subgraphs"].get<std::vector<std::string>>(); }
+const std::vector<quant::QuantGroup>& groups(const Recipe& r) { return r.quantize_step().groups(); }
+using Names = std::vector<std::string>;
 
 std::string expert(int layer, int e, const char* proj) {
   return "model.layers." + std::to_string(layer) + ".mlp.experts." + std::to_string(e) + "." + proj;
@@ -54,13 +65,13 @@ TEST(BundledRecipes, Qwen3_30B_W4A8) {
   EXPECT_EQ(r.calib_dataset, "qwen3-moe_calib_prompt_50.json");
   EXPECT_EQ(r.anti_dataset, "");
   EXPECT_FALSE(r.batch_size.has_value());
-  EXPECT_FALSE(r.rotate);
-  ASSERT_TRUE(r.smooth.has_value());
-  EXPECT_EQ(r.smooth->method, SmoothMethod::kFlexSmooth);
-  EXPECT_EQ(r.smooth->subgraphs, (std::vector<Subgraph>{Subgraph::kNormLinear, Subgraph::kOv}));
-  EXPECT_FALSE(r.smooth->alpha.has_value());  // searched (§6.3)
-  EXPECT_FALSE(r.smooth->beta.has_value());
-  ASSERT_EQ(r.groups.size(), 3u);
+  EXPECT_EQ(r.find_step("rotate"), nullptr);
+  ASSERT_TRUE(r.has_smoothing());
+  EXPECT_EQ(smooth(r)["method"], "flex_smooth");
+  EXPECT_EQ(subgraphs(r), (Names{"norm-linear", "ov"}));
+  EXPECT_EQ(smooth(r)["alpha"], "searched");  // §6.3
+  EXPECT_FALSE(smooth(r).contains("beta"));
+  ASSERT_EQ(groups(r).size(), 3u);
 
   EXPECT_EQ(assignment(r, expert(40, 3, "up_proj")), "W4A8_DYNAMIC ssz");
   EXPECT_EQ(assignment(r, expert(0, 127, "down_proj")), "W4A8_DYNAMIC ssz");
@@ -77,7 +88,7 @@ TEST(BundledRecipes, Qwen3_30B_W4A8) {
     EXPECT_EQ(assignment(r, router(layer)), "float");
   }
   EXPECT_EQ(assignment(r, "lm_head"), "float");
-  EXPECT_EQ(r.groups[2].ssz_steps, 50);
+  EXPECT_EQ(groups(r)[2].method->settings()["ssz_steps"], 50);
 }
 
 TEST(BundledRecipes, Qwen3_235B_W4A8) {
@@ -85,10 +96,10 @@ TEST(BundledRecipes, Qwen3_235B_W4A8) {
   EXPECT_EQ(r.api, ApiVersion::kV1);
   EXPECT_EQ(r.model_types, std::vector<std::string>{"Qwen3-235B"});
   EXPECT_EQ(r.quant_type, "w4a8");
-  ASSERT_TRUE(r.smooth.has_value());
-  EXPECT_EQ(r.smooth->method, SmoothMethod::kFlexSmooth);
-  EXPECT_EQ(r.smooth->subgraphs, std::vector<Subgraph>{Subgraph::kNormLinear});
-  ASSERT_EQ(r.groups.size(), 2u);
+  ASSERT_TRUE(r.has_smoothing());
+  EXPECT_EQ(smooth(r)["method"], "flex_smooth");
+  EXPECT_EQ(subgraphs(r), Names{"norm-linear"});
+  ASSERT_EQ(groups(r).size(), 2u);
   for (int layer : {0, 45, 93}) {
     EXPECT_EQ(assignment(r, attn(layer, "q_proj")), "W8A8_DYNAMIC minmax");
     EXPECT_EQ(assignment(r, attn(layer, "o_proj")), "W8A8_DYNAMIC minmax");
@@ -107,9 +118,9 @@ TEST(BundledRecipes, Qwen3_MoE_W8A8) {
   EXPECT_EQ(r.calib_dataset, "qwen3-moe_calib_prompt_50.json");
   EXPECT_EQ(r.batch_size, 4);
   EXPECT_EQ(r.save_format, SaveFormat::kAscendV1);
-  ASSERT_TRUE(r.smooth.has_value());
-  EXPECT_EQ(r.smooth->method, SmoothMethod::kM4);
-  EXPECT_EQ(r.smooth->subgraphs, (std::vector<Subgraph>{Subgraph::kNormLinear, Subgraph::kOv}));
+  ASSERT_TRUE(r.has_smoothing());
+  EXPECT_EQ(smooth(r)["method"], "m4");
+  EXPECT_EQ(subgraphs(r), (Names{"norm-linear", "ov"}));
   // §4.2's table.
   for (const char* proj : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
     EXPECT_EQ(assignment(r, attn(2, proj)), "W8A8 minmax") << proj;
@@ -126,15 +137,15 @@ TEST(BundledRecipes, PlusVariantsAddSubgraphsAndHaveNoMatch) {
   const Recipe w8_base = bundled("qwen3-moe-w8a8.yaml");
   const Recipe w4 = bundled("qwen3-30b-w4a8-plus.yaml");
   const Recipe w4_base = bundled("qwen3-30b-w4a8.yaml");
-  const std::vector<Subgraph> all = {Subgraph::kNormLinear, Subgraph::kOv, Subgraph::kMoeInput, Subgraph::kUpDown};
+  const Names all = {"norm-linear", "ov", "moe-input", "up-down"};
   for (const auto* pair : {&w8, &w4}) {
     EXPECT_TRUE(pair->quant_type.empty()) << pair->name;
     EXPECT_TRUE(pair->model_types.empty()) << pair->name;
-    ASSERT_TRUE(pair->smooth.has_value());
-    EXPECT_EQ(pair->smooth->subgraphs, all) << pair->name;
+    ASSERT_TRUE(pair->has_smoothing());
+    EXPECT_EQ(subgraphs(*pair), all) << pair->name;
   }
-  EXPECT_EQ(w8.smooth->method, SmoothMethod::kM4);
-  EXPECT_EQ(w4.smooth->method, SmoothMethod::kFlexSmooth);
+  EXPECT_EQ(smooth(w8)["method"], "m4");
+  EXPECT_EQ(smooth(w4)["method"], "flex_smooth");
   for (const std::string& m : {attn(1, "q_proj"), expert(1, 2, "up_proj"), expert(41, 2, "down_proj"), router(1),
                                 std::string("lm_head")}) {
     EXPECT_EQ(assignment(w8, m), assignment(w8_base, m)) << m;
@@ -238,15 +249,16 @@ TEST(LoadRecipe, DefaultsAndRotate) {
          "  - quantize:\n      - include: ['*.mlp.*']\n        exclude: ['*.mlp.gate']\n        scheme: w8a8\n";
   const Recipe r = load_recipe(dir.path() / "my-recipe.yaml");
   EXPECT_EQ(r.name, "my-recipe");
-  EXPECT_TRUE(r.rotate);
-  ASSERT_TRUE(r.smooth.has_value());
-  EXPECT_EQ(r.smooth->alpha, 0.5);
-  EXPECT_FALSE(r.smooth->beta.has_value());
+  EXPECT_NE(r.find_step("rotate"), nullptr);
+  ASSERT_TRUE(r.has_smoothing());
+  EXPECT_EQ(smooth(r)["alpha"], 0.5);
+  EXPECT_FALSE(smooth(r).contains("beta"));
   EXPECT_TRUE(r.quant_type.empty());
   EXPECT_EQ(r.save_format, SaveFormat::kAscendV1);
-  ASSERT_EQ(r.groups.size(), 1u);
-  EXPECT_EQ(r.groups[0].weight, WeightMethod::kMinMax);
-  EXPECT_EQ(r.groups[0].scheme, QuantScheme::kW8A8);
+  ASSERT_EQ(groups(r).size(), 1u);
+  EXPECT_EQ(groups(r)[0].method->name(), "minmax");
+  EXPECT_EQ(groups(r)[0].scheme, QuantScheme::kW8A8);
+  EXPECT_EQ(r.step_names(), (Names{"rotate", "m4", "quantize", "static_calibration"}));
   EXPECT_EQ(r.group_for(attn(0, "q_proj")), nullptr);  // unclaimed: stays float
 }
 

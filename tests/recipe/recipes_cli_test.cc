@@ -12,7 +12,8 @@ TEST(RecipesCli, ListsEveryBundledRecipe) {
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* text : {"qwen3-30b-w4a8 ", "qwen3_moe/qwen3-30b-w4a8.yaml", "qwen3-235b-w4a8 ", "qwen3-moe-w8a8 ",
                            "qwen3-moe-w8a8-plus", "qwen3-30b-w4a8-plus", "modelslim_v0", "modelslim_v1",
-                           "Qwen3-30B w4a8", "Qwen3-235B w4a8", "Qwen3-30B,Qwen3-235B w8a8"}) {
+                           "Qwen3-30B w4a8", "Qwen3-235B w4a8", "Qwen3-30B,Qwen3-235B w8a8",
+                           "flex_smooth,quantize ", "m4,quantize,static_calibration "}) {
     EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
   }
   // Header plus one line per recipe.
@@ -30,6 +31,15 @@ TEST(RecipesCli, ShowUnknownNameListsTheNames) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("qwen3-7b"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("qwen3-235b-w4a8"), std::string::npos) << r.err;
+}
+
+TEST(RecipesCli, StepsListsTheRegistry) {
+  const CommandResult r = run_moeslim("recipes --steps");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* text : {"rotate", "smooth     m4", "smooth     flex_smooth", "quantize", "minmax", "ssz",
+                           "ssz_steps"}) {
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  }
 }
 
 TEST(RecipesCli, HelpHasAnExample) {

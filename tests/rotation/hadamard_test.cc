@@ -1,4 +1,4 @@
-// The --rot matrices (../shared/spec/msmodelslim-algorithms.md §5.2), checked against constructions written
+// The --rot matrices (docs/msmodelslim-algorithms.md §5.2), checked against constructions written
 // out naively here: explicit dense matrices, an explicit torch.cat column shift, double-precision products.
 #include <gtest/gtest.h>
 

@@ -62,12 +62,12 @@ std::vector<float> linear(const std::vector<float>& x, std::int64_t rows, const 
 // Records the inputs of every layer's q_proj (shared with k_proj) and router.
 class InputRecorder : public model::ForwardObserver {
  public:
-  bool wants_linear_input(const std::string& module) const override {
-    return module.ends_with("self_attn.q_proj") || module.ends_with("mlp.gate");
+  bool wants_linear_input(const model::ModuleId& module) const override {
+    return module.role == model::ModuleRole::kQProj || module.role == model::ModuleRole::kRouter;
   }
-  void on_linear_input(const std::string& module, const float* x, std::int64_t rows, std::int64_t cols,
+  void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                        const std::uint8_t*) override {
-    auto& v = inputs[module];
+    auto& v = inputs[model::hf_module_name(module)];
     v.insert(v.end(), x, x + rows * cols);
   }
   void on_routing(std::int64_t layer, const std::int32_t* experts, const float*, std::int64_t rows, std::int64_t k,

@@ -1,0 +1,262 @@
+// The layer quantizer on one real layer of the bundled outlier model: with the bundled recipes' real steps
+// (W8A8: m4, static calibration, quantized propagation; W4A8: flex_smooth with its search, SSZ int4, float
+// propagation), and with a test-only step that checks the contract every step relies on (what it requested
+// arrives, the order of the hooks, deferred edits reach the quantized weight, its calibration pass sees the
+// quantized pass).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "common/test_paths.h"
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "model/causal_lm.h"
+#include "model/config.h"
+#include "model/layer_loader.h"
+#include "pipeline/calibration_data.h"
+#include "pipeline/layer_quantizer.h"
+#include "recipe/recipe.h"
+#include "text/tokenizer.h"
+
+namespace moeslim::pipeline {
+namespace {
+
+using model::ModuleId;
+using model::ModuleRole;
+using moeslim::testing::source_dir;
+using moeslim::testing::TempDir;
+using quant::QuantScheme;
+
+constexpr std::int64_t kLayer = 1;
+
+// Layer kLayer of the outlier model and a few calibration prompts (the first ones of the bundled set).
+class LayerQuantizerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::filesystem::path model_dir = source_dir() / "models" / "tiny-qwen3-moe-outliers";
+    config_ = model::ModelConfig::load(model_dir);
+    checkpoint_ = std::make_unique<io::Checkpoint>(io::Checkpoint::open(model_dir));
+    tokenizer_ = std::make_unique<text::Tokenizer>(text::Tokenizer::from_model_dir_or_file(model_dir));
+    std::ifstream in(source_dir() / "data" / "qwen3-moe_calib_prompt_50.json");
+    const nlohmann::json all = nlohmann::json::parse(in);
+    std::ofstream(dir_.path() / "prompts.json") << nlohmann::json(std::vector<nlohmann::json>(all.begin(), all.begin() + 6));
+    set_ = load_calibration_set(dir_.path() / "prompts.json", *tokenizer_, 2, false, config_.max_position_embeddings);
+    embedding_ = checkpoint_->tensor("model.embed_tokens.weight");
+  }
+
+  ActivationSet embedded() const { return {model::embed(embedding_, set_.tokens.ids), &set_.tokens.layout, 2}; }
+  model::LayerTensors raw() const { return model::read_layer_tensors(*checkpoint_, config_, kLayer); }
+  std::int64_t real_tokens() const { return set_.tokens.layout.real_rows(); }
+
+  // The float layer's output on `set`'s activations.
+  Tensor float_output(const ActivationSet& set, model::FloatPrecision precision) const {
+    ActivationSet out{set.hidden.clone(), set.layout, set.batch_size};
+    run_layer(config_, model::build_float_layer(config_, kLayer, raw(), precision), out, nullptr);
+    return out.hidden;
+  }
+
+  LayerQuantizerOptions options(quant::Propagation propagation) const {
+    LayerQuantizerOptions o;
+    o.propagation = propagation;
+    o.float_precision = model::FloatPrecision::kF32;
+    return o;
+  }
+
+  recipe::Recipe recipe_from(const std::string& yaml) const {
+    const std::filesystem::path file = dir_.path() / "recipe.yaml";
+    std::ofstream(file) << yaml;
+    return recipe::load_recipe(file);
+  }
+
+  TempDir dir_{"layer_quantizer"};
+  model::ModelConfig config_;
+  std::unique_ptr<io::Checkpoint> checkpoint_;
+  std::unique_ptr<text::Tokenizer> tokenizer_;
+  CalibrationSet set_;
+  Tensor embedding_;
+};
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::equal(a.data<float>(), a.data<float>() + a.numel(), b.data<float>());
+}
+
+TEST_F(LayerQuantizerTest, W8A8RecipeStepsQuantizeCalibrateAndPropagateTheQuantizedOutputs) {
+  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-moe-w8a8.yaml");
+  ASSERT_EQ(r.step_names(), (std::vector<std::string>{"m4", "quantize", "static_calibration"}));
+  ActivationSet anti = embedded(), calib = embedded();
+  const Tensor float_anti = float_output(anti, model::FloatPrecision::kF32);
+  PhaseTimes times;
+  const QuantizedLayer q =
+      quantize_layer(config_, kLayer, raw(), r.steps, &anti, calib, options(quant::Propagation::kQuantized), times);
+
+  EXPECT_TRUE(same_bits(anti.hidden, float_anti)) << "statistics are taken on the float model";
+  EXPECT_FALSE(same_bits(calib.hidden, float_output(embedded(), model::FloatPrecision::kF32)))
+      << "the calibration set moves on through the quantized layer";
+  EXPECT_GT(q.relative_error, 0.0);
+  EXPECT_LT(q.relative_error, 0.2);
+  ASSERT_EQ(q.linears.size(), model::layer_linears(config_, kLayer).size());
+  for (const ModuleId& id : model::layer_linears(config_, kLayer)) {
+    const quant::QuantizedLinear& l = q.linears.at(id);
+    EXPECT_EQ(l.name, model::hf_module_name(id));
+    if (id.role == ModuleRole::kRouter) {
+      EXPECT_EQ(l.scheme, QuantScheme::kFloat);
+    } else if (id.is_attention()) {
+      EXPECT_EQ(l.scheme, QuantScheme::kW8A8) << l.name;
+      ASSERT_EQ(l.input_scale.numel(), 1u) << l.name << " was calibrated";
+      EXPECT_GT(l.input_scale.data<float>()[0], 0.0f);
+    } else {
+      EXPECT_EQ(l.scheme, QuantScheme::kW8A8Dynamic) << l.name;
+    }
+  }
+  // q, k and v read one input, so they end with one input scale and offset.
+  const auto& qp = q.linears.at({kLayer, ModuleRole::kQProj});
+  for (const ModuleRole role : {ModuleRole::kKProj, ModuleRole::kVProj}) {
+    EXPECT_EQ(q.linears.at({kLayer, role}).input_scale.data<float>()[0], qp.input_scale.data<float>()[0]);
+    EXPECT_EQ(q.linears.at({kLayer, role}).input_offset.data<float>()[0], qp.input_offset.data<float>()[0]);
+  }
+  // m4 gives every norm a bias, and q/k/v a bias W·shift.
+  for (const ModuleId& norm : model::layer_norms(kLayer)) EXPECT_FALSE(q.norms.at(norm).bias.empty());
+  EXPECT_FALSE(qp.bias.empty());
+  // Tokens are counted on the quantized pass, which carries the calibration set.
+  EXPECT_EQ(std::accumulate(q.expert_tokens.begin(), q.expert_tokens.end(), std::int64_t{0}),
+            real_tokens() * config_.num_experts_per_tok);
+  for (const char* phase : {"anti statistics", "float reference", "smoothing", "weight quantization", "calibration"}) {
+    EXPECT_EQ(times.seconds.count(phase), 1u) << phase;
+  }
+}
+
+TEST_F(LayerQuantizerTest, W4A8RecipeStepsSearchSmoothAndPropagateTheFloatOutputs) {
+  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-30b-w4a8.yaml");
+  ASSERT_EQ(r.step_names(), (std::vector<std::string>{"flex_smooth", "quantize"}));
+  ActivationSet calib = embedded();
+  calib.batch_size = 1;
+  const Tensor expected = float_output(calib, model::FloatPrecision::kF32);
+  PhaseTimes times;
+  const QuantizedLayer q =
+      quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kFloat), times);
+
+  EXPECT_TRUE(same_bits(calib.hidden, expected)) << "v1 carries the float layer's outputs";
+  EXPECT_GT(q.relative_error, 0.0);
+  EXPECT_LT(q.relative_error, 0.3);
+  ASSERT_EQ(q.smoothing.size(), 2u);
+  EXPECT_EQ(q.smoothing[0].subgraph, "ov");  // ov before norm-linear (§6.3)
+  EXPECT_EQ(q.smoothing[1].subgraph, "norm-linear");
+  for (const quant::SmoothingChoice& c : q.smoothing) EXPECT_TRUE(c.searched) << c.subgraph;
+  const quant::QuantizedLinear& up = q.linears.at(ModuleId::expert_proj(kLayer, ModuleRole::kUpProj, 0));
+  EXPECT_EQ(up.scheme, QuantScheme::kW4A8Dynamic);
+  const auto* codes = up.weight.data<std::int8_t>();
+  EXPECT_TRUE(std::all_of(codes, codes + up.weight.numel(), [](std::int8_t c) { return c >= -8 && c <= 7; }));
+  EXPECT_EQ(q.linears.at({kLayer, ModuleRole::kQProj}).scheme, QuantScheme::kW8A8Dynamic);
+  for (const ModuleId& norm : model::layer_norms(kLayer)) EXPECT_TRUE(q.norms.at(norm).bias.empty());
+  EXPECT_EQ(std::accumulate(q.expert_tokens.begin(), q.expert_tokens.end(), std::int64_t{0}),
+            real_tokens() * config_.num_experts_per_tok);
+  EXPECT_EQ(times.seconds.count("quantized check"), 1u);
+}
+
+// A step that exists only here: it records the order of its hooks, checks what it asked for arrived, zeroes
+// expert 0's up_proj through a deferred edit, and counts the rows its calibration pass sees.
+struct Probe {
+  std::vector<std::string> events;
+  std::int64_t stats_rows = 0;       // o_proj input rows seen on the float pass
+  std::int64_t input_rows = 0;       // k_proj input rows kept
+  std::int64_t calibration_rows = 0; // q_proj input rows seen on the quantized pass
+  bool finished = false;
+};
+
+class ProbeStep final : public quant::LayerStep {
+ public:
+  explicit ProbeStep(Probe& probe) : probe_(probe) {}
+  std::string name() const override { return "probe"; }
+  nlohmann::ordered_json settings() const override { return nlohmann::ordered_json::object(); }
+  std::string phase() const override { return "probe"; }
+  bool observes() const override { return true; }
+
+  void before_float_pass(quant::LayerContext&) const override { probe_.events.push_back("before_float_pass"); }
+  void request(const quant::LayerContext& c, quant::ObservationRequest& r) const override {
+    probe_.events.push_back("request");
+    r.channel_stats.insert({c.layer, ModuleRole::kOProj});
+    r.input_rows.insert({c.layer, ModuleRole::kKProj});
+  }
+  void apply(quant::LayerContext& c) const override {
+    probe_.events.push_back("apply");
+    probe_.stats_rows = c.observations->stats({c.layer, ModuleRole::kOProj}).rows_observed();
+    probe_.input_rows = c.observations->rows({c.layer, ModuleRole::kKProj}).dim(0);
+    EXPECT_TRUE(c.linears.empty()) << "the probe runs before quantize";
+    c.deferred_edits.push_back([](const ModuleId& m, const Tensor& w) {
+      if (m != ModuleId::expert_proj(m.layer, ModuleRole::kUpProj, 0)) return w;
+      return Tensor::zeros(DType::kF32, w.shape());
+    });
+  }
+
+  class Pass final : public quant::CalibrationPass {
+   public:
+    explicit Pass(Probe& probe) : probe_(probe) {}
+    std::unique_ptr<model::Linear> linear_for(const ModuleId&, const quant::QuantizedLinear&) override {
+      return nullptr;
+    }
+    bool wants_linear_input(const ModuleId& m) const override { return m.role == ModuleRole::kQProj; }
+    void on_linear_input(const ModuleId&, const float*, std::int64_t rows, std::int64_t, const std::uint8_t* real)
+        override {
+      for (std::int64_t r = 0; r < rows; ++r) probe_.calibration_rows += real[r];
+    }
+    void finish(quant::LayerContext& c) override {
+      probe_.finished = true;
+      EXPECT_EQ(c.linears.size(), model::layer_linears(c.config, c.layer).size());
+    }
+
+   private:
+    Probe& probe_;
+  };
+  std::unique_ptr<quant::CalibrationPass> calibration(const quant::LayerContext&) const override {
+    probe_.events.push_back("calibration");
+    return std::make_unique<Pass>(probe_);
+  }
+
+ private:
+  Probe& probe_;
+};
+
+TEST_F(LayerQuantizerTest, ATestOnlyStepGetsWhatItRequestsInOrder) {
+  recipe::Recipe r = recipe_from(
+      "apiversion: modelslim_v1\nprocess:\n  - quantize:\n"
+      "      - {include: ['*'], exclude: ['*.mlp.gate'], scheme: w8a8_dynamic}\n");
+  Probe probe;
+  r.steps.insert(r.steps.begin(), std::make_shared<ProbeStep>(probe));
+  ActivationSet calib = embedded();
+  PhaseTimes times;
+  const QuantizedLayer q =
+      quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kFloat), times);
+
+  EXPECT_EQ(probe.events, (std::vector<std::string>{"before_float_pass", "request", "apply", "calibration"}));
+  EXPECT_EQ(probe.stats_rows, real_tokens());
+  EXPECT_EQ(probe.input_rows, real_tokens());
+  EXPECT_EQ(probe.calibration_rows, real_tokens());
+  EXPECT_TRUE(probe.finished);
+  const auto zeroed = q.linears.at(ModuleId::expert_proj(kLayer, ModuleRole::kUpProj, 0)).weight;
+  const auto kept = q.linears.at(ModuleId::expert_proj(kLayer, ModuleRole::kUpProj, 1)).weight;
+  const auto nonzero = [](const Tensor& t) {
+    return std::count_if(t.data<std::int8_t>(), t.data<std::int8_t>() + t.numel(), [](std::int8_t v) { return v != 0; });
+  };
+  EXPECT_EQ(nonzero(zeroed), 0) << "the deferred edit reaches the quantized weight";
+  EXPECT_GT(nonzero(kept), 0) << "and only the module it names";
+  EXPECT_EQ(times.seconds.count("probe"), 1u);
+}
+
+TEST_F(LayerQuantizerTest, AStaticLinearWithoutCalibrationIsAnInternalError) {
+  recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-moe-w8a8.yaml");
+  r.steps.pop_back();  // drop static_calibration
+  r.remove_smoothing();
+  ActivationSet calib = embedded();
+  PhaseTimes times;
+  EXPECT_THROW(
+      quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kQuantized), times),
+      Error);
+}
+
+}  // namespace
+}  // namespace moeslim::pipeline
