@@ -17,6 +17,7 @@ namespace moeslim::kernels {
 namespace {
 
 using testing::bits_of;
+using testing::bits_of_all;
 using testing::random_floats;
 using testing::random_ints;
 using testing::ScopedKernelIsa;
@@ -57,12 +58,6 @@ auto on_both_paths(Fn fn) {
     EXPECT_EQ(fn(), portable);
   }
   return portable;
-}
-
-std::vector<std::uint32_t> bits_of_all(const std::vector<float>& v) {
-  std::vector<std::uint32_t> b(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) b[i] = bits_of(v[i]);
-  return b;
 }
 
 MOESLIM_AVX512 void round_to_bf16_avx512_array(const float* x, float* out, std::size_t n) {
