@@ -59,6 +59,15 @@ inline float exp_portable(float x) {
 // SiLU as PyTorch computes it on CPU: x / (1 + exp(-x)).
 inline float silu_portable(float x) { return x / (1.0f + exp_portable(-x)); }
 
+// Round half to even of |v| < 2^22 without a libm call (std::nearbyint is not inlined, so not vectorised, on
+// baseline x86-64): v + 1.5·2^23 lands in [2^23, 2^24), where the float spacing is 1, so the addition rounds
+// v to an integer in the default (nearest-even) mode and the subtraction is exact. Callers clamp to an integer
+// code range first, which commutes with the rounding because the bounds are integers.
+inline float round_half_even_small(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 · 2^23
+  return (v + kMagic) - kMagic;
+}
+
 // Sum of kLanes partial sums in the fixed tree order the SIMD reduction uses: halves added pairwise
 // (lane j += lane j+8, then j+4, j+2, j+1).
 inline float reduce_lanes(float* lanes) {

@@ -72,14 +72,24 @@ MOESLIM_AVX512 inline float reduce_add_avx512(__m512 v) {
   return _mm_cvtss_f32(v1);
 }
 
+// moeslim::bf16_rounded_bits (core/half.h) lane by lane: float32 bits rounded to bf16, for lanes that are no NaN.
+MOESLIM_AVX512 inline __m512i bf16_rounded_bits_avx512(__m512i bits) {
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  return _mm512_and_si512(rounded, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+
+// moeslim::round_to_bf16_non_nan lane by lane.
+MOESLIM_AVX512 inline __m512 round_to_bf16_non_nan_avx512(__m512 x) {
+  return _mm512_castsi512_ps(bf16_rounded_bits_avx512(_mm512_castps_si512(x)));
+}
+
 // Round float32 lanes to bf16, nearest-even, NaN kept a quiet NaN: exactly moeslim::f32_to_bf16.
 MOESLIM_AVX512 inline __m256i f32_to_bf16_avx512(__m512 x) {
   const __m512i bits = _mm512_castps_si512(x);
   const __m512i abs = _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff));
   const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded =
-      _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __m512i rounded = _mm512_srli_epi32(bf16_rounded_bits_avx512(bits), 16);
   const __m512i quiet_nan = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
   return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(is_nan, rounded, quiet_nan));
 }

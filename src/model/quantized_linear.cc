@@ -2,9 +2,9 @@
 //
 // Activations are quantized straight to u8 = x_q + 128 (the form oneDNN's int8 matmul takes without a staging
 // copy); the +128 adds 128·Σ_k W to every accumulator, which the dequantisation takes off again exactly, so
-// the result is that of the signed codes. The quantizers and the dequantisation have AVX-512 forms that give
-// bit-identical results (the scalar ones cost more than the GEMM itself). Codes and scales live in per-thread
-// buffers reused by every linear.
+// the result is that of the signed codes. The row quantizers and the dequantisation are kernels
+// (kernels/quant_rows.h) with AVX-512 forms that give bit-identical results (the scalar ones cost more than the
+// GEMM itself). Codes and scales live in per-thread buffers reused by every linear.
 #include "model/quantized_linear.h"
 
 #include <cmath>
@@ -14,118 +14,12 @@
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/cpu_features.h"
 #include "kernels/gemm_int8.h"
-#include "kernels/simd_avx512.h"
+#include "kernels/quant_rows.h"
 #include "kernels/threading.h"
 
 namespace moeslim::model {
 namespace {
-
-// v + 1.5·2^23 lands in [2^23, 2^24), where the float spacing is 1, so the addition rounds v to an integer
-// half-to-even (the default rounding mode) and the subtraction is exact. Valid for |v| < 2^22; callers clamp
-// to the int8 range first, which commutes with rounding because the bounds are integers.
-constexpr float kRoundMagic = 12582912.0f;
-inline float round_half_even_small(float v) { return (v + kRoundMagic) - kRoundMagic; }
-
-// Clamp that sends NaN to `lo` (a NaN row is reported separately; the code only has to be a valid integer).
-inline float clamp_to(float v, float lo, float hi) {
-  v = v >= lo ? v : lo;
-  return v <= hi ? v : hi;
-}
-
-// x − x is 0 for every finite x and NaN for ±Inf and NaN.
-inline int is_finite_bit(float x) { return (x - x) == 0.0f ? 1 : 0; }
-
-// AVX-512 forms of the two row quantizers below: the same IEEE operations (division, addition, max/min
-// clamp with NaN sent to the lower bound, round half to even), so the codes are bit-identical; only faster
-// (the scalar division dominated a linear's time before). Rounding uses the conversion's explicit
-// round-to-nearest-even, which on the clamped values equals the scalar magic-number rounding.
-MOESLIM_AVX512 inline void store_u8_codes(__m512 clamped, std::uint8_t* q, __mmask16 m) {
-  const __m512i i = _mm512_cvt_roundps_epi32(clamped, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  _mm512_mask_cvtepi32_storeu_epi8(q, m, _mm512_add_epi32(i, _mm512_set1_epi32(128)));
-}
-
-// _mm512_max_ps(v, lo) returns lo when v is NaN, like clamp_to below.
-MOESLIM_AVX512 inline __m512 clamp_avx512(__m512 v, __m512 lo, __m512 hi) {
-  return _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-}
-
-MOESLIM_AVX512 bool quantize_static_row_avx512(const float* x, std::int64_t k, float scale, float offset,
-                                               std::uint8_t* q) {
-  const __m512 vs = _mm512_set1_ps(scale), vo = _mm512_set1_ps(offset);
-  const __m512 lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
-  __mmask16 finite = 0xffff;
-  for (std::int64_t i = 0; i < k; i += 16) {
-    const __mmask16 m = kernels::detail::first_lanes(k - i);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-    finite &= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ) | static_cast<__mmask16>(~m);
-    store_u8_codes(clamp_avx512(_mm512_add_ps(_mm512_div_ps(v, vs), vo), lo, hi), q + i, m);
-  }
-  return finite == 0xffff;
-}
-
-MOESLIM_AVX512 float quantize_dynamic_row_avx512(const float* x, std::int64_t k, std::uint8_t* q) {
-  __m512 amax = _mm512_setzero_ps();
-  __mmask16 finite = 0xffff;
-  for (std::int64_t i = 0; i < k; i += 16) {
-    const __mmask16 m = kernels::detail::first_lanes(k - i);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-    finite &= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ) | static_cast<__mmask16>(~m);
-    amax = _mm512_max_ps(amax, _mm512_abs_ps(v));  // exact and order-free for finite rows
-  }
-  const float s = _mm512_reduce_max_ps(amax) / 127.0f;
-  if (finite != 0xffff || s == 0.0f) {
-    std::memset(q, 128, static_cast<std::size_t>(k));
-    return finite != 0xffff ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
-  }
-  const __m512 vs = _mm512_set1_ps(s);
-  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-  for (std::int64_t i = 0; i < k; i += 16) {
-    const __mmask16 m = kernels::detail::first_lanes(k - i);
-    store_u8_codes(clamp_avx512(_mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vs), lo, hi), q + i, m);
-  }
-  return s;
-}
-
-// Static per-tensor quantization of one row to u8 = clamp(rne(x/scale + offset), −128, 127) + 128.
-// Returns false when the row holds a NaN or an infinity.
-bool quantize_static_row(const float* x, std::int64_t k, float scale, float offset, std::uint8_t* q) {
-  if (kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512) {
-    return quantize_static_row_avx512(x, k, scale, offset, q);
-  }
-  int finite = 1;
-  for (std::int64_t i = 0; i < k; ++i) {
-    finite &= is_finite_bit(x[i]);
-    const float v = round_half_even_small(clamp_to(x[i] / scale + offset, -128.0f, 127.0f));
-    q[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v) + 128);
-  }
-  return finite != 0;
-}
-
-// Dynamic per-token symmetric quantization of one row: returns s_t = max|x|/127 and writes
-// u8 = clamp(rne(x/s_t), −127, 127) + 128. An all-zero row gets s_t = 0 and codes 0 (so y = 0 exactly);
-// a row with NaN or ±Inf gets s_t = NaN (so its output is NaN).
-float quantize_dynamic_row(const float* x, std::int64_t k, std::uint8_t* q) {
-  if (kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512) return quantize_dynamic_row_avx512(x, k, q);
-  float amax = 0.0f;
-  int finite = 1;
-  for (std::int64_t i = 0; i < k; ++i) {
-    const float a = std::fabs(x[i]);
-    amax = a > amax ? a : amax;
-    finite &= is_finite_bit(x[i]);
-  }
-  const float s = amax / 127.0f;
-  if (finite == 0 || s == 0.0f) {
-    std::memset(q, 128, static_cast<std::size_t>(k));
-    return finite == 0 ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
-  }
-  for (std::int64_t i = 0; i < k; ++i) {
-    const float v = round_half_even_small(clamp_to(x[i] / s, -127.0f, 127.0f));
-    q[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v) + 128);
-  }
-  return s;
-}
 
 // Per-thread buffers: activation codes [rows, k] and per-row scales and flags.
 struct Scratch {
@@ -148,65 +42,8 @@ Scratch& scratch_for(std::int64_t rows, std::int64_t k) {
 //   static:  y = float(acc_u + (quant_bias − 128·Σ_k W)) · deq_scale   — the integer sum formed exactly in
 //            double (both terms < 2^53) and rounded to float once, as float(int64) would;
 //   dynamic: y = float(acc_u − 128·Σ_k W) · s_t · weight_scale.
-// (kernels::gemm_u8s8_f32 computes the same but element by element in int64; this runs at memory speed.)
-// The AVX-512 and scalar forms round identically (conversions are round-to-nearest-even).
-MOESLIM_AVX512 void dequant_static_row_avx512(float* y, std::int64_t n, const double* bias, const float* deq) {
-  std::int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512i acc = _mm512_loadu_si512(y + j);
-    const __m512d lo = _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(acc)), _mm512_loadu_pd(bias + j));
-    const __m512d hi =
-        _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc, 1)), _mm512_loadu_pd(bias + j + 8));
-    const __m256 flo = _mm512_cvt_roundpd_ps(lo, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 fhi = _mm512_cvt_roundpd_ps(hi, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_castpd_ps(
-        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(flo)), _mm256_castps_pd(fhi), 1));
-    _mm512_storeu_ps(y + j, _mm512_mul_ps(f, _mm512_loadu_ps(deq + j)));
-  }
-  for (; j < n; ++j) {
-    std::int32_t a;
-    std::memcpy(&a, y + j, sizeof a);
-    y[j] = static_cast<float>(static_cast<double>(a) + bias[j]) * deq[j];
-  }
-}
-
-void dequant_static_row(float* y, std::int64_t n, const double* bias, const float* deq) {
-  if (kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512) return dequant_static_row_avx512(y, n, bias, deq);
-  for (std::int64_t j = 0; j < n; ++j) {
-    std::int32_t a;
-    std::memcpy(&a, y + j, sizeof a);  // the accumulator's bits (a float store may not alias an int read)
-    y[j] = static_cast<float>(static_cast<double>(a) + bias[j]) * deq[j];
-  }
-}
-
-MOESLIM_AVX512 void dequant_dynamic_row_avx512(float* y, std::int64_t n, const std::int32_t* zero_sum, float row_scale,
-                                               const float* col_scale) {
-  const __m512 rs = _mm512_set1_ps(row_scale);
-  std::int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512i acc = _mm512_sub_epi32(_mm512_loadu_si512(y + j), _mm512_loadu_si512(zero_sum + j));
-    const __m512 f = _mm512_cvt_roundepi32_ps(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm512_storeu_ps(y + j, _mm512_mul_ps(_mm512_mul_ps(f, rs), _mm512_loadu_ps(col_scale + j)));
-  }
-  for (; j < n; ++j) {
-    std::int32_t a;
-    std::memcpy(&a, y + j, sizeof a);
-    y[j] = static_cast<float>(a - zero_sum[j]) * row_scale * col_scale[j];
-  }
-}
-
-void dequant_dynamic_row(float* y, std::int64_t n, const std::int32_t* zero_sum, float row_scale,
-                         const float* col_scale) {
-  if (kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512) {
-    return dequant_dynamic_row_avx512(y, n, zero_sum, row_scale, col_scale);
-  }
-  for (std::int64_t j = 0; j < n; ++j) {
-    std::int32_t a;
-    std::memcpy(&a, y + j, sizeof a);
-    y[j] = static_cast<float>(a - zero_sum[j]) * row_scale * col_scale[j];
-  }
-}
-
+// (kernels::gemm_u8s8_f32 computes the same but element by element in int64; kernels::dequantize_static_row and
+// dequantize_dynamic_row run at memory speed.)
 std::int32_t* as_accumulators(float* y) {
   static_assert(sizeof(float) == sizeof(std::int32_t));
   return reinterpret_cast<std::int32_t*>(y);
@@ -274,7 +111,9 @@ class W8A8StaticLinear final : public Linear {
     std::uint8_t* bad = s.row_bad.data();
 #pragma omp parallel for schedule(static) num_threads(kernels::num_threads()) if (parallel_rows(rows, k))
     for (std::int64_t r = 0; r < rows; ++r) {
-      bad[r] = quantize_static_row(x + r * k, k, input_scale_, input_offset_, codes + r * k) ? 0 : 1;
+      const bool finite =
+          kernels::quantize_activation_row_static(x + r * k, k, input_scale_, input_offset_, codes + r * k);
+      bad[r] = finite ? 0 : 1;
     }
     kernels::gemm_u8s8_s32(codes, rows, k, weight_, as_accumulators(y), n);
 #pragma omp parallel for schedule(static) num_threads(kernels::num_threads()) if (parallel_rows(rows, n))
@@ -282,7 +121,7 @@ class W8A8StaticLinear final : public Linear {
       if (bad[r] != 0) {
         std::fill(y + r * n, y + (r + 1) * n, std::numeric_limits<float>::quiet_NaN());
       } else {
-        dequant_static_row(y + r * n, n, column_bias_.data(), deq_scale_.data());
+        kernels::dequantize_static_row(y + r * n, n, column_bias_.data(), deq_scale_.data());
       }
     }
   }
@@ -314,12 +153,14 @@ class DynamicInt8Linear final : public Linear {
     std::uint8_t* codes = s.codes.data();
     float* scales = s.row_scale.data();
 #pragma omp parallel for schedule(static) num_threads(kernels::num_threads()) if (parallel_rows(rows, k))
-    for (std::int64_t r = 0; r < rows; ++r) scales[r] = quantize_dynamic_row(x + r * k, k, codes + r * k);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      scales[r] = kernels::quantize_activation_row_dynamic(x + r * k, k, codes + r * k);
+    }
     kernels::gemm_u8s8_s32(codes, rows, k, weight_, as_accumulators(y), n);
 #pragma omp parallel for schedule(static) num_threads(kernels::num_threads()) if (parallel_rows(rows, n))
     for (std::int64_t r = 0; r < rows; ++r) {
       float* row = y + r * n;
-      dequant_dynamic_row(row, n, code_shift_.data(), scales[r], weight_scale_.data());
+      kernels::dequantize_dynamic_row(row, n, code_shift_.data(), scales[r], weight_scale_.data());
       for (std::size_t j = 0; j < bias_.size(); ++j) row[j] += bias_[j];
     }
   }

@@ -9,10 +9,9 @@
 
 #include "core/error.h"
 #include "core/half.h"
-#include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_int8.h"
-#include "kernels/simd_avx512.h"  // MOESLIM_AVX512
+#include "kernels/quant_rows.h"
 #include "kernels/threading.h"
 
 namespace moeslim::quant {
@@ -72,35 +71,6 @@ void require_distinct(const std::vector<Tensor*>& ts, const std::string& role) {
 
 // ---- dtype arithmetic ----
 
-// Rounding functors, so the hot loops are compiled once per dtype instead of switching per element.
-struct RoundF32 {
-  float operator()(float v) const { return v; }
-};
-// core/half.h's rounding without its NaN branch, so the loops vectorise: add 0x7fff plus the lowest kept bit,
-// drop 16 bits. Same bits for every finite value and ±∞; a quiet NaN stays a NaN (only signalling NaNs, which
-// arithmetic never produces, would differ).
-struct RoundBf16 {
-  float operator()(float v) const {
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
-    float r;
-    std::memcpy(&r, &bits, 4);
-    return r;
-  }
-};
-struct RoundOther {
-  DType dt;
-  float operator()(float v) const { return round_to_float_dtype(v, dt); }
-};
-
-template <class F>
-auto with_rounding(DType dt, F&& f) {
-  if (dt == DType::kBF16) return f(RoundBf16{});
-  if (dt == DType::kF32) return f(RoundF32{});
-  return f(RoundOther{dt});
-}
-
 // x^p as PyTorch's pow(tensor, scalar) computes it: the exponent reaches the kernel as a float32, and the
 // exponents 0, 1, ±0.5, −1, 2, 3, −2 take exact shortcuts (fill, copy, sqrt, 1/sqrt, reciprocal, products)
 // instead of std::pow. The same shortcut for 0.5 is m4_smoothing.cc's `power`.
@@ -114,13 +84,6 @@ float torch_pow(float x, float p) {
   if (p == 3.0f) return x * x * x;
   if (p == -2.0f) return 1.0f / (x * x);
   return std::pow(x, p);
-}
-
-// Round half to even for |q| ≤ 2^22 without a libm call (nearbyint is not inlined without SSE4.1): adding
-// 1.5·2^23 leaves no fraction bits, so the FPU's default rounding mode does the rounding.
-inline float round_half_even(float q) {
-  constexpr float kMagic = 12582912.0f;
-  return (q + kMagic) - kMagic;
 }
 
 // max over rows of |W[:, j]|, accumulated into `out`; W of any float dtype, a mapped view included (read row by
@@ -143,90 +106,19 @@ std::vector<float> reciprocals(const std::vector<float>& s, DType dt) {
 
 // ---- the search's error function ----
 
-// The two per-element loops of an error evaluation. Each is written once and compiled twice: for baseline
-// x86-64 and with MOESLIM_AVX512 (chosen at run time like the other kernels). Only the vector width differs;
-// the operations, IEEE and in the same order, give the same bits on both paths.
-#define MOESLIM_FLEX_INLINE inline __attribute__((always_inline))
-
-// Q8 of one row: v = dt(src op σ), interval = dt(max|v|/127), code = clip(rne(dt(v/interval)), ±127), as
-// quant_int8sym does on the dtype; kDivide: src/σ (activations), else src⊙σ (weights). Returns the interval;
-// the caller rejects 0 and ∞ (msModelSlim's row would be NaN). v: scratch of c floats.
-template <bool kDivide, class Round>
-MOESLIM_FLEX_INLINE float quantize_row_body(const float* src, const float* sigma, std::int64_t c, Round rd, float* v,
-                                            std::int8_t* codes) {
-  // max|v| on the bit patterns: for values ≥ 0 unsigned order is float order, and an integer max reduction
-  // vectorises where a float one does not (without fast-math). v holds no NaN: src is finite, σ in (0, ∞).
-  std::uint32_t max_bits = 0;
-  for (std::int64_t j = 0; j < c; ++j) {
-    const float t = rd(kDivide ? src[j] / sigma[j] : src[j] * sigma[j]);
-    v[j] = t;
-    std::uint32_t bits;
-    std::memcpy(&bits, &t, 4);
-    max_bits = std::max(max_bits, bits & 0x7fffffffu);
-  }
-  float m;
-  std::memcpy(&m, &max_bits, 4);
-  const float interval = rd(m / 127.0f);
-  if (!(interval > 0.0f && interval < std::numeric_limits<float>::infinity())) return interval;
-  for (std::int64_t j = 0; j < c; ++j) {
-    const float t = std::clamp(rd(v[j] / interval), -127.0f, 127.0f);  // clip before rne: same result
-    codes[j] = static_cast<std::int8_t>(round_half_even(t));
-  }
-  return interval;
-}
-
-template <bool kDivide, class Round>
-MOESLIM_AVX512 float quantize_row_avx512(const float* src, const float* sigma, std::int64_t c, Round rd, float* v,
-                                         std::int8_t* codes) {
-  return quantize_row_body<kDivide>(src, sigma, c, rd, v, codes);
-}
-
-// Σ_i (dt(acc_i · (xi · wi_i)) − g_i)² for one token row: the quantized product scaled back and rounded like a
-// bf16 matmul output, against dt(X·Wcᵀ). Eight independent partial sums: vectorisable, and the same order
-// whatever the thread count, so the error does not depend on it.
-template <class Round>
-MOESLIM_FLEX_INLINE double row_square_error_body(const std::int32_t* acc, const float* g, const float* wi, float xi,
-                                                 std::int64_t n, Round rd) {
-  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) {
-      const float d = rd(static_cast<float>(acc[i + k]) * (xi * wi[i + k])) - g[i + k];
-      part[k] += static_cast<double>(d) * d;
-    }
-  }
-  for (; i < n; ++i) {
-    const float d = rd(static_cast<float>(acc[i]) * (xi * wi[i])) - g[i];
-    part[0] += static_cast<double>(d) * d;
-  }
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
-
-template <class Round>
-MOESLIM_AVX512 double row_square_error_avx512(const std::int32_t* acc, const float* g, const float* wi, float xi,
-                                              std::int64_t n, Round rd) {
-  return row_square_error_body(acc, g, wi, xi, n, rd);
-}
-
 // Holds what does not depend on (α, β): the dtype-rounded X rows and stacked weights, their column maxima and
 // the float product X·Wcᵀ with its rms. error() then costs two quantizations, one int8 GEMM and one pass.
 class FlexErrorEvaluator {
  public:
   FlexErrorEvaluator(const Tensor& x, const std::vector<const Tensor*>& weights, DType dt, std::int64_t max_rows);
 
-  double error(double alpha, double beta) {
-    return with_rounding(dt_, [&](auto rd) { return error_with(alpha, beta, rd); });
-  }
+  double error(double alpha, double beta);
 
  private:
-  template <class Round>
-  double error_with(double alpha, double beta, Round rd);
-  template <bool kDivide, class Round>
-  bool quantize_rows(const std::vector<float>& src, std::int64_t rows, Round rd, std::vector<std::int8_t>& codes,
+  bool quantize_rows(const std::vector<float>& src, std::int64_t rows, bool divide, std::vector<std::int8_t>& codes,
                      std::vector<float>& intervals) const;
 
   DType dt_;
-  bool avx512_ = kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512;
   std::int64_t n_ = 0, c_ = 0, out_ = 0;
   std::vector<float> x_, w_;        // [n, c] and [out, c], rounded to the dtype
   std::vector<float> a_, wmax_;     // column maxima of X (all rows) and of Wc
@@ -303,9 +195,9 @@ FlexErrorEvaluator::FlexErrorEvaluator(const Tensor& x, const std::vector<const 
   wi_.resize(static_cast<std::size_t>(out_));
 }
 
-// Q8 of every row of src/σ (kDivide, activations) or src⊙σ (weights); false when a row's interval is 0 or ∞.
-template <bool kDivide, class Round>
-bool FlexErrorEvaluator::quantize_rows(const std::vector<float>& src, std::int64_t rows, Round rd,
+// Q8 of every row of src/σ (divide, activations) or src⊙σ (weights), as quant_int8sym does on the dtype;
+// false when a row's interval is 0 or ∞ (msModelSlim's row would be NaN).
+bool FlexErrorEvaluator::quantize_rows(const std::vector<float>& src, std::int64_t rows, bool divide,
                                        std::vector<std::int8_t>& codes, std::vector<float>& intervals) const {
   const std::int64_t c = c_;
   bool ok = true;
@@ -316,8 +208,7 @@ bool FlexErrorEvaluator::quantize_rows(const std::vector<float>& src, std::int64
     for (std::int64_t r = 0; r < rows; ++r) {
       const float* row = src.data() + r * c;
       std::int8_t* q = codes.data() + r * c;
-      const float interval = avx512_ ? quantize_row_avx512<kDivide>(row, sigma_.data(), c, rd, v.data(), q)
-                                     : quantize_row_body<kDivide>(row, sigma_.data(), c, rd, v.data(), q);
+      const float interval = kernels::quantize_scaled_row_symmetric(row, sigma_.data(), divide, c, dt_, v.data(), q);
       intervals[r] = interval;
       ok = ok && interval > 0.0f && interval < std::numeric_limits<float>::infinity();
     }
@@ -325,8 +216,8 @@ bool FlexErrorEvaluator::quantize_rows(const std::vector<float>& src, std::int64
   return ok;
 }
 
-template <class Round>
-double FlexErrorEvaluator::error_with(double alpha, double beta, Round rd) {
+double FlexErrorEvaluator::error(double alpha, double beta) {
+  const auto rd = [this](float v) { return round_to_float_dtype(v, dt_); };
   // σ = dt(dt(a^α) · dt(w^−β)); the exponents as float32, as PyTorch passes them to its kernel.
   const float fa = static_cast<float>(alpha), fb = static_cast<float>(beta);
   for (std::int64_t j = 0; j < c_; ++j) {
@@ -334,7 +225,7 @@ double FlexErrorEvaluator::error_with(double alpha, double beta, Round rd) {
     if (!(s > 0.0f && s < std::numeric_limits<float>::infinity())) return kNaN;  // X/σ or W⊙σ would hold NaN
     sigma_[j] = s;
   }
-  if (!quantize_rows<true>(x_, n_, rd, xq_, xi_) || !quantize_rows<false>(w_, out_, rd, wq_, wi_)) return kNaN;
+  if (!quantize_rows(x_, n_, true, xq_, xi_) || !quantize_rows(w_, out_, false, wq_, wi_)) return kNaN;
 
   // Q8(X)·Q8(W)ᵀ = (codes·codesᵀ)[t,i] · interval_t · interval_i: exact int32 products, scaled per element,
   // rounded to the dtype like a bf16 matmul output, compared with dt(X·Wcᵀ).
@@ -350,8 +241,7 @@ double FlexErrorEvaluator::error_with(double alpha, double beta, Round rd) {
       const std::int32_t* acc = acc_.data() + r * out_;
       const float* g = golden_.data() + (t0 + r) * out_;
       const float xi = xi_[t0 + r];
-      row_sums[t0 + r] = avx512_ ? row_square_error_avx512(acc, g, wi_.data(), xi, out_, rd)
-                                 : row_square_error_body(acc, g, wi_.data(), xi, out_, rd);
+      row_sums[t0 + r] = kernels::dequantized_row_square_error(acc, wi_.data(), xi, g, out_, dt_);
     }
   }
   double sum = 0.0;

@@ -1,25 +1,18 @@
-// The per-row loops are written once, as plain C++ over contiguous float rows, and compiled twice: for baseline
-// x86-64 and with the AVX-512 target attribute (chosen at run time like the kernels). Both compile the same IEEE
-// operations in the same order (the file is built with -ffp-contract=off so neither fuses a multiply-add, and
-// the sums use explicit 16-lane partials, never a reassociated reduction), so both paths give the same bits.
+// The per-row loops are kernels (kernels/quant_rows.h: the codes of a row, and the sums of one ssz pass), with
+// a portable and an AVX-512 path that give the same bits; the iteration around them is here.
 #include "quant/v1_weight_quant.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "core/error.h"
-#include "core/half.h"
-#include "kernels/cpu_features.h"
-#include "kernels/simd_avx512.h"
+#include "kernels/quant_rows.h"
 #include "kernels/threading.h"
 
 namespace moeslim::quant {
 namespace {
-
-#define MOESLIM_INLINE [[gnu::always_inline]] inline
 
 // msModelSlim's SCALE_SEARCH_CONVERGE_THRESHOLD, the floor of the relative test's denominator, and
 // SCALE_SEARCH_MIN_SCALE (the clamp of Σ q² before the least-squares division).
@@ -31,91 +24,16 @@ constexpr float kMinScaleDenominator = 1e-30f;
 constexpr std::int64_t kMinmaxParallelElements = std::int64_t{1} << 20;
 constexpr std::int64_t kSszParallelElements = std::int64_t{1} << 15;  // ssz does ~10–50 passes per row
 
-constexpr int kLanes = 16;
-
-struct CodeRange {
-  float lo;  // −2^(b−1)
-  float hi;  // 2^(b−1) − 1
-};
+using kernels::CodeRange;
 
 CodeRange code_range(WeightBits bits) {
   return bits == WeightBits::kInt4 ? CodeRange{-8.0f, 7.0f} : CodeRange{-128.0f, 127.0f};
 }
 
-// The dtype rounding of every dtype-valued intermediate, as a type so the loops inline it (no call per element
-// on the bf16 and f32 paths; f16 models are rare and take the library conversion).
-struct RoundBf16 {
-  // Round to nearest even on the bit pattern (core/half.h's f32_to_bf16 without its NaN branch: no NaN reaches
-  // here, rows with one are rejected first, and ±inf stays ±inf).
-  MOESLIM_INLINE static float apply(float x) {
-    std::uint32_t u = std::bit_cast<std::uint32_t>(x);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return std::bit_cast<float>(u & 0xffff0000u);
-  }
-};
-struct RoundF16 {
-  static float apply(float x) { return f16_to_f32(f32_to_f16(x)); }
-};
-struct RoundNone {
-  MOESLIM_INLINE static float apply(float x) { return x; }
-};
-
-// Round half to even of a value already clamped to the code range (|v| ≤ 128 < 2^22): adding and removing
-// 1.5·2^23 leaves exactly the integer part the current (nearest-even) rounding mode picks. Unlike nearbyint it
-// vectorises on baseline x86-64.
-MOESLIM_INLINE float rne_small(float v) {
-  constexpr float kMagic = 12582912.0f;  // 1.5 · 2^23
-  return (v + kMagic) - kMagic;
-}
-
-// clamp(rne(dt(w / s))): the integer code as a float. Clamping before rounding is the same as after because
-// the bounds are integers and rounding is monotone.
-template <class R>
-MOESLIM_INLINE float code_of(float w, float s, CodeRange r) {
-  return rne_small(std::min(std::max(R::apply(w / s), r.lo), r.hi));
-}
-
-// Pairwise combination of the 16 partial sums (a fixed order on every path).
-MOESLIM_INLINE float combine(float* p) {
-  for (int width = kLanes / 2; width >= 1; width /= 2) {
-    for (int j = 0; j < width; ++j) p[j] = p[j] + p[j + width];
-  }
-  return p[0];
-}
-
-struct PassSums {
-  float squared_error;  // Σ_k (W − dt(q·s))², fp32
-  float wq;             // Σ_k dt(W·q), fp32 (rounded to dt by the caller)
-  float qq;             // Σ_k dt(q·q), fp32
-};
-
-template <class R>
-MOESLIM_INLINE void accumulate(float w, float s, CodeRange range, int lane, float* e, float* wq, float* qq) {
-  const float q = code_of<R>(w, s, range);
-  const float d = w - R::apply(q * s);
-  e[lane] += d * d;
-  wq[lane] += R::apply(w * q);
-  qq[lane] += R::apply(q * q);
-}
-
-// One ssz pass over a row: quantizes with s and returns both the candidate's error and the sums of the next
-// least-squares step, so a whole iteration reads the row once and stores no codes.
-template <class R>
-MOESLIM_INLINE PassSums ssz_pass(const float* w, std::int64_t n, float s, CodeRange range) {
-  float e[kLanes] = {}, wq[kLanes] = {}, qq[kLanes] = {};
-  std::int64_t k0 = 0;
-  for (; k0 + kLanes <= n; k0 += kLanes) {
-    for (int j = 0; j < kLanes; ++j) accumulate<R>(w[k0 + j], s, range, j, e, wq, qq);
-  }
-  for (int j = 0; k0 + j < n; ++j) accumulate<R>(w[k0 + j], s, range, j, e, wq, qq);
-  return {combine(e), combine(wq), combine(qq)};
-}
-
 // s' = dt(dt(Σ W·q) / max(dt(Σ q²), dt(1e-30))).
-template <class R>
-MOESLIM_INLINE float least_squares_scale(const PassSums& p) {
-  const float den = std::max(R::apply(p.qq), R::apply(kMinScaleDenominator));
-  return R::apply(R::apply(p.wq) / den);
+float least_squares_scale(const kernels::CodeErrorSums& p, DType dt) {
+  const float den = std::max(round_to_float_dtype(p.qq, dt), round_to_float_dtype(kMinScaleDenominator, dt));
+  return round_to_float_dtype(round_to_float_dtype(p.wq, dt) / den, dt);
 }
 
 // What one row's ssz iteration leaves behind, for the shared stop decided after all rows ran.
@@ -128,11 +46,10 @@ struct RowTrace {
 // Iterates one row as if no other row existed. Once a candidate scale repeats an earlier one (the codes, and so
 // every later candidate and MSE, repeat) or degenerates, the row can neither improve nor block the stop again,
 // and the remaining iterations are filled in without work.
-template <class R>
-MOESLIM_INLINE void ssz_row(const float* w, std::int64_t n, float s0, CodeRange range, int steps,
-                            const RowTrace& trace) {
+void ssz_row(const float* w, std::int64_t n, float s0, CodeRange range, DType dt, int steps,
+             const RowTrace& trace) {
   const float count = static_cast<float>(n);
-  PassSums sums = ssz_pass<R>(w, n, s0, range);
+  kernels::CodeErrorSums sums = kernels::code_error_sums(w, n, s0, dt, range);
   float best = sums.squared_error / count;
   float best_s = s0;
   trace.best_scale[0] = s0;
@@ -142,11 +59,11 @@ MOESLIM_INLINE void ssz_row(const float* w, std::int64_t n, float s0, CodeRange 
   for (int t = 1; t <= steps; ++t) {
     trace.improving[t - 1] = 0;
     if (!settled) {
-      const float s = least_squares_scale<R>(sums);
+      const float s = least_squares_scale(sums, dt);
       settled = !(s > 0.0f && std::isfinite(s)) || std::find(trace.seen, trace.seen + n_seen, s) != trace.seen + n_seen;
       if (!settled) {
         trace.seen[n_seen++] = s;
-        sums = ssz_pass<R>(w, n, s, range);
+        sums = kernels::code_error_sums(w, n, s, dt, range);
         const float cur = sums.squared_error / count;
         const float d = best - cur;
         const bool relatively_converged = d / std::max(best, kRelativeFloor) < kConvergeThreshold;
@@ -159,59 +76,6 @@ MOESLIM_INLINE void ssz_row(const float* w, std::int64_t n, float s0, CodeRange 
       }
     }
     trace.best_scale[t] = best_s;
-  }
-}
-
-template <class R>
-MOESLIM_INLINE void quantize_row(const float* w, std::int64_t n, float s, CodeRange range, std::int8_t* codes) {
-  for (std::int64_t k = 0; k < n; ++k) {
-    codes[k] = static_cast<std::int8_t>(static_cast<int>(code_of<R>(w[k], s, range)));
-  }
-}
-
-// The two compilations of each row loop.
-template <class R>
-MOESLIM_AVX512 void ssz_row_avx512(const float* w, std::int64_t n, float s0, CodeRange range, int steps,
-                                   const RowTrace& trace) {
-  ssz_row<R>(w, n, s0, range, steps, trace);
-}
-template <class R>
-void ssz_row_portable(const float* w, std::int64_t n, float s0, CodeRange range, int steps, const RowTrace& trace) {
-  ssz_row<R>(w, n, s0, range, steps, trace);
-}
-template <class R>
-MOESLIM_AVX512 void quantize_row_avx512(const float* w, std::int64_t n, float s, CodeRange range,
-                                        std::int8_t* codes) {
-  quantize_row<R>(w, n, s, range, codes);
-}
-template <class R>
-void quantize_row_portable(const float* w, std::int64_t n, float s, CodeRange range, std::int8_t* codes) {
-  quantize_row<R>(w, n, s, range, codes);
-}
-
-using SszRowFn = void (*)(const float*, std::int64_t, float, CodeRange, int, const RowTrace&);
-using QuantizeRowFn = void (*)(const float*, std::int64_t, float, CodeRange, std::int8_t*);
-
-struct RowKernels {
-  SszRowFn ssz;
-  QuantizeRowFn quantize;
-};
-
-// F16 rounding calls the library per element, so it gains nothing from the AVX-512 compilation.
-RowKernels row_kernels(DType float_dtype) {
-  const bool avx512 = kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512;
-  switch (float_dtype) {
-    case DType::kBF16:
-      return avx512 ? RowKernels{ssz_row_avx512<RoundBf16>, quantize_row_avx512<RoundBf16>}
-                    : RowKernels{ssz_row_portable<RoundBf16>, quantize_row_portable<RoundBf16>};
-    case DType::kF32:
-      return avx512 ? RowKernels{ssz_row_avx512<RoundNone>, quantize_row_avx512<RoundNone>}
-                    : RowKernels{ssz_row_portable<RoundNone>, quantize_row_portable<RoundNone>};
-    case DType::kF16:
-      return RowKernels{ssz_row_portable<RoundF16>, quantize_row_portable<RoundF16>};
-    default:
-      throw Error(ErrorCode::kInvalidArgument,
-                  "model float dtype must be BF16, F16 or F32, got " + std::string(dtype_name(float_dtype)));
   }
 }
 
@@ -245,8 +109,7 @@ void check_weight(const Tensor& weight, const V1WeightOptions& options) {
 }
 
 // Writes the codes of every row for the given scales (the minmax scales, or ssz's final ones).
-void write_codes(const Tensor& weight, const float* scales, CodeRange range, QuantizeRowFn quantize,
-                 std::int8_t* codes) {
+void write_codes(const Tensor& weight, const float* scales, CodeRange range, DType float_dtype, std::int8_t* codes) {
   const std::int64_t out = weight.dim(0), in = weight.dim(1);
 #pragma omp parallel num_threads(kernels::num_threads()) if (out * in >= kMinmaxParallelElements)
   {
@@ -254,7 +117,7 @@ void write_codes(const Tensor& weight, const float* scales, CodeRange range, Qua
 #pragma omp for schedule(static)
     for (std::int64_t n = 0; n < out; ++n) {
       weight.read_f32(static_cast<std::size_t>(n * in), static_cast<std::size_t>(in), row.data());
-      quantize(row.data(), in, scales[n], range, codes + n * in);
+      kernels::quantize_row_codes(row.data(), in, scales[n], float_dtype, range, codes + n * in);
     }
   }
 }
@@ -265,7 +128,6 @@ ChannelQuantizedWeight quantize_weight_minmax_v1(const Tensor& weight, const V1W
   check_weight(weight, options);
   const std::int64_t out = weight.dim(0), in = weight.dim(1);
   const CodeRange range = code_range(options.bits);
-  const RowKernels row_fns = row_kernels(options.float_dtype);
   ChannelQuantizedWeight q{Tensor::zeros(DType::kI8, {out, in}), Tensor::zeros(DType::kF32, {out})};
   std::int8_t* codes = q.codes.mutable_data<std::int8_t>();
   float* scales = q.scale.mutable_data<float>();
@@ -283,7 +145,7 @@ ChannelQuantizedWeight quantize_weight_minmax_v1(const Tensor& weight, const V1W
         bad_row = std::min(bad_row, n);
         continue;
       }
-      row_fns.quantize(row.data(), in, s, range, codes + n * in);
+      kernels::quantize_row_codes(row.data(), in, s, options.float_dtype, range, codes + n * in);
     }
   }
   if (bad_row < out) throw_bad_row(bad_row);
@@ -299,7 +161,6 @@ ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightO
   const std::int64_t out = weight.dim(0), in = weight.dim(1);
   const int steps = options.ssz_steps;
   const CodeRange range = code_range(options.bits);
-  const RowKernels row_fns = row_kernels(options.float_dtype);
   const std::size_t hist = static_cast<std::size_t>(steps) + 1;
   std::vector<float> best_scale(static_cast<std::size_t>(out) * hist);
   std::vector<std::uint8_t> improving(static_cast<std::size_t>(out) * static_cast<std::size_t>(steps));
@@ -321,7 +182,7 @@ ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightO
       const RowTrace trace{best_scale.data() + static_cast<std::size_t>(n) * hist,
                            improving.data() + static_cast<std::size_t>(n) * static_cast<std::size_t>(steps),
                            seen.data()};
-      row_fns.ssz(row.data(), in, s0, range, steps, trace);
+      ssz_row(row.data(), in, s0, range, options.float_dtype, steps, trace);
     }
   }
   if (bad_row < out) throw_bad_row(bad_row);
@@ -342,7 +203,7 @@ ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightO
   for (std::int64_t n = 0; n < out; ++n) scales[n] = best_scale[static_cast<std::size_t>(n) * hist + last];
 
   // Phase 3: the final codes quant(W, s_best).
-  write_codes(weight, scales, range, row_fns.quantize, q.codes.mutable_data<std::int8_t>());
+  write_codes(weight, scales, range, options.float_dtype, q.codes.mutable_data<std::int8_t>());
   return q;
 }
 

@@ -1,8 +1,5 @@
-// The block products have an AVX-512 form that performs the same float32 multiplies and adds in the same order
-// per element as the portable loops (separate mul and add; this file is built with -ffp-contract=off so the
-// compiler fuses neither), so both paths give bit-identical weights. It matters: Qwen3-235B has 2.4G expert
-// weights per layer, each costing 32 multiply-adds; the AVX-512 loops keep 8 independent sums in flight (4 rows
-// × 32 columns, or 8 output rows × 16 columns) so they run at the adders' throughput rather than their latency.
+// The block products are kernels (kernels/block_rotation.h, AVX-512 where the CPU has it, bit-identical to the
+// portable path); here: the blocks of each weight, the norm fold and the dtype rounding around them.
 #include "quant/weight_rotation.h"
 
 #include <algorithm>
@@ -12,9 +9,8 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/block_rotation.h"
 #include "kernels/convert.h"
-#include "kernels/cpu_features.h"
-#include "kernels/simd_avx512.h"
 #include "kernels/threading.h"
 
 namespace moeslim::quant {
@@ -22,7 +18,7 @@ namespace {
 
 // Below this many weight elements a transform runs on one thread (thread start-up would dominate).
 constexpr std::int64_t kParallelElements = 1 << 16;
-// Rows of W multiplied by a block together (right products).
+// Rows of W loaded and rotated together (right products).
 constexpr std::int64_t kRowGroup = 4;
 
 void require_float_matrix(const Tensor& w, const char* what) {
@@ -75,90 +71,16 @@ void store_rounded(const float* src, std::int64_t n, DType dtype, std::byte* bas
   }
 }
 
-bool use_avx512(std::int64_t block) {
-  return block % 32 == 0 && kernels::active_kernel_isa() == kernels::KernelIsa::kAvx512;
-}
-
-// y[0, k) = x[0, k) · m (k×k): y[j] = ((0 + x[0]·m[0][j]) + x[1]·m[1][j]) + ...
-void right_block_portable(const float* m, std::int64_t k, const float* x, float* __restrict y) {
-  std::fill(y, y + k, 0.0f);
-  for (std::int64_t i = 0; i < k; ++i) {
-    const float xi = x[i];
-    const float* __restrict mi = m + i * k;
-    for (std::int64_t j = 0; j < k; ++j) y[j] += xi * mi[j];
-  }
-}
-
-// The same for R rows at once (x and y rows `ld` apart); k a multiple of 32.
-template <int R>
-MOESLIM_AVX512 void right_block_avx512(const float* m, std::int64_t k, const float* x, std::int64_t ld, float* y) {
-  for (std::int64_t j0 = 0; j0 < k; j0 += 32) {
-    __m512 acc[R][2];
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (std::int64_t i = 0; i < k; ++i) {
-      const __m512 m0 = _mm512_loadu_ps(m + i * k + j0);
-      const __m512 m1 = _mm512_loadu_ps(m + i * k + j0 + 16);
-      for (int r = 0; r < R; ++r) {
-        const __m512 xi = _mm512_set1_ps(x[r * ld + i]);
-        acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_mul_ps(xi, m0));
-        acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_mul_ps(xi, m1));
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      _mm512_storeu_ps(y + r * ld + j0, acc[r][0]);
-      _mm512_storeu_ps(y + r * ld + j0 + 16, acc[r][1]);
-    }
-  }
-}
-
 // x [rows, n] · R → y [rows, n], both dense.
 void multiply_rows(const BlockRotation& r, const float* x, std::int64_t rows, std::int64_t n, float* y) {
   const std::int64_t k = r.block;
-  const float* m = r.matrix.data();
-  const bool avx512 = use_avx512(k);
   for (std::int64_t b = 0; b * k < n; ++b) {
     const float* xb = x + b * k;
     float* yb = y + b * k;
     if (r.is_identity_block(b)) {
       for (std::int64_t row = 0; row < rows; ++row) std::copy(xb + row * n, xb + row * n + k, yb + row * n);
-    } else if (avx512) {
-      std::int64_t row = 0;
-      for (; row + kRowGroup <= rows; row += kRowGroup) {
-        right_block_avx512<kRowGroup>(m, k, xb + row * n, n, yb + row * n);
-      }
-      for (; row < rows; ++row) right_block_avx512<1>(m, k, xb + row * n, n, yb + row * n);
     } else {
-      for (std::int64_t row = 0; row < rows; ++row) right_block_portable(m, k, xb + row * n, yb + row * n);
-    }
-  }
-}
-
-// out[j][0, w) = Σ_i m[i][j] · in[i][0, w) for j < k, summed in i order; in and out hold k rows of w.
-void left_block_portable(const float* m, std::int64_t k, const float* in, std::int64_t w, float* out) {
-  for (std::int64_t j = 0; j < k; ++j) {
-    float* __restrict o = out + j * w;
-    std::fill(o, o + w, 0.0f);
-    for (std::int64_t i = 0; i < k; ++i) {
-      const float a = m[i * k + j];
-      const float* __restrict xi = in + i * w;
-      for (std::int64_t c = 0; c < w; ++c) o[c] += a * xi[c];
-    }
-  }
-}
-
-// The same, 8 output rows × 16 columns at a time; k a multiple of 32.
-MOESLIM_AVX512 void left_block_avx512(const float* m, std::int64_t k, const float* in, std::int64_t w, float* out) {
-  for (std::int64_t j0 = 0; j0 < k; j0 += 8) {
-    for (std::int64_t c = 0; c < w; c += 16) {
-      const __mmask16 lanes = kernels::detail::first_lanes(w - c);
-      __m512 acc[8];
-      for (int jj = 0; jj < 8; ++jj) acc[jj] = _mm512_setzero_ps();
-      for (std::int64_t i = 0; i < k; ++i) {
-        const __m512 xi = _mm512_maskz_loadu_ps(lanes, in + i * w + c);
-        const float* mi = m + i * k + j0;
-        for (int jj = 0; jj < 8; ++jj) acc[jj] = _mm512_add_ps(acc[jj], _mm512_mul_ps(_mm512_set1_ps(mi[jj]), xi));
-      }
-      for (int jj = 0; jj < 8; ++jj) _mm512_mask_storeu_ps(out + (j0 + jj) * w + c, lanes, acc[jj]);
+      kernels::right_multiply_block(r.matrix.data(), k, xb, rows, n, yb);
     }
   }
 }
@@ -218,7 +140,6 @@ Tensor left_multiply_transposed(const BlockRotation& r, const Tensor& w) {
   Tensor out = Tensor::zeros(dtype, w.shape());
   std::byte* base = out.mutable_bytes();
   const std::size_t elem = dtype_size(dtype);
-  const bool avx512 = use_avx512(k);
 
   // Work items: one block of k rows × a strip of columns; a strip of k×chunk floats stays in L1/L2.
   const std::int64_t chunk = std::min<std::int64_t>(cols, std::max<std::int64_t>(16, 8192 / k));
@@ -239,11 +160,7 @@ Tensor left_multiply_transposed(const BlockRotation& r, const Tensor& w) {
         continue;
       }
       for (std::int64_t i = 0; i < k; ++i) load_f32(w, (b * k + i) * cols + c0, width, in.data() + i * width);
-      if (avx512) {
-        left_block_avx512(r.matrix.data(), k, in.data(), width, acc.data());
-      } else {
-        left_block_portable(r.matrix.data(), k, in.data(), width, acc.data());
-      }
+      kernels::left_multiply_block_transposed(r.matrix.data(), k, in.data(), width, acc.data());
       for (std::int64_t j = 0; j < k; ++j) {
         store_rounded(acc.data() + j * width, width, dtype, base, (b * k + j) * cols + c0);
       }

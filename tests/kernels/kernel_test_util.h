@@ -62,6 +62,12 @@ inline std::uint32_t bits_of(float f) {
   return b;
 }
 
+inline std::vector<std::uint32_t> bits_of_all(const std::vector<float>& v) {
+  std::vector<std::uint32_t> b(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) b[i] = bits_of(v[i]);
+  return b;
+}
+
 // Distance in units in the last place between two finite floats of the same sign (0 when equal).
 inline std::int64_t ulp_distance(float a, float b) {
   if (a == b) return 0;
