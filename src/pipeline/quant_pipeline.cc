@@ -13,9 +13,8 @@
 #include "core/progress.h"
 #include "eval/model_source.h"
 #include "eval/perplexity.h"
-#include "export/msmodelslim_v1_writer.h"
-#include "export/msmodelslim_writer.h"
 #include "export/output_dir.h"
+#include "formats/registry.h"
 #include "io/checkpoint.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
@@ -34,7 +33,7 @@ using nlohmann::ordered_json;
 
 // Hugging Face module order within a layer: q, k, v, o, q_norm, k_norm, router and experts (or dense MLP),
 // input_layernorm, post_attention_layernorm.
-void write_layer(exporter::QuantizedModelWriter& writer, const QuantizedLayer& layer) {
+void write_layer(formats::FormatWriter& writer, const QuantizedLayer& layer) {
   for (std::size_t i = 0; i < 4; ++i) writer.add_linear(layer.linears[i]);
   writer.add_norm(layer.norms[0]);
   writer.add_norm(layer.norms[1]);
@@ -91,19 +90,6 @@ ordered_json evaluate_output(const QuantRunOptions& o, const std::filesystem::pa
                       {"top1_agreement", r.top1_agreement}};
 }
 
-const char* save_format_name(const recipe::Recipe& r) {
-  if (r.api == recipe::ApiVersion::kV1) return "ascendV1 (v1 saver)";
-  return r.save_format == recipe::SaveFormat::kMindIE ? "mindie" : "ascendV1";
-}
-
-std::unique_ptr<exporter::QuantizedModelWriter> make_writer(const recipe::Recipe& r, const std::filesystem::path& dir,
-                                                            DType float_dtype) {
-  if (r.api == recipe::ApiVersion::kV1) return std::make_unique<exporter::MsModelSlimV1Writer>(dir, float_dtype);
-  return std::make_unique<exporter::MsModelSlimWriter>(
-      dir, r.save_format == recipe::SaveFormat::kMindIE ? exporter::SaveFormat::kMindIE : exporter::SaveFormat::kAscendV1,
-      float_dtype);
-}
-
 // The most token rows one forward chunk holds: `batch_size` of the longest prompts.
 std::int64_t rows_per_chunk(const CalibrationSet& set) {
   std::int64_t longest = 0;
@@ -153,6 +139,9 @@ QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
   work.rows_per_chunk = std::max(rows_per_chunk(calib), anti_pass ? rows_per_chunk(anti) : 0);
   work.v1 = v1;
   work.float_bytes = static_cast<int>(dtype_size(checkpoint.info("model.embed_tokens.weight").dtype));
+  const bool f16 = checkpoint.info("model.embed_tokens.weight").dtype == DType::kF16;
+  work.output_tensor_bytes = formats::for_recipe(recipe).estimate_bytes(config, formats::linear_plan(recipe),
+                                                                        f16 ? DType::kF16 : DType::kBF16);
   const ResourceEstimate need = estimate_resources(recipe, config, work);
   log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward), output {:.2f} GiB",
            static_cast<double>(need.peak_memory_bytes) / (1 << 30), batch_size, work.rows_per_chunk,
@@ -162,7 +151,8 @@ QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
   const Tensor raw_embedding = model::read_checked(checkpoint, "model.embed_tokens.weight", vocab_by_hidden);
   const Tensor embedding = rotation ? quant::rotate_embedding(raw_embedding, *rotation) : raw_embedding;
   const DType float_dtype = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
-  const std::unique_ptr<exporter::QuantizedModelWriter> writer = make_writer(recipe, out.temp_path(), float_dtype);
+  const std::unique_ptr<formats::FormatWriter> writer =
+      formats::for_recipe(recipe).open_writer(out.temp_path(), float_dtype);
   writer->add_float("model.embed_tokens.weight", embedding);
 
   ActivationSet anti_set{anti_pass ? model::embed(embedding, anti.tokens.ids) : Tensor(), &anti.tokens.layout,
@@ -224,7 +214,7 @@ QuantResult run_quant(const recipe::Recipe& recipe, const QuantRunOptions& o) {
   report["quant_type"] = o.quant_type;
   report["model_type"] = o.model_type;
   report["model_path"] = o.model_path.string();
-  report["format"] = save_format_name(recipe);
+  report["format"] = formats::for_recipe(recipe).name();
   report["rotation"] = rotation ? "hadamard" : "none";
   report["smoothing"] = !recipe.smooth ? "none"
                         : recipe.smooth->method == recipe::SmoothMethod::kM4 ? "m4"
