@@ -11,13 +11,13 @@
 #include "cli/run_command.h"
 #include "common/test_paths.h"
 #include "core/half.h"
-#include "export/inspect.h"
+#include "formats/msmodelslim/inspect.h"
 #include "io/json_file.h"
 #include "io/safetensors_reader.h"
 #include "io/safetensors_writer.h"
 #include "tiny_quantized_model.h"
 
-namespace moeslim::exporter::testing {
+namespace moeslim::formats::msmodelslim::testing {
 namespace {
 
 namespace fs = std::filesystem;
@@ -29,7 +29,7 @@ struct Output {
   TempDir root{"export_inspect"};
   fs::path model = root.path() / "model";
   fs::path out = root.path() / "out";
-  explicit Output(SaveFormat format = SaveFormat::kAscendV1, DType fd = DType::kBF16,
+  explicit Output(Layout format = Layout::kAscendV1, DType fd = DType::kBF16,
                   std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes) {
     make_input_model_dir(model, fd);
     write_tiny_output(model, out, format, fd, 1, max_shard_bytes);
@@ -83,17 +83,17 @@ bool names(const InspectReport& r, const std::string& subject, const std::string
 }
 
 TEST(Inspect, AcceptsTheWritersOutputInEveryLayout) {
-  for (const SaveFormat format : {SaveFormat::kAscendV1, SaveFormat::kMindIE}) {
+  for (const Layout format : {Layout::kAscendV1, Layout::kMindIE}) {
     for (const DType fd : {DType::kBF16, DType::kF16}) {
       const Output o(format, fd);
       const InspectReport r = inspect_output_dir(o.out);
       EXPECT_TRUE(r.ok()) << violations_text(r);
-      EXPECT_EQ(r.layout, format == SaveFormat::kMindIE ? "mindie" : "ascendV1");
+      EXPECT_EQ(r.layout, format == Layout::kMindIE ? "mindie" : "ascendV1");
       EXPECT_EQ(r.float_dtype, fd);
       EXPECT_EQ(r.model_quant_type, "W8A8");
     }
   }
-  const Output sharded(SaveFormat::kAscendV1, DType::kBF16, /*max_shard_bytes=*/300);
+  const Output sharded(Layout::kAscendV1, DType::kBF16, /*max_shard_bytes=*/300);
   const InspectReport r = inspect_output_dir(sharded.out);
   EXPECT_TRUE(r.ok()) << violations_text(r);
   EXPECT_GT(r.shard_names.size(), 2u);
@@ -256,7 +256,7 @@ TEST(Inspect, RejectsMisplacedDescriptionHeaderKeys) {
 }
 
 TEST(Inspect, MindIENormCopiesMustMatch) {
-  Output o(SaveFormat::kMindIE);
+  Output o(Layout::kMindIE);
   const std::string name = "model.layers.0.input_layernorm.module.bias";
   o.edit_tensor(name, [](Tensor& t) { t.mutable_data<std::uint16_t>()[0] = f32_to_bf16(7.0f); });
   const InspectReport r = inspect_output_dir(o.out);
@@ -264,7 +264,7 @@ TEST(Inspect, MindIENormCopiesMustMatch) {
 }
 
 TEST(Inspect, F16DeqScaleMustHoldSignExtendedBits) {
-  Output o(SaveFormat::kAscendV1, DType::kF16);
+  Output o(Layout::kAscendV1, DType::kF16);
   const std::string name = "model.layers.0.self_attn.q_proj.deq_scale";
   o.edit_tensor(name, [](Tensor& t) { t.mutable_data<std::int64_t>()[1] |= std::int64_t{1} << 40; });
   const InspectReport r = inspect_output_dir(o.out);
@@ -296,4 +296,4 @@ TEST(InspectCli, HelpHasAnExample) {
 }
 
 }  // namespace
-}  // namespace moeslim::exporter::testing
+}  // namespace moeslim::formats::msmodelslim::testing

@@ -17,15 +17,20 @@
 #include "core/half.h"
 #include "eval/model_source.h"
 #include "eval/perplexity.h"
-#include "eval/quantized_model.h"
+#include "formats/msmodelslim/inspect.h"
+#include "formats/msmodelslim/names.h"
+#include "formats/msmodelslim/reader.h"
+#include "formats/registry.h"
 #include "io/checkpoint.h"
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
 #include "model/layer_loader.h"
 #include "model/quantized_linear.h"
 
-namespace moeslim::eval {
+namespace moeslim::formats::msmodelslim {
 namespace {
+
+using namespace moeslim::eval;
 
 namespace fs = std::filesystem;
 using Tensors = std::vector<std::pair<std::string, Tensor>>;
@@ -152,11 +157,11 @@ FloatModel& float_model() {
 
 // ---- writing a quantized directory (format §1–5) -----------------------------------------------------------
 
-enum class Layout { kAscendV1, kMindie, kW4A8 };
+enum class Written { kAscendV1, kMindie, kW4A8 };
 
 class DirectoryWriter {
  public:
-  DirectoryWriter(const FloatModel& m, Layout layout) : m_(m), layout_(layout) {}
+  DirectoryWriter(const FloatModel& m, Written layout) : m_(m), layout_(layout) {}
 
   // Tensors and description entries in module order; `tweak` may change both before they are written.
   void write(const fs::path& dir, const std::function<void(Tensors&, Description&)>& tweak = {}) {
@@ -167,7 +172,7 @@ class DirectoryWriter {
     for (const auto& [key, value] : after.items()) description[key] = value;
     if (tweak) tweak(tensors_, description);
     write_shards(dir);
-    const char* file = layout_ == Layout::kMindie ? kMindieDescriptionFile : kDescriptionFile;
+    const char* file = layout_ == Written::kMindie ? kMindIEDescriptionFile : kAscendV1DescriptionFile;
     std::FILE* f = std::fopen((dir / file).c_str(), "w");
     std::fputs(description.dump(4).c_str(), f);
     std::fclose(f);
@@ -191,7 +196,7 @@ class DirectoryWriter {
     return beta;
   }
 
-  bool shifted() const { return layout_ != Layout::kW4A8; }
+  bool shifted() const { return layout_ != Written::kW4A8; }
 
   void add_module(const model::ExpectedTensor& e) {
     const std::string module = e.name.substr(0, e.name.size() - 7);  // minus ".weight"
@@ -199,18 +204,18 @@ class DirectoryWriter {
     const bool is_norm = ends_with(module, "norm") || ends_with(module, "layernorm");
     if (is_norm) {
       put(e.name, weight, "FLOAT");
-      if (layout_ == Layout::kW4A8) return;  // flex smoothing writes no norm bias
+      if (layout_ == Written::kW4A8) return;  // flex smoothing writes no norm bias
       std::vector<float> bias(static_cast<std::size_t>(e.shape[0]), 0.0f);
       if (ends_with(module, "input_layernorm")) bias = shift_of(std::stoll(module.substr(13)));
       put(module + ".bias", bf16_tensor(bias, e.shape), "FLOAT");
-      if (layout_ == Layout::kMindie) {
+      if (layout_ == Written::kMindie) {
         put(module + ".module.weight", weight, "W8A8");
         put(module + ".module.bias", bf16_tensor(bias, e.shape), "W8A8");
       }
       return;
     }
     if (module.find(".self_attn.") != std::string::npos) {
-      if (layout_ == Layout::kW4A8) {
+      if (layout_ == Written::kW4A8) {
         add_dynamic(module, e.shape, weight, false);
       } else {
         add_static(module, e.shape, weight);
@@ -218,7 +223,7 @@ class DirectoryWriter {
       return;
     }
     if (module.find(".mlp.") != std::string::npos && !ends_with(module, "mlp.gate")) {
-      if (layout_ == Layout::kW4A8) {
+      if (layout_ == Written::kW4A8) {
         add_int4(module, e.shape, weight);
       } else {
         add_dynamic(module, e.shape, weight, true);
@@ -301,18 +306,18 @@ class DirectoryWriter {
 
   Description header_before() const {
     Description d = Description::object();
-    if (layout_ == Layout::kAscendV1) d["version"] = "1.0.0";
-    if (layout_ != Layout::kW4A8) d["model_quant_type"] = "W8A8";
+    if (layout_ == Written::kAscendV1) d["version"] = "1.0.0";
+    if (layout_ != Written::kW4A8) d["model_quant_type"] = "W8A8";
     return d;
   }
 
   Description header_after() const {
     Description d = Description::object();
-    if (layout_ == Layout::kAscendV1) {
+    if (layout_ == Written::kAscendV1) {
       d["kv_quant_type"] = nullptr;
       d["fa_quant_type"] = nullptr;
       d["group_size"] = 0;
-    } else if (layout_ == Layout::kW4A8) {
+    } else if (layout_ == Written::kW4A8) {
       d["version"] = "1.0.0";
       d["model_quant_type"] = "W8A8_DYNAMIC";
       d["metadata"] = Description::object();
@@ -324,7 +329,7 @@ class DirectoryWriter {
 
   // Two shards, split half-way through the tensor list, plus the index (§1).
   void write_shards(const fs::path& dir) const {
-    const std::string base = layout_ == Layout::kW4A8 ? "quant_model_weights" : "quant_model_weight_w8a8_dynamic";
+    const std::string base = layout_ == Written::kW4A8 ? "quant_model_weights" : "quant_model_weight_w8a8_dynamic";
     const std::size_t half = tensors_.size() / 2;
     nlohmann::ordered_json index;
     std::uint64_t total = 0;
@@ -345,8 +350,8 @@ class DirectoryWriter {
 
   void write_config(const fs::path& dir) const {
     nlohmann::ordered_json c = io::read_ordered_json_file(testing::bundled_model_dir() / "config.json");
-    if (layout_ != Layout::kW4A8) c["quantize"] = "w8a8_dynamic";
-    if (layout_ == Layout::kMindie) {
+    if (layout_ != Written::kW4A8) c["quantize"] = "w8a8_dynamic";
+    if (layout_ == Written::kMindie) {
       c["quantization_config"] = {{"kv_quant_type", nullptr}, {"fa_quant_type", nullptr}, {"group_size", 0}};
     }
     std::FILE* f = std::fopen((dir / "config.json").c_str(), "w");
@@ -355,14 +360,14 @@ class DirectoryWriter {
   }
 
   const FloatModel& m_;
-  Layout layout_;
+  Written layout_;
   Tensors tensors_;
   std::vector<std::pair<std::string, std::string>> types_;
 };
 
 EvalResult evaluate_against_float(const fs::path& quantized_dir) {
   FloatModel& m = float_model();
-  QuantizedLayerSource quantized(quantized_dir);
+  QuantizedLayerSource quantized(quantized_dir, detect_layout(quantized_dir).value_or(Layout::kAscendV1));
   model::CheckpointLayerSource reference(m.checkpoint, m.config, model::FloatPrecision::kF32);
   return evaluate(quantized, &reference, m.windows, {});
 }
@@ -377,11 +382,11 @@ void print(const char* what, const EvalResult& r) {
 
 TEST(QuantizedModel, W8A8DirectoryTracksTheFloatModel) {
   testing::TempDir dir("rt_w8a8");
-  DirectoryWriter(float_model(), Layout::kAscendV1).write(dir.path());
-  ASSERT_TRUE(is_quantized_dir(dir.path()));
-  ASSERT_FALSE(is_quantized_dir(testing::bundled_model_dir()));
+  DirectoryWriter(float_model(), Written::kAscendV1).write(dir.path());
+  ASSERT_TRUE(formats::detect(dir.path()) != nullptr);
+  ASSERT_FALSE(formats::detect(testing::bundled_model_dir()) != nullptr);
 
-  QuantizedLayerSource source(dir.path());
+  QuantizedLayerSource source(dir.path(), detect_layout(dir.path()).value_or(Layout::kAscendV1));
   EXPECT_EQ(source.tensor_type("model.layers.0.self_attn.q_proj.weight"), "W8A8");
   const model::DecoderLayer layer = source.load_layer(0);
   EXPECT_EQ(layer.attn.q_proj->kind(), "w8a8");
@@ -401,9 +406,9 @@ TEST(QuantizedModel, W8A8DirectoryTracksTheFloatModel) {
 
 TEST(QuantizedModel, MindieLayoutComputesTheSameModel) {
   testing::TempDir ascend("rt_ascend"), mindie("rt_mindie");
-  DirectoryWriter(float_model(), Layout::kAscendV1).write(ascend.path());
-  DirectoryWriter(float_model(), Layout::kMindie).write(mindie.path());
-  ASSERT_TRUE(is_quantized_dir(mindie.path()));
+  DirectoryWriter(float_model(), Written::kAscendV1).write(ascend.path());
+  DirectoryWriter(float_model(), Written::kMindie).write(mindie.path());
+  ASSERT_TRUE(formats::detect(mindie.path()) != nullptr);
   const EvalResult a = evaluate_against_float(ascend.path());
   const EvalResult b = evaluate_against_float(mindie.path());
   EXPECT_EQ(a.perplexity, b.perplexity);
@@ -412,8 +417,8 @@ TEST(QuantizedModel, MindieLayoutComputesTheSameModel) {
 
 TEST(QuantizedModel, W4A8DirectoryRunsInt4Experts) {
   testing::TempDir dir("rt_w4a8");
-  DirectoryWriter(float_model(), Layout::kW4A8).write(dir.path());
-  QuantizedLayerSource source(dir.path());
+  DirectoryWriter(float_model(), Written::kW4A8).write(dir.path());
+  QuantizedLayerSource source(dir.path(), detect_layout(dir.path()).value_or(Layout::kAscendV1));
   const model::DecoderLayer layer = source.load_layer(1);
   EXPECT_EQ(layer.attn.o_proj->kind(), "w8a8_dynamic");
   EXPECT_EQ(layer.mlp.experts[0].gate_proj->kind(), "w4a8_dynamic");
@@ -430,7 +435,7 @@ TEST(QuantizedModel, W4A8DirectoryRunsInt4Experts) {
 
 TEST(QuantizedModel, OpenModelSourcePicksTheRightReader) {
   testing::TempDir dir("rt_open");
-  DirectoryWriter(float_model(), Layout::kAscendV1).write(dir.path());
+  DirectoryWriter(float_model(), Written::kAscendV1).write(dir.path());
   const auto quantized = open_model_source(dir.path(), 2, model::FloatPrecision::kF32);
   EXPECT_NE(dynamic_cast<QuantizedLayerSource*>(quantized.get()), nullptr);
   EXPECT_EQ(quantized->config().num_hidden_layers, 2);
@@ -506,30 +511,30 @@ Error error_of(const std::function<void()>& f) {
 }
 
 TEST(QuantizedModelErrors, NoDescriptionIsNotAQuantizedDirectory) {
-  const Error e = error_of([] { QuantizedLayerSource source(testing::bundled_model_dir()); });
-  EXPECT_EQ(e.code(), ErrorCode::kNotFound);
-  EXPECT_EQ(e.file(), testing::bundled_model_dir().string());
+  EXPECT_EQ(formats::detect(testing::bundled_model_dir()), nullptr);
+  const Error e = error_of([] { QuantizedLayerSource source(testing::bundled_model_dir(), Layout::kAscendV1); });
+  EXPECT_EQ(fs::path(e.file()).filename(), kAscendV1DescriptionFile) << e.what();
 }
 
 TEST(QuantizedModelErrors, DescribedTensorMissingFromShards) {
   testing::TempDir dir("rt_missing");
   const std::string ghost = "model.layers.0.self_attn.q_proj.smooth_factor";
-  DirectoryWriter(float_model(), Layout::kAscendV1).write(dir.path(), [&](Tensors&, Description& d) { d[ghost] = "W8A8"; });
-  const Error e = error_of([&] { QuantizedLayerSource source(dir.path()); });
+  DirectoryWriter(float_model(), Written::kAscendV1).write(dir.path(), [&](Tensors&, Description& d) { d[ghost] = "W8A8"; });
+  const Error e = error_of([&] { QuantizedLayerSource source(dir.path(), detect_layout(dir.path()).value_or(Layout::kAscendV1)); });
   EXPECT_EQ(e.code(), ErrorCode::kNotFound);
   EXPECT_EQ(e.field(), ghost);
-  EXPECT_EQ(fs::path(e.file()).filename(), kDescriptionFile);
+  EXPECT_EQ(fs::path(e.file()).filename(), kAscendV1DescriptionFile);
 }
 
 TEST(QuantizedModelErrors, WrongDtypeNamesTheShardAndTensor) {
   testing::TempDir dir("rt_dtype");
   const std::string name = "model.layers.1.mlp.experts.2.up_proj.weight";
-  DirectoryWriter(float_model(), Layout::kAscendV1).write(dir.path(), [&](Tensors& tensors, Description&) {
+  DirectoryWriter(float_model(), Written::kAscendV1).write(dir.path(), [&](Tensors& tensors, Description&) {
     for (auto& [n, t] : tensors) {
       if (n == name) t = bf16_tensor(values(t), t.shape());
     }
   });
-  QuantizedLayerSource source(dir.path());
+  QuantizedLayerSource source(dir.path(), detect_layout(dir.path()).value_or(Layout::kAscendV1));
   EXPECT_NO_THROW(source.load_layer(0));
   const Error e = error_of([&] { source.load_layer(1); });
   EXPECT_EQ(e.code(), ErrorCode::kFormat);
@@ -542,14 +547,14 @@ TEST(QuantizedModelErrors, MissingStaticParameterAndNonzeroHeadNormBias) {
   testing::TempDir dir("rt_param");
   const std::string scale = "model.layers.0.self_attn.k_proj.input_scale";
   const std::string qnorm = "model.layers.2.self_attn.q_norm.bias";
-  DirectoryWriter(float_model(), Layout::kAscendV1).write(dir.path(), [&](Tensors& tensors, Description& d) {
+  DirectoryWriter(float_model(), Written::kAscendV1).write(dir.path(), [&](Tensors& tensors, Description& d) {
     d.erase(scale);
     std::erase_if(tensors, [&](const auto& p) { return p.first == scale; });
     for (auto& [n, t] : tensors) {
       if (n == qnorm) t = bf16_tensor(std::vector<float>(t.numel(), 0.5f), t.shape());
     }
   });
-  QuantizedLayerSource source(dir.path());
+  QuantizedLayerSource source(dir.path(), detect_layout(dir.path()).value_or(Layout::kAscendV1));
   Error e = error_of([&] { source.load_layer(0); });
   EXPECT_EQ(e.code(), ErrorCode::kNotFound);
   EXPECT_EQ(e.field(), scale);
@@ -559,4 +564,4 @@ TEST(QuantizedModelErrors, MissingStaticParameterAndNonzeroHeadNormBias) {
 }
 
 }  // namespace
-}  // namespace moeslim::eval
+}  // namespace moeslim::formats::msmodelslim

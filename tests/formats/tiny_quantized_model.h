@@ -13,10 +13,10 @@
 
 #include "core/half.h"
 #include "core/tensor.h"
-#include "export/msmodelslim_writer.h"
+#include "formats/msmodelslim/v0_writer.h"
 #include "quant/quant_types.h"
 
-namespace moeslim::exporter::testing {
+namespace moeslim::formats::msmodelslim::testing {
 
 inline constexpr std::int64_t kHidden = 8, kHeadDim = 4, kQOut = 8, kKvOut = 4, kExperts = 2, kMoeInter = 4,
                               kVocab = 16;
@@ -61,8 +61,10 @@ inline quant::QuantizedLinear static_linear(const std::string& name, std::int64_
                                             bool with_bias, DType float_dtype, int seed) {
   quant::QuantizedLinear l = dynamic_linear(name, out, in, seed);
   l.scheme = quant::QuantScheme::kW8A8;
-  const float input_scale = round_to(0.037f + 0.001f * seed, float_dtype);
-  const float input_offset = static_cast<float>(-3 - seed);
+  // One activation scale and offset for every static linear: q, k and v must share theirs (vLLM-Ascend's fused
+  // qkv_proj keeps one), which `inspect` checks.
+  const float input_scale = round_to(0.038f, float_dtype);
+  const float input_offset = -4.0f;
   l.input_scale = f32_tensor({1}, {input_scale});
   l.input_offset = f32_tensor({1}, {input_offset});
   std::vector<float> bias(out, 0.0f), deq(out);
@@ -91,7 +93,7 @@ inline quant::NormTensors norm(const std::string& name, std::int64_t n, bool wit
 }
 
 // Writes the whole model in Hugging Face module order, as the pipeline does.
-inline void write_tiny_model(MsModelSlimWriter& w, DType float_dtype) {
+inline void write_tiny_model(V0Writer& w, DType float_dtype) {
   w.add_float("model.embed_tokens.weight", float_values({kVocab, kHidden}, 0.25f));
   const std::string a = "model.layers.0.self_attn.";
   w.add_linear(static_linear(a + "q_proj", kQOut, kHidden, true, float_dtype, 1));
@@ -202,12 +204,12 @@ inline void make_input_model_dir(const std::filesystem::path& dir, DType fd) {
 }
 
 // Writes the tiny model from `model_dir` into `out_dir`.
-inline MsModelSlimOutput write_tiny_output(const std::filesystem::path& model_dir, const std::filesystem::path& out_dir,
-                                           SaveFormat format, DType fd, std::int64_t layer_count_written = 1,
+inline WrittenOutput write_tiny_output(const std::filesystem::path& model_dir, const std::filesystem::path& out_dir,
+                                           Layout format, DType fd, std::int64_t layer_count_written = 1,
                                            std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes) {
-  MsModelSlimWriter writer(out_dir, format, fd, max_shard_bytes);
+  V0Writer writer(out_dir, format, fd, max_shard_bytes);
   write_tiny_model(writer, fd);
   return writer.finish(model_dir, layer_count_written);
 }
 
-}  // namespace moeslim::exporter::testing
+}  // namespace moeslim::formats::msmodelslim::testing

@@ -10,15 +10,15 @@
 
 #include "common/test_paths.h"
 #include "core/error.h"
-#include "export/description_file.h"
-#include "export/float_encoding.h"
-#include "export/msmodelslim_writer.h"
-#include "export/w8a8_tensors.h"
+#include "formats/msmodelslim/description_file.h"
+#include "formats/msmodelslim/float_encoding.h"
+#include "formats/msmodelslim/v0_writer.h"
+#include "formats/msmodelslim/w8a8_tensors.h"
 #include "io/json_file.h"
 #include "io/safetensors_reader.h"
 #include "tiny_quantized_model.h"
 
-namespace moeslim::exporter::testing {
+namespace moeslim::formats::msmodelslim::testing {
 namespace {
 
 namespace fs = std::filesystem;
@@ -40,16 +40,16 @@ struct Written {
   TempDir root{"export_writer"};
   fs::path model = root.path() / "model";
   fs::path out = root.path() / "out";
-  MsModelSlimOutput result;
-  Written(SaveFormat format, DType fd, std::int64_t layers = 1,
+  WrittenOutput result;
+  Written(Layout format, DType fd, std::int64_t layers = 1,
           std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes) {
     make_input_model_dir(model, fd);
     result = write_tiny_output(model, out, format, fd, layers, max_shard_bytes);
   }
 };
 
-TEST(MsModelSlimWriter, AscendV1DirectoryHoldsShardIndexDescriptionConfigAndSideFiles) {
-  const Written w(SaveFormat::kAscendV1, DType::kBF16);
+TEST(V0Writer, AscendV1DirectoryHoldsShardIndexDescriptionConfigAndSideFiles) {
+  const Written w(Layout::kAscendV1, DType::kBF16);
   EXPECT_EQ(file_names(w.out),
             (std::vector<std::string>{"chat_template.jinja", "config.json", "generation_config.json", "merges.txt",
                                       "quant_model_description.json",
@@ -95,24 +95,24 @@ void expect_tensors_as_specified(const fs::path& out, DType fd, bool mindie) {
   EXPECT_EQ(index["metadata"]["total_size"].get<std::uint64_t>(), total);
 }
 
-TEST(MsModelSlimWriter, TensorsFollowSpecSection2InBf16) {
-  const Written w(SaveFormat::kAscendV1, DType::kBF16);
+TEST(V0Writer, TensorsFollowSpecSection2InBf16) {
+  const Written w(Layout::kAscendV1, DType::kBF16);
   expect_tensors_as_specified(w.out, DType::kBF16, false);
 }
 
-TEST(MsModelSlimWriter, TensorsFollowSpecSection2InF16WithInt64DeqScale) {
-  const Written w(SaveFormat::kAscendV1, DType::kF16);
+TEST(V0Writer, TensorsFollowSpecSection2InF16WithInt64DeqScale) {
+  const Written w(Layout::kAscendV1, DType::kF16);
   expect_tensors_as_specified(w.out, DType::kF16, false);
 }
 
-TEST(MsModelSlimWriter, MindIELayoutAddsNormModuleCopies) {
-  const Written w(SaveFormat::kMindIE, DType::kBF16);
+TEST(V0Writer, MindIELayoutAddsNormModuleCopies) {
+  const Written w(Layout::kMindIE, DType::kBF16);
   expect_tensors_as_specified(w.out, DType::kBF16, true);
   EXPECT_FALSE(fs::exists(w.out / "quant_model_description.json"));
 }
 
-TEST(MsModelSlimWriter, WrittenValuesMatchThePipelinesTensors) {
-  const Written w(SaveFormat::kAscendV1, DType::kF16);
+TEST(V0Writer, WrittenValuesMatchThePipelinesTensors) {
+  const Written w(Layout::kAscendV1, DType::kF16);
   const auto shard = io::SafetensorsFile::open(w.out / "quant_model_weight_w8a8_dynamic-00001-of-00001.safetensors");
   const quant::QuantizedLinear q = static_linear("model.layers.0.self_attn.q_proj", kQOut, kHidden, true, DType::kF16, 1);
   const std::string p = "model.layers.0.self_attn.q_proj.";
@@ -140,8 +140,8 @@ TEST(MsModelSlimWriter, WrittenValuesMatchThePipelinesTensors) {
   for (std::size_t i = 0; i < norm_bias.numel(); ++i) EXPECT_EQ(norm_bias.data<float>()[i], 0.0f);
 }
 
-TEST(MsModelSlimWriter, DescriptionTextHasPythonLayoutAndKeyOrder) {
-  const Written w(SaveFormat::kAscendV1, DType::kBF16);
+TEST(V0Writer, DescriptionTextHasPythonLayoutAndKeyOrder) {
+  const Written w(Layout::kAscendV1, DType::kBF16);
   const std::string text = read_text(w.out / "quant_model_description.json");
   EXPECT_EQ(text.rfind("{\n    \"version\": \"1.0.0\",\n    \"model_quant_type\": \"W8A8\",\n"
                        "    \"model.embed_tokens.weight\": \"FLOAT\",\n"
@@ -157,8 +157,8 @@ TEST(MsModelSlimWriter, DescriptionTextHasPythonLayoutAndKeyOrder) {
   EXPECT_EQ(text.substr(text.size() - tail.size()), tail);
 }
 
-TEST(MsModelSlimWriter, MindIEDescriptionHasNoVersionAndNoTrailingKeys) {
-  const Written w(SaveFormat::kMindIE, DType::kBF16);
+TEST(V0Writer, MindIEDescriptionHasNoVersionAndNoTrailingKeys) {
+  const Written w(Layout::kMindIE, DType::kBF16);
   const std::string text = read_text(w.out / "quant_model_description_w8a8_dynamic.json");
   EXPECT_EQ(text.rfind("{\n    \"model_quant_type\": \"W8A8\",\n    \"model.embed_tokens.weight\": \"FLOAT\",\n", 0), 0u);
   EXPECT_NE(text.find("    \"model.layers.0.self_attn.q_norm.bias\": \"FLOAT\",\n"
@@ -171,7 +171,7 @@ TEST(MsModelSlimWriter, MindIEDescriptionHasNoVersionAndNoTrailingKeys) {
   EXPECT_EQ(text.find("group_size"), std::string::npos);
 }
 
-TEST(MsModelSlimWriter, RenderDescriptionMatchesPythonJsonDumpIndent4) {
+TEST(V0Writer, RenderDescriptionMatchesPythonJsonDumpIndent4) {
   EXPECT_EQ(render_description({{"version", "1.0.0"}}, {{"a.weight", "FLOAT"}},
                                {{"metadata", nlohmann::ordered_json{{"rot", true}}}, {"optional", nlohmann::ordered_json::object()}}),
             "{\n    \"version\": \"1.0.0\",\n    \"a.weight\": \"FLOAT\",\n    \"metadata\": {\n        \"rot\": true\n"
@@ -179,8 +179,8 @@ TEST(MsModelSlimWriter, RenderDescriptionMatchesPythonJsonDumpIndent4) {
   EXPECT_EQ(render_description({}, {}, {}), "{}");
 }
 
-TEST(MsModelSlimWriter, ConfigGainsQuantizeAndTheWrittenLayerCount) {
-  const Written w(SaveFormat::kAscendV1, DType::kBF16, /*layers=*/1);
+TEST(V0Writer, ConfigGainsQuantizeAndTheWrittenLayerCount) {
+  const Written w(Layout::kAscendV1, DType::kBF16, /*layers=*/1);
   const std::string text = read_text(w.out / "config.json");
   EXPECT_EQ(text.rfind("{\n    \"architectures\": [\n        \"Qwen3MoeForCausalLM\"\n    ],\n", 0), 0u) << text;
   const auto config = nlohmann::ordered_json::parse(text);
@@ -197,20 +197,40 @@ TEST(MsModelSlimWriter, ConfigGainsQuantizeAndTheWrittenLayerCount) {
   EXPECT_NE(text.find("\"rope_theta\": 1000000.0,"), std::string::npos) << text;
 }
 
-TEST(MsModelSlimWriter, ConfigKeepsTheLayerCountWhenAllLayersAreWritten) {
-  const Written w(SaveFormat::kAscendV1, DType::kBF16, /*layers=*/0);
+TEST(V0Writer, ConfigKeepsTheLayerCountWhenAllLayersAreWritten) {
+  const Written w(Layout::kAscendV1, DType::kBF16, /*layers=*/0);
   EXPECT_EQ(nlohmann::json::parse(read_text(w.out / "config.json"))["num_hidden_layers"], 2);
 }
 
-TEST(MsModelSlimWriter, MindIEConfigGainsQuantizationConfig) {
-  const Written w(SaveFormat::kMindIE, DType::kBF16);
+TEST(V0Writer, MindIEConfigGainsQuantizationConfig) {
+  const Written w(Layout::kMindIE, DType::kBF16);
   const auto config = nlohmann::ordered_json::parse(read_text(w.out / "config.json"));
   EXPECT_EQ(config["quantize"], "w8a8_dynamic");
   EXPECT_EQ(config["quantization_config"].dump(), R"({"kv_quant_type":null,"fa_quant_type":null,"group_size":0})");
 }
 
-TEST(MsModelSlimWriter, SmallShardLimitSplitsIntoNumberedShards) {
-  const Written w(SaveFormat::kAscendV1, DType::kBF16, 1, /*max_shard_bytes=*/512);
+// vLLM-Ascend takes a config.json quantization_config as the quantization description: ascendV1 drops an
+// input's, the MindIE layout (which vLLM-Ascend does not load) replaces it with its own.
+TEST(V0Writer, AnInputQuantizationConfigIsDroppedInAscendV1AndReplacedInMindIE) {
+  for (const Layout layout : {Layout::kAscendV1, Layout::kMindIE}) {
+    TempDir root("export_qconfig");
+    const fs::path model = root.path() / "model", out = root.path() / "out";
+    make_input_model_dir(model, DType::kBF16);
+    auto config = nlohmann::ordered_json::parse(read_text(model / "config.json"));
+    config["quantization_config"] = {{"quant_method", "fp8"}};
+    std::ofstream(model / "config.json") << config.dump(4);
+    write_tiny_output(model, out, layout, DType::kBF16, 1, io::kDefaultMaxShardBytes);
+    const auto written = nlohmann::ordered_json::parse(read_text(out / "config.json"));
+    if (layout == Layout::kAscendV1) {
+      EXPECT_FALSE(written.contains("quantization_config")) << written.dump();
+    } else {
+      EXPECT_EQ(written["quantization_config"].dump(), R"({"kv_quant_type":null,"fa_quant_type":null,"group_size":0})");
+    }
+  }
+}
+
+TEST(V0Writer, SmallShardLimitSplitsIntoNumberedShards) {
+  const Written w(Layout::kAscendV1, DType::kBF16, 1, /*max_shard_bytes=*/512);
   const std::size_t n = w.result.shards.shard_names.size();
   ASSERT_GT(n, 2u);
   for (std::size_t i = 0; i < n; ++i) {
@@ -221,11 +241,11 @@ TEST(MsModelSlimWriter, SmallShardLimitSplitsIntoNumberedShards) {
   expect_tensors_as_specified(w.out, DType::kBF16, false);
 }
 
-TEST(MsModelSlimWriter, LayerCountAboveTheInputsIsRejected) {
+TEST(V0Writer, LayerCountAboveTheInputsIsRejected) {
   TempDir root("export_layers");
   make_input_model_dir(root.path() / "model", DType::kBF16);
   try {
-    write_tiny_output(root.path() / "model", root.path() / "out", SaveFormat::kAscendV1, DType::kBF16, 3);
+    write_tiny_output(root.path() / "model", root.path() / "out", Layout::kAscendV1, DType::kBF16, 3);
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
@@ -281,4 +301,4 @@ TEST(FloatEncoding, DeqScaleInt64HoldsSignExtendedFloatBits) {
 }
 
 }  // namespace
-}  // namespace moeslim::exporter::testing
+}  // namespace moeslim::formats::msmodelslim::testing

@@ -17,9 +17,9 @@
 #include "common/test_paths.h"
 #include "core/error.h"
 #include "core/half.h"
-#include "eval/quantized_model.h"
-#include "export/inspect.h"
-#include "export/msmodelslim_v1_writer.h"
+#include "formats/msmodelslim/reader.h"
+#include "formats/msmodelslim/inspect.h"
+#include "formats/msmodelslim/v1_writer.h"
 #include "io/checkpoint.h"
 #include "io/json_file.h"
 #include "io/safetensors_reader.h"
@@ -29,7 +29,7 @@
 #include "model/synthetic_checkpoint.h"
 #include "tiny_quantized_model.h"
 
-namespace moeslim::exporter::testing {
+namespace moeslim::formats::msmodelslim::testing {
 namespace {
 
 namespace fs = std::filesystem;
@@ -101,12 +101,12 @@ model::ModelConfig input_config(const fs::path& dir) {
 // Writes the first `layers` decoder layers (0 = all) in module order, as the v1 pipeline would: attention
 // W8A8_DYNAMIC, experts W4A8_DYNAMIC, router / embedding / lm_head FLOAT, norms without a bias. `dequantized`
 // receives every written module as a float checkpoint would hold it (q·s for the quantized linears).
-MsModelSlimOutput write_v1_output(const fs::path& model_dir, const fs::path& out, std::int64_t layers,
+WrittenOutput write_v1_output(const fs::path& model_dir, const fs::path& out, std::int64_t layers,
                                   std::uint64_t max_shard_bytes, const nlohmann::ordered_json& metadata,
                                   NamedTensors* dequantized) {
   const model::ModelConfig config = input_config(model_dir);
   const io::Checkpoint checkpoint = io::Checkpoint::open(model_dir);
-  MsModelSlimV1Writer writer(out, DType::kBF16, max_shard_bytes);
+  V1Writer writer(out, DType::kBF16, max_shard_bytes);
   for (const model::ExpectedTensor& e : model::expected_tensors(config)) {
     if (layers > 0 && e.name.rfind("model.layers.", 0) == 0 && std::stoll(e.name.substr(13)) >= layers) continue;
     const std::string module = e.name.substr(0, e.name.size() - std::string(".weight").size());
@@ -143,7 +143,7 @@ struct WrittenModel {
   fs::path model = root.path() / "model";
   fs::path out = root.path() / "out";
   fs::path dequantized = root.path() / "dequantized";
-  MsModelSlimOutput result;
+  WrittenOutput result;
 
   WrittenModel() {
     make_input_model(model);
@@ -171,7 +171,7 @@ bool names(const InspectReport& r, const std::string& subject, const std::string
   return false;
 }
 
-class MsModelSlimV1WriterTest : public ::testing::Test {
+class V1WriterTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { written_ = new WrittenModel(); }
   static void TearDownTestSuite() {
@@ -216,9 +216,9 @@ class MsModelSlimV1WriterTest : public ::testing::Test {
   static WrittenModel* written_;
 };
 
-WrittenModel* MsModelSlimV1WriterTest::written_ = nullptr;
+WrittenModel* V1WriterTest::written_ = nullptr;
 
-TEST_F(MsModelSlimV1WriterTest, DirectoryHoldsTheV1ShardsIndexDescriptionConfigAndSideFiles) {
+TEST_F(V1WriterTest, DirectoryHoldsTheV1ShardsIndexDescriptionConfigAndSideFiles) {
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(written().out)) files.push_back(e.path().filename().string());
   std::sort(files.begin(), files.end());
@@ -227,7 +227,7 @@ TEST_F(MsModelSlimV1WriterTest, DirectoryHoldsTheV1ShardsIndexDescriptionConfigA
   EXPECT_EQ(written().result.side_files, (std::vector<std::string>{"generation_config.json", "merges.txt"}));
 }
 
-TEST_F(MsModelSlimV1WriterTest, DescriptionListsTensorsInWriteOrderThenTheV1HeaderKeys) {
+TEST_F(V1WriterTest, DescriptionListsTensorsInWriteOrderThenTheV1HeaderKeys) {
   const std::string text = read_text(written().out / kDescription);
   EXPECT_EQ(text.rfind("{\n    \"model.embed_tokens.weight\": \"FLOAT\",\n", 0), 0u) << text.substr(0, 200);
   const std::string tail =
@@ -256,7 +256,7 @@ TEST_F(MsModelSlimV1WriterTest, DescriptionListsTensorsInWriteOrderThenTheV1Head
   EXPECT_FALSE(description.contains("model.layers.0.input_layernorm.bias"));
 }
 
-TEST_F(MsModelSlimV1WriterTest, TensorsHaveTheV1DtypesAndShapes) {
+TEST_F(V1WriterTest, TensorsHaveTheV1DtypesAndShapes) {
   const auto shard = io::SafetensorsFile::open(written().out / "quant_model_weights-00001-of-00001.safetensors");
   EXPECT_TRUE(shard.metadata().empty());
   const std::string e = "model.layers.0.mlp.experts.2.";
@@ -275,7 +275,7 @@ TEST_F(MsModelSlimV1WriterTest, TensorsHaveTheV1DtypesAndShapes) {
   }
 }
 
-TEST_F(MsModelSlimV1WriterTest, ConfigDropsQuantizationConfigAndAddsNoQuantizeKey) {
+TEST_F(V1WriterTest, ConfigDropsQuantizationConfigAndAddsNoQuantizeKey) {
   const std::string text = read_text(written().out / "config.json");
   const auto config = nlohmann::ordered_json::parse(text);
   EXPECT_FALSE(config.contains("quantization_config"));
@@ -289,7 +289,7 @@ TEST_F(MsModelSlimV1WriterTest, ConfigDropsQuantizationConfigAndAddsNoQuantizeKe
   EXPECT_EQ(config.dump(), input.dump());
 }
 
-TEST_F(MsModelSlimV1WriterTest, InspectAcceptsTheOutput) {
+TEST_F(V1WriterTest, InspectAcceptsTheOutput) {
   const InspectReport r = inspect_output_dir(written().out);
   EXPECT_TRUE(r.ok()) << violations_text(r);
   EXPECT_EQ(r.layout, "ascendV1-v1");
@@ -300,10 +300,10 @@ TEST_F(MsModelSlimV1WriterTest, InspectAcceptsTheOutput) {
   EXPECT_EQ(r.by_type.at("W8A8_DYNAMIC").modules, static_cast<std::size_t>(kModelLayers * 4));
 }
 
-TEST_F(MsModelSlimV1WriterTest, FewerLayersMetadataAndSmallShards) {
+TEST_F(V1WriterTest, FewerLayersMetadataAndSmallShards) {
   TempDir dir("export_v1_partial");
   const nlohmann::ordered_json metadata = {{"rotation", {{"method", "hadamard"}}}};
-  const MsModelSlimOutput result =
+  const WrittenOutput result =
       write_v1_output(written().model, dir.path() / "out", 1, /*max_shard_bytes=*/1 << 20, metadata, nullptr);
   const std::size_t n = result.shards.shard_names.size();
   ASSERT_GT(n, 2u);
@@ -321,9 +321,9 @@ TEST_F(MsModelSlimV1WriterTest, FewerLayersMetadataAndSmallShards) {
   EXPECT_EQ(r.shard_names.size(), n);
 }
 
-TEST_F(MsModelSlimV1WriterTest, StaticW8A8AndNonObjectMetadataAreRejected) {
+TEST_F(V1WriterTest, StaticW8A8AndNonObjectMetadataAreRejected) {
   TempDir dir("export_v1_reject");
-  MsModelSlimV1Writer writer(dir.path() / "out", DType::kBF16);
+  V1Writer writer(dir.path() / "out", DType::kBF16);
   const quant::QuantizedLinear l = static_linear("model.layers.0.self_attn.q_proj", 4, 8, false, DType::kBF16, 1);
   try {
     writer.add_linear(l);
@@ -342,8 +342,8 @@ TEST_F(MsModelSlimV1WriterTest, StaticW8A8AndNonObjectMetadataAreRejected) {
   }
 }
 
-TEST_F(MsModelSlimV1WriterTest, EvaluatorComputesWhatTheDequantizedFloatModelComputes) {
-  eval::QuantizedLayerSource quantized(written().out);
+TEST_F(V1WriterTest, EvaluatorComputesWhatTheDequantizedFloatModelComputes) {
+  QuantizedLayerSource quantized(written().out, Layout::kAscendV1V1);
   const model::ModelConfig& config = quantized.config();
   EXPECT_EQ(config.num_hidden_layers, kModelLayers);
   {
@@ -384,7 +384,7 @@ TEST_F(MsModelSlimV1WriterTest, EvaluatorComputesWhatTheDequantizedFloatModelCom
   for (std::size_t i = 0; i < logits.numel(); ++i) ASSERT_TRUE(std::isfinite(logits.data<float>()[i])) << i;
 }
 
-TEST_F(MsModelSlimV1WriterTest, InspectRejectsAWrongScaleBiasValue) {
+TEST_F(V1WriterTest, InspectRejectsAWrongScaleBiasValue) {
   Copy c(written().out);
   const std::string name = "model.layers.1.mlp.experts.4.down_proj.scale_bias";
   c.edit_tensor(name, [](Tensor& t) {
@@ -397,7 +397,7 @@ TEST_F(MsModelSlimV1WriterTest, InspectRejectsAWrongScaleBiasValue) {
   EXPECT_EQ(r.violations.size(), 1u) << violations_text(r);
 }
 
-TEST_F(MsModelSlimV1WriterTest, InspectRejectsAWrongPackedShape) {
+TEST_F(V1WriterTest, InspectRejectsAWrongPackedShape) {
   Copy c(written().out);
   const std::string name = "model.layers.0.mlp.experts.1.up_proj.weight";
   c.edit_tensor(name, [](Tensor& t) { t = t.clone().reshaped({t.dim(0) * 2, t.dim(1) / 2}); });  // [128, 128]
@@ -406,7 +406,7 @@ TEST_F(MsModelSlimV1WriterTest, InspectRejectsAWrongPackedShape) {
   EXPECT_EQ(r.violations.size(), 1u) << violations_text(r);
 }
 
-TEST_F(MsModelSlimV1WriterTest, InspectRejectsABf16WeightScale) {
+TEST_F(V1WriterTest, InspectRejectsABf16WeightScale) {
   Copy c(written().out);
   const std::string name = "model.layers.0.mlp.experts.0.gate_proj.weight_scale";
   c.edit_tensor(name, [](Tensor& t) {
@@ -419,7 +419,7 @@ TEST_F(MsModelSlimV1WriterTest, InspectRejectsABf16WeightScale) {
   EXPECT_TRUE(names(r, name, "stored as BF16")) << violations_text(r);
 }
 
-TEST_F(MsModelSlimV1WriterTest, InspectRejectsANormBiasAndAQuantizeKey) {
+TEST_F(V1WriterTest, InspectRejectsANormBiasAndAQuantizeKey) {
   Copy c(written().out);
   {
     // Add "model.norm.bias" to the shard, the index and the description.
@@ -453,4 +453,4 @@ TEST_F(MsModelSlimV1WriterTest, InspectRejectsANormBiasAndAQuantizeKey) {
 }
 
 }  // namespace
-}  // namespace moeslim::exporter::testing
+}  // namespace moeslim::formats::msmodelslim::testing

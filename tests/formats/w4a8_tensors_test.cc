@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "core/error.h"
-#include "export/w4a8_tensors.h"
+#include "formats/msmodelslim/w4a8_tensors.h"
 #include "model/quantized_linear.h"
 #include "tiny_quantized_model.h"
 
-namespace moeslim::exporter::testing {
+namespace moeslim::formats::msmodelslim::testing {
 namespace {
 
 Tensor i8_codes(Shape shape, const std::vector<int>& values) {
@@ -191,4 +191,4 @@ TEST(W4A8Tensors, NormsWriteTheirWeightOnly) {
 }
 
 }  // namespace
-}  // namespace moeslim::exporter::testing
+}  // namespace moeslim::formats::msmodelslim::testing
