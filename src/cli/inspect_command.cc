@@ -7,14 +7,14 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "export/inspect.h"
+#include "formats/registry.h"
 
 namespace moeslim::cli {
 namespace {
 
 int run_inspect(const std::string& dir) {
-  const exporter::InspectReport report = exporter::inspect_output_dir(dir);
-  std::fputs(exporter::format_inspect_report(report).c_str(), stdout);
+  const formats::InspectReport report = formats::inspect_dir(dir);
+  std::fputs(formats::format_inspect_report(report).c_str(), stdout);
   std::fflush(stdout);
   if (!report.ok()) {
     throw Error(ErrorCode::kFormat,

@@ -164,8 +164,9 @@ CommandRunner register_quant(CLI::App& app) {
       "    activation scales at run time); anti-outlier smoothing m4 first, optional --rot before it.\n"
       "  w4a8 (the one-click path, --model_type Qwen3-30B|Qwen3-235B): flex_smooth_quant, attention W8A8 dynamic,\n"
       "    experts int4 weights with int8 dynamic activations (Qwen3-30B: layers 41-47 stay int8).\n"
-      "Router, norms, embeddings and lm_head stay float. Output: msModelSlim's layouts (ascendV1; --mindie_format\n"
-      "for the older MindIE one; the v1 saver's for w4a8), loadable by MindIE and vLLM-Ascend, plus\n"
+      "Router, norms, embeddings and lm_head stay float. Output: msModelSlim's layouts (ascendV1, or the v1\n"
+      "saver's for w4a8), loadable by MindIE and vLLM-Ascend; --mindie_format writes the older safe_tensor layout\n"
+      "for MindIE <= 2.1.RC1 only (vLLM-Ascend cannot load it). Plus\n"
       "quant_report.json. The output is built in a temporary directory beside --save_path and renamed into place\n"
       "when complete.\n"
       "Examples:\n"
@@ -206,7 +207,9 @@ CommandRunner register_quant(CLI::App& app) {
                                        "mean over batches of each batch's min/max. Default 4 (1 with --model_type)")
       ->capture_default_str()
       ->check(CLI::Range(1, 16));
-  sub->add_flag("--mindie_format", o->mindie_format, "Write the older MindIE (<= 2.1.RC1) safe_tensor layout");
+  sub->add_flag("--mindie_format", o->mindie_format, "Write the older safe_tensor layout, for MindIE <= 2.1.RC1 only: vLLM-Ascend reads only\n"
+                "quant_model_description.json, would take this layout's config.json quantization_config as the\n"
+                "description, and has no parameter for its norms' *.module.weight copies");
   sub->add_flag("--rot", o->rot, "Hadamard rotation first (msModelSlim's rot_qwen: norms folded into the linears, R1 on the residual "
                 "stream, R2 per V head); the output is an ordinary checkpoint with unit norm weights");
   sub->add_option("--trust_remote_code", o->trust_remote_code,

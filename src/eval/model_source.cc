@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "eval/quantized_model.h"
+#include "formats/registry.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
 
@@ -31,7 +31,7 @@ class OwningCheckpointSource final : public model::LayerSource {
 
 std::unique_ptr<model::LayerSource> open_model_source(const std::filesystem::path& dir, std::int64_t layer_count,
                                                       model::FloatPrecision precision) {
-  if (is_quantized_dir(dir)) return std::make_unique<QuantizedLayerSource>(dir, precision, layer_count);
+  if (const formats::OutputFormat* format = formats::detect(dir)) return format->open_reader(dir, precision, layer_count);
   model::ModelConfig config = model::ModelConfig::load(dir);
   if (layer_count > 0) config.limit_layers(layer_count);
   return std::make_unique<OwningCheckpointSource>(io::Checkpoint::open(dir), std::move(config), precision);

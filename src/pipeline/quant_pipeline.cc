@@ -14,9 +14,8 @@
 #include "core/progress.h"
 #include "eval/model_source.h"
 #include "eval/perplexity.h"
-#include "export/msmodelslim_v1_writer.h"
-#include "export/msmodelslim_writer.h"
 #include "export/output_dir.h"
+#include "formats/registry.h"
 #include "io/checkpoint.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
@@ -33,7 +32,7 @@ using model::ModuleId;
 
 // Hugging Face module order within a layer: q, k, v, o, q_norm, k_norm, the router and experts (or the dense
 // MLP), input_layernorm, post_attention_layernorm. MLP linears left float are written as a weight only.
-void write_layer(exporter::QuantizedModelWriter& writer, const model::ModelConfig& config, std::int64_t layer,
+void write_layer(formats::FormatWriter& writer, const model::ModelConfig& config, std::int64_t layer,
                  const QuantizedLayer& q) {
   const std::vector<ModuleId> linears = model::layer_linears(config, layer);
   const std::vector<ModuleId> norms = model::layer_norms(layer);
@@ -77,19 +76,6 @@ EvaluationReport evaluate_output(const QuantRunOptions& o, const std::filesystem
                           r.perplexity / r.reference_perplexity - 1.0, r.mean_kl,           r.top1_agreement};
 }
 
-const char* save_format_name(const recipe::Recipe& r) {
-  if (r.api == recipe::ApiVersion::kV1) return "ascendV1 (v1 saver)";
-  return r.save_format == recipe::SaveFormat::kMindIE ? "mindie" : "ascendV1";
-}
-
-std::unique_ptr<exporter::QuantizedModelWriter> make_writer(const recipe::Recipe& r, const std::filesystem::path& dir,
-                                                            DType float_dtype) {
-  if (r.api == recipe::ApiVersion::kV1) return std::make_unique<exporter::MsModelSlimV1Writer>(dir, float_dtype);
-  return std::make_unique<exporter::MsModelSlimWriter>(
-      dir, r.save_format == recipe::SaveFormat::kMindIE ? exporter::SaveFormat::kMindIE : exporter::SaveFormat::kAscendV1,
-      float_dtype);
-}
-
 // The most token rows one forward chunk holds: `batch_size` of the longest prompts.
 std::int64_t rows_per_chunk(const CalibrationSet& set) {
   std::int64_t longest = 0;
@@ -127,7 +113,7 @@ class QuantRun {
   ResourceEstimate need_;
   Tensor raw_embedding_;
   DType float_dtype_ = DType::kBF16;
-  std::unique_ptr<exporter::QuantizedModelWriter> writer_;
+  std::unique_ptr<formats::FormatWriter> writer_;
   ActivationSet anti_set_, calib_set_;
   LayerQuantizerOptions layer_options_;
   std::vector<LayerReport> per_layer_;
@@ -166,7 +152,10 @@ void QuantRun::setup() {
   work.anti_tokens = anti_pass_ ? anti_.tokens.layout.real_rows() : 0;
   work.rows_per_chunk = std::max(rows_per_chunk(calib_), anti_pass_ ? rows_per_chunk(anti_) : 0);
   work.v1 = recipe_.api == recipe::ApiVersion::kV1;
-  work.float_bytes = static_cast<int>(dtype_size(checkpoint_->info("model.embed_tokens.weight").dtype));
+  const DType checkpoint_dtype = checkpoint_->info("model.embed_tokens.weight").dtype;
+  work.float_bytes = static_cast<int>(dtype_size(checkpoint_dtype));
+  work.output_tensor_bytes = formats::for_recipe(recipe_).estimate_bytes(
+      config_, formats::linear_plan(recipe_), checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
   need_ = estimate_resources(recipe_, config_, work);
   log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward), output {:.2f} GiB",
            static_cast<double>(need_.peak_memory_bytes) / (1 << 30), batch_size_, work.rows_per_chunk,
@@ -178,7 +167,7 @@ void QuantRun::setup() {
   Tensor embedding = raw_embedding_;
   for (const auto& step : recipe_.steps) step->edit_embedding(config_, embedding);
   float_dtype_ = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
-  writer_ = make_writer(recipe_, out_->temp_path(), float_dtype_);
+  writer_ = formats::for_recipe(recipe_).open_writer(out_->temp_path(), float_dtype_);
   writer_->add_float("model.embed_tokens.weight", embedding);
 
   anti_set_ = {anti_pass_ ? model::embed(embedding, anti_.tokens.ids) : Tensor(), &anti_.tokens.layout,
@@ -245,7 +234,7 @@ QuantReport QuantRun::report_and_commit() {
   r.quant_type = o_.quant_type;
   r.model_type = o_.model_type;
   r.model_path = o_.model_path.string();
-  r.format = save_format_name(recipe_);
+  r.format = formats::for_recipe(recipe_).name();
   r.rotation = recipe_.find_step("rotate") != nullptr ? "hadamard" : "none";
   r.smoothing = recipe_.find_step("m4") != nullptr            ? "m4"
                 : recipe_.find_step("flex_smooth") != nullptr ? "flex_smooth"

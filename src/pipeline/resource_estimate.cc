@@ -3,7 +3,6 @@
 #include <fmt/core.h>
 
 #include <string>
-#include <string_view>
 #include <system_error>
 
 #include "core/error.h"
@@ -15,21 +14,6 @@ namespace {
 constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-// The bytes one tensor takes in the output: quantized linears as int8 or packed int4 codes plus per-channel
-// fp32 parameters (scale, offset, deq_scale/bias or scale_bias: at most four per output channel); everything
-// else in the checkpoint's float dtype.
-std::uint64_t written_bytes(const recipe::Recipe& recipe, const model::ExpectedTensor& t, int float_bytes) {
-  const auto numel = static_cast<std::uint64_t>(shape_numel(t.shape));
-  if (t.name.ends_with("_proj.weight")) {
-    const std::string module = t.name.substr(0, t.name.size() - std::string_view(".weight").size());
-    if (const quant::QuantGroup* group = recipe.group_for(module)) {
-      const std::uint64_t codes = group->scheme == quant::QuantScheme::kW4A8Dynamic ? (numel + 1) / 2 : numel;
-      return codes + static_cast<std::uint64_t>(t.shape.front()) * 16;
-    }
-  }
-  return numel * static_cast<std::uint64_t>(float_bytes);
-}
-
 std::string gib(std::uint64_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / kGiB); }
 
 }  // namespace
@@ -40,14 +24,13 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   const auto hidden = static_cast<std::uint64_t>(config.hidden_size);
   const std::uint64_t embedding = static_cast<std::uint64_t>(config.vocab_size) * hidden * fb;
   ResourceEstimate e;
-  // Embedding, lm_head (written even when tied), final norm, and the side files (tokenizer, config, index,
-  // description, report: the real Qwen3 tokenizer.json alone is 11 MB).
-  e.output_bytes = 2 * embedding + hidden * fb + 16 * kMiB;
+  // The format's tensor data, and the side files (tokenizer, config, index, description, report: the real
+  // Qwen3 tokenizer.json alone is 11 MB).
+  e.output_bytes = work.output_tensor_bytes + 16 * kMiB;
   std::uint64_t largest_layer = 0;
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
     std::uint64_t layer = 0;
     for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
-      e.output_bytes += written_bytes(recipe, t, work.float_bytes);
       layer += static_cast<std::uint64_t>(shape_numel(t.shape)) * fb;
     }
     largest_layer = std::max(largest_layer, layer);
