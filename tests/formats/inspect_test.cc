@@ -69,18 +69,6 @@ struct Output {
   }
 };
 
-std::string violations_text(const InspectReport& r) {
-  std::string s;
-  for (const auto& v : r.violations) s += v.subject + ": " + v.problem + "\n";
-  return s;
-}
-
-bool names(const InspectReport& r, const std::string& subject, const std::string& problem_part = "") {
-  for (const auto& v : r.violations) {
-    if (v.subject == subject && v.problem.find(problem_part) != std::string::npos) return true;
-  }
-  return false;
-}
 
 TEST(Inspect, AcceptsTheWritersOutputInEveryLayout) {
   for (const Layout format : {Layout::kAscendV1, Layout::kMindIE}) {

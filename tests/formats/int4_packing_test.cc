@@ -9,17 +9,12 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "model/quantized_linear.h"
+#include "tiny_quantized_model.h"
 
 namespace moeslim::model {
 namespace {
 
-Tensor i8_codes(Shape shape, const std::vector<int>& values) {
-  Tensor t = Tensor::zeros(DType::kI8, std::move(shape));
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    t.mutable_data<std::int8_t>()[i] = static_cast<std::int8_t>(values[i]);
-  }
-  return t;
-}
+using formats::msmodelslim::testing::i8_codes;
 
 std::vector<int> as_ints(const Tensor& t) {
   std::vector<int> v;

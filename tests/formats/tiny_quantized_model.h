@@ -13,6 +13,7 @@
 
 #include "core/half.h"
 #include "core/tensor.h"
+#include "formats/inspect_report.h"
 #include "formats/msmodelslim/v0_writer.h"
 #include "quant/quant_types.h"
 
@@ -30,6 +31,15 @@ inline Tensor f32_tensor(Shape shape, const std::vector<float>& values) {
 }
 
 // Codes spread over [-127, 127]; element [0, 0] is 127 so a test can turn it into the forbidden -128.
+// An I8 tensor holding `values` (int8 or unpacked int4 codes).
+inline Tensor i8_codes(Shape shape, const std::vector<int>& values) {
+  Tensor t = Tensor::zeros(DType::kI8, std::move(shape));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    t.mutable_data<std::int8_t>()[i] = static_cast<std::int8_t>(values[i]);
+  }
+  return t;
+}
+
 inline Tensor weight_codes(std::int64_t out, std::int64_t in, int seed) {
   Tensor w = Tensor::zeros(DType::kI8, {out, in});
   auto* q = w.mutable_data<std::int8_t>();
@@ -210,6 +220,21 @@ inline WrittenOutput write_tiny_output(const std::filesystem::path& model_dir, c
   V0Writer writer(out_dir, format, fd, max_shard_bytes);
   write_tiny_model(writer, fd);
   return writer.finish(model_dir, layer_count_written);
+}
+
+// Every violation of an inspect report, one per line (for failure messages).
+inline std::string violations_text(const InspectReport& r) {
+  std::string s;
+  for (const auto& v : r.violations) s += v.subject + ": " + v.problem + "\n";
+  return s;
+}
+
+// Whether `r` has a violation about `subject` whose problem contains `problem_part`.
+inline bool names(const InspectReport& r, const std::string& subject, const std::string& problem_part = "") {
+  for (const auto& v : r.violations) {
+    if (v.subject == subject && v.problem.find(problem_part) != std::string::npos) return true;
+  }
+  return false;
 }
 
 }  // namespace moeslim::formats::msmodelslim::testing

@@ -16,14 +16,6 @@
 namespace moeslim::formats::msmodelslim::testing {
 namespace {
 
-Tensor i8_codes(Shape shape, const std::vector<int>& values) {
-  Tensor t = Tensor::zeros(DType::kI8, std::move(shape));
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    t.mutable_data<std::int8_t>()[i] = static_cast<std::int8_t>(values[i]);
-  }
-  return t;
-}
-
 std::vector<float> floats(const Tensor& t) {
   const Tensor f = t.to_f32();
   return {f.data<float>(), f.data<float>() + f.numel()};
