@@ -1,7 +1,5 @@
-// The one place a module's identity becomes a tensor name. Every tensor name the formats write or look for
-// derives from the module through these functions, so that changing how the pipeline identifies a module
-// (today the Hugging Face module path in QuantizedLinear::name / NormTensors::name) changes only
-// module_path().
+// The one place a format turns a module's identity (model::ModuleId) into a tensor name. Every tensor name the
+// formats write or look for derives from the module through these functions.
 #pragma once
 
 #include <string>
@@ -11,9 +9,10 @@
 
 namespace moeslim::formats {
 
-// The Hugging Face module path, e.g. "model.layers.0.self_attn.q_proj".
-inline const std::string& module_path(const quant::QuantizedLinear& linear) { return linear.name; }
-inline const std::string& module_path(const quant::NormTensors& norm) { return norm.name; }
+// The Hugging Face module path, e.g. "model.layers.0.self_attn.q_proj": msModelSlim's layouts name a quantized
+// module's tensors after the module they replace.
+inline std::string module_path(const quant::QuantizedLinear& linear) { return model::hf_module_name(linear.module); }
+inline std::string module_path(const quant::NormTensors& norm) { return model::hf_module_name(norm.module); }
 
 // "<module>.<part>", e.g. "model.layers.0.self_attn.q_proj.weight_scale".
 inline std::string tensor_name(const std::string& module, std::string_view part) {

@@ -8,12 +8,15 @@
 namespace moeslim::model {
 namespace {
 
-// The part of the name after "model.layers.N." (after "mlp.experts.E." for an expert's projections).
+// The part of the name after "model.layers.N." (after "mlp.experts.E." for an expert's projections), for the
+// decoder-layer roles (every role but kFinalNorm, which is last).
 constexpr std::array<std::string_view, 12> kRoleSuffix = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
     "self_attn.q_norm", "self_attn.k_norm", "input_layernorm",  "post_attention_layernorm",
     "mlp.gate",         "gate_proj",        "up_proj",          "down_proj",
 };
+static_assert(kRoleSuffix.size() == static_cast<std::size_t>(ModuleRole::kFinalNorm));
+constexpr std::string_view kFinalNormName = "model.norm";
 
 bool is_mlp_proj(ModuleRole r) {
   return r == ModuleRole::kGateProj || r == ModuleRole::kUpProj || r == ModuleRole::kDownProj;
@@ -42,6 +45,7 @@ bool ModuleId::is_linear() const {
     case ModuleRole::kKNorm:
     case ModuleRole::kInputNorm:
     case ModuleRole::kPostAttentionNorm:
+    case ModuleRole::kFinalNorm:
       return false;
     default:
       return true;
@@ -54,6 +58,7 @@ bool ModuleId::is_attention() const {
 }
 
 std::string hf_module_name(const ModuleId& id) {
+  if (id.role == ModuleRole::kFinalNorm) return std::string(kFinalNormName);
   std::string name = layer_prefix(id.layer);
   const std::string_view suffix = kRoleSuffix[static_cast<std::size_t>(id.role)];
   if (is_mlp_proj(id.role)) {
@@ -67,6 +72,7 @@ std::string hf_weight_name(const ModuleId& id) { return hf_module_name(id) + ".w
 std::string hf_bias_name(const ModuleId& id) { return hf_module_name(id) + ".bias"; }
 
 std::optional<ModuleId> parse_hf_module_name(std::string_view s) {
+  if (s == kFinalNormName) return ModuleId::final_norm();
   if (!take_prefix(s, "model.layers.")) return std::nullopt;
   const std::optional<std::int64_t> layer = take_index(s);
   if (!layer) return std::nullopt;

@@ -29,7 +29,7 @@ std::unique_ptr<model::Linear> runtime_linear(const quant::QuantizedLinear& q) {
       break;
   }
   throw Error(ErrorCode::kInternal, "a static W8A8 linear needs its calibration pass (the static_calibration step)",
-              "", q.name);
+              "", model::hf_module_name(q.module));
 }
 
 // Smoothing edits float32 copies of the attention weights and the input norm (exact widenings; the experts
@@ -42,7 +42,7 @@ void make_attention_editable(quant::LayerContext& c) {
 }
 
 quant::NormTensors norm_tensors(const quant::LayerContext& c, const ModuleId& norm) {
-  quant::NormTensors n{model::hf_module_name(norm), model::to_f32_vector(c.weight(norm)), Tensor()};
+  quant::NormTensors n{norm, model::to_f32_vector(c.weight(norm)), Tensor()};
   const Tensor bias = c.bias(norm);
   if (!bias.empty()) {
     n.bias = bias;

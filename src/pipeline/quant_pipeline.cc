@@ -45,7 +45,7 @@ void write_layer(formats::FormatWriter& writer, const model::ModelConfig& config
     if (id.is_attention()) continue;
     const quant::QuantizedLinear& l = q.linears.at(id);
     if (l.scheme == quant::QuantScheme::kFloat) {
-      writer.add_float(l.name + ".weight", l.weight);
+      writer.add_float(model::hf_weight_name(l.module), l.weight);
     } else {
       writer.add_linear(l);
     }
@@ -212,7 +212,7 @@ void QuantRun::finish() {
                                                : model::read_checked(*checkpoint_, "lm_head.weight", vocab_by_hidden);
   for (const auto& step : recipe_.steps) step->edit_head(config_, final_norm, lm_head);
   writer_->add_norm(quant::NormTensors{
-      "model.norm", model::to_f32_vector(final_norm),
+      model::ModuleId::final_norm(), model::to_f32_vector(final_norm),
       recipe_.gives_norms_a_bias() ? Tensor::zeros(DType::kF32, {config_.hidden_size}) : Tensor()});
   writer_->add_float("lm_head.weight", lm_head);
   nlohmann::ordered_json metadata = nlohmann::ordered_json::object();

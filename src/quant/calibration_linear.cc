@@ -9,7 +9,8 @@ namespace moeslim::quant {
 StaticCalibrationLinear::StaticCalibrationLinear(QuantizedLinear weights, bool include_padding, DType float_dtype)
     : linear_(std::move(weights)), observer_(include_padding, float_dtype), float_dtype_(float_dtype) {
   if (linear_.scheme != QuantScheme::kW8A8 || linear_.weight.dtype() != DType::kI8 || linear_.weight.rank() != 2) {
-    throw Error(ErrorCode::kInternal, "calibration linear needs W8A8 int8 codes", {}, linear_.name);
+    throw Error(ErrorCode::kInternal, "calibration linear needs W8A8 int8 codes", {},
+                model::hf_module_name(linear_.module));
   }
 }
 
@@ -19,7 +20,7 @@ void StaticCalibrationLinear::observe(const float* x, std::int64_t rows, std::in
   try {
     observer_.observe(x, rows, cols, real);
   } catch (const Error& e) {
-    throw Error(e.code(), e.detail(), {}, linear_.name + " input");
+    throw Error(e.code(), e.detail(), {}, model::hf_module_name(linear_.module) + " input");
   }
   if (observer_.batches() == before) return;  // a batch of padding only: parameters unchanged
   set_static_activation(linear_, observer_.params(), float_dtype_);
@@ -30,14 +31,16 @@ void StaticCalibrationLinear::observe(const float* x, std::int64_t rows, std::in
 
 void StaticCalibrationLinear::forward(const float* x, std::int64_t rows, float* y) const {
   if (runtime_ == nullptr) {
-    throw Error(ErrorCode::kInvalidArgument, "forward before any calibration batch was observed", {}, linear_.name);
+    throw Error(ErrorCode::kInvalidArgument, "forward before any calibration batch was observed", {},
+                model::hf_module_name(linear_.module));
   }
   runtime_->forward(x, rows, y);
 }
 
 const QuantizedLinear& StaticCalibrationLinear::quantized() const {
   if (runtime_ == nullptr) {
-    throw Error(ErrorCode::kInvalidArgument, "no calibration token reached this linear", {}, linear_.name);
+    throw Error(ErrorCode::kInvalidArgument, "no calibration token reached this linear", {},
+                model::hf_module_name(linear_.module));
   }
   return linear_;
 }

@@ -8,8 +8,9 @@
 
 namespace moeslim::quant {
 
-QuantizedLinear quantize_linear_weight(const std::string& name, QuantScheme scheme, const Tensor& weight,
+QuantizedLinear quantize_linear_weight(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
                                        const Tensor& bias, DType float_dtype) {
+  const std::string name = model::hf_module_name(module);
   if (scheme != QuantScheme::kW8A8 && scheme != QuantScheme::kW8A8Dynamic) {
     throw Error(ErrorCode::kInvalidArgument,
                 std::string("int8 weight quantization does not produce ") + quant_scheme_name(scheme), {}, name);
@@ -26,7 +27,7 @@ QuantizedLinear quantize_linear_weight(const std::string& name, QuantScheme sche
     throw Error(e.code(), e.detail(), {}, name + ".weight");
   }
   QuantizedLinear out;
-  out.name = name;
+  out.module = module;
   out.scheme = scheme;
   out.weight = std::move(q.codes);
   out.weight_scale = std::move(q.scale);
@@ -36,7 +37,8 @@ QuantizedLinear quantize_linear_weight(const std::string& name, QuantScheme sche
 
 void set_static_activation(QuantizedLinear& linear, const ActivationParams& params, DType float_dtype) {
   if (linear.scheme != QuantScheme::kW8A8) {
-    throw Error(ErrorCode::kInternal, "static activation parameters on a non-W8A8 linear", {}, linear.name);
+    throw Error(ErrorCode::kInternal, "static activation parameters on a non-W8A8 linear", {},
+                model::hf_module_name(linear.module));
   }
   const std::int64_t out = linear.weight.dim(0), in = linear.weight.dim(1);
   linear.input_scale = Tensor::zeros(DType::kF32, {1});
@@ -59,7 +61,7 @@ void set_static_activation(QuantizedLinear& linear, const ActivationParams& para
       throw Error(ErrorCode::kInvalidArgument,
                   "quant_bias overflows int32 (bias " + std::to_string(b != nullptr ? b[n] : 0.0f) +
                       ", deq_scale " + std::to_string(deq) + ")",
-                  {}, linear.name + ".quant_bias[" + std::to_string(n) + "]");
+                  {}, model::hf_module_name(linear.module) + ".quant_bias[" + std::to_string(n) + "]");
     }
     linear.deq_scale.mutable_data<float>()[n] = deq;
     linear.quant_bias.mutable_data<std::int32_t>()[n] = static_cast<std::int32_t>(v);

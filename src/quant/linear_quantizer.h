@@ -2,8 +2,6 @@
 // (docs/msmodelslim-algorithms.md §4.3, §4.6).
 #pragma once
 
-#include <string>
-
 #include "core/tensor.h"
 #include "quant/activation_quant.h"
 #include "quant/quant_types.h"
@@ -13,7 +11,7 @@ namespace moeslim::quant {
 // The weight part, shared by W8A8 and W8A8_DYNAMIC: int8 codes and per-channel scales (weight_quant.h).
 // `bias` (F32 [out] or empty) is kept as the float bias. For kW8A8 the activation fields stay empty until
 // set_static_activation().
-QuantizedLinear quantize_linear_weight(const std::string& name, QuantScheme scheme, const Tensor& weight,
+QuantizedLinear quantize_linear_weight(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
                                        const Tensor& bias, DType float_dtype);
 
 // Completes a kW8A8 linear with its calibrated activation parameters:

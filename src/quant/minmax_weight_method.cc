@@ -15,7 +15,7 @@ class MinMaxV0 final : public WeightMethod {
   bool supports(QuantScheme s) const override { return s == QuantScheme::kW8A8 || s == QuantScheme::kW8A8Dynamic; }
   QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
                            const Tensor& bias, DType float_dtype) const override {
-    return quantize_linear_weight(model::hf_module_name(module), scheme, weight, bias, float_dtype);
+    return quantize_linear_weight(module, scheme, weight, bias, float_dtype);
   }
 };
 
@@ -30,7 +30,7 @@ class MinMaxV1 final : public WeightMethod {
                            DType float_dtype) const override {
     V1WeightOptions o;
     o.float_dtype = float_dtype;
-    return quantize_linear_weight_v1(model::hf_module_name(module), scheme, weight, V1WeightMethod::kMinMax, o);
+    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kMinMax, o);
   }
 };
 

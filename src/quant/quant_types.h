@@ -1,11 +1,10 @@
-// What the quantization pipeline produces for one linear layer, independent of any file format. The export
-// writers map it to tensors (names, dtypes, shapes of msModelSlim's formats); the quantized runtime computes
+// What the quantization pipeline produces for one linear layer, independent of any file format. The output
+// formats map it to tensors (names, dtypes, shapes of msModelSlim's formats); the quantized runtime computes
 // with it. Values follow docs/msmodelslim-algorithms.md §4 (W8A8) and §6 (W4A8).
 #pragma once
 
-#include <string>
-
 #include "core/tensor.h"
+#include "model/module_id.h"
 
 namespace moeslim::quant {
 
@@ -20,7 +19,7 @@ enum class QuantScheme {
 const char* quant_scheme_name(QuantScheme scheme);
 
 struct QuantizedLinear {
-  std::string name;  // Hugging Face module path, e.g. "model.layers.0.self_attn.q_proj"
+  model::ModuleId module;  // which linear; an output format makes its tensor names from it
   QuantScheme scheme = QuantScheme::kFloat;
   Tensor weight;        // kFloat: float weight; otherwise I8 codes [out, in] (int4 codes in [-8, 7], unpacked)
   Tensor bias;          // F32 [out] or empty: the float bias (m4's W·shift for q/k/v)
@@ -34,7 +33,7 @@ struct QuantizedLinear {
 
 // A float norm as written: weight and (m4's NormBias) bias, both F32 [n]; bias may be empty (W4A8 path).
 struct NormTensors {
-  std::string name;  // "model.layers.0.input_layernorm"
+  model::ModuleId module;  // a layer's norm or ModuleId::final_norm()
   Tensor weight;
   Tensor bias;
 };

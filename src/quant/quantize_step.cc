@@ -182,7 +182,7 @@ void QuantizeStep::apply(LayerContext& c) const {
 
 QuantizedLinear float_linear(const model::ModuleId& module, const Tensor& weight, const Tensor& bias) {
   QuantizedLinear linear;
-  linear.name = model::hf_module_name(module);
+  linear.module = module;
   linear.scheme = QuantScheme::kFloat;
   linear.weight = weight;
   linear.bias = bias;

@@ -23,7 +23,7 @@ class Ssz final : public WeightMethod {
     V1WeightOptions o;
     o.float_dtype = float_dtype;
     o.ssz_steps = steps_;
-    return quantize_linear_weight_v1(model::hf_module_name(module), scheme, weight, V1WeightMethod::kSsz, o);
+    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kSsz, o);
   }
 
  private:

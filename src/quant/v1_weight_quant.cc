@@ -207,8 +207,9 @@ ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightO
   return q;
 }
 
-QuantizedLinear quantize_linear_weight_v1(const std::string& name, QuantScheme scheme, const Tensor& weight,
+QuantizedLinear quantize_linear_weight_v1(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
                                           V1WeightMethod method, const V1WeightOptions& options) {
+  const std::string name = model::hf_module_name(module);
   V1WeightOptions opts = options;
   switch (scheme) {
     case QuantScheme::kW8A8Dynamic: opts.bits = WeightBits::kInt8; break;
@@ -224,7 +225,7 @@ QuantizedLinear quantize_linear_weight_v1(const std::string& name, QuantScheme s
     throw Error(e.code(), e.detail(), {}, name + ".weight");
   }
   QuantizedLinear linear;
-  linear.name = name;
+  linear.module = module;
   linear.scheme = scheme;
   linear.weight = std::move(q.codes);
   linear.weight_scale = std::move(q.scale);

@@ -62,9 +62,9 @@ ChannelQuantizedWeight quantize_weight_minmax_v1(const Tensor& weight, const V1W
 ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightOptions& options);
 
 // The v1 counterpart of quantize_linear_weight (linear_quantizer.h): scheme kW8A8Dynamic quantizes to int8,
-// kW4A8Dynamic to int4 (options.bits is overridden by the scheme). Fills name, scheme, weight (codes) and
-// weight_scale (F32 [out]); v1 linears carry no bias. Errors name `name + ".weight"`.
-QuantizedLinear quantize_linear_weight_v1(const std::string& name, QuantScheme scheme, const Tensor& weight,
+// kW4A8Dynamic to int4 (options.bits is overridden by the scheme). Fills module, scheme, weight (codes) and
+// weight_scale (F32 [out]); v1 linears carry no bias. Errors name the module's weight.
+QuantizedLinear quantize_linear_weight_v1(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
                                           V1WeightMethod method, const V1WeightOptions& options);
 
 }  // namespace moeslim::quant

@@ -12,6 +12,7 @@
 #include "model/config.h"
 #include "model/module_id.h"
 #include "model/layer_loader.h"
+#include "common/module_by_name.h"
 
 namespace moeslim::formats {
 namespace {
@@ -28,7 +29,7 @@ Tensor filled(Shape shape, float value) {
 // value is exact, so deq_scale = 2^-14 and quant_bias = 0 hold bit for bit.
 quant::QuantizedLinear linear(const std::string& module, const Shape& shape, const LinearPlan& plan) {
   quant::QuantizedLinear l;
-  l.name = module;
+  l.module = moeslim::testing::module_id(module);
   l.scheme = plan.scheme;
   const std::int64_t out = shape[0];
   if (plan.has_bias) l.bias = Tensor::zeros(DType::kF32, {out});
@@ -60,7 +61,7 @@ void write_model(const OutputFormat& format, const LinearPlanOf& plan_of, const 
     for (const model::ModuleId& id : model::layer_linears(config, l)) linears.push_back(model::hf_module_name(id));
     for (const model::ModuleId& id : model::layer_norms(l)) norms.push_back(model::hf_module_name(id));
     const auto add_norm = [&](const std::string& n) {
-      writer->add_norm({n, filled(shapes.at(n + ".weight"), 1.0f), Tensor()});
+      writer->add_norm({moeslim::testing::module_id(n), filled(shapes.at(n + ".weight"), 1.0f), Tensor()});
     };
     for (std::size_t i = 0; i < 4; ++i) writer->add_linear(linear(linears[i], shapes.at(linears[i] + ".weight"), plan_of(linears[i])));
     add_norm(norms[0]);
@@ -71,7 +72,7 @@ void write_model(const OutputFormat& format, const LinearPlanOf& plan_of, const 
     add_norm(norms[2]);
     add_norm(norms[3]);
   }
-  writer->add_norm({"model.norm", filled({config.hidden_size}, 1.0f), Tensor()});
+  writer->add_norm({model::ModuleId::final_norm(), filled({config.hidden_size}, 1.0f), Tensor()});
   writer->add_float("lm_head.weight", filled(embedding, 0.03f));
   writer->finish(testing::bundled_model_dir(), 0);
 }

@@ -16,6 +16,7 @@
 #include "formats/inspect_report.h"
 #include "formats/msmodelslim/v0_writer.h"
 #include "quant/quant_types.h"
+#include "common/module_by_name.h"
 
 namespace moeslim::formats::msmodelslim::testing {
 
@@ -59,7 +60,7 @@ inline Tensor weight_scales(std::int64_t out, int seed) {
 
 inline quant::QuantizedLinear dynamic_linear(const std::string& name, std::int64_t out, std::int64_t in, int seed) {
   quant::QuantizedLinear l;
-  l.name = name;
+  l.module = moeslim::testing::module_id(name);
   l.scheme = quant::QuantScheme::kW8A8Dynamic;
   l.weight = weight_codes(out, in, seed);
   l.weight_scale = weight_scales(out, seed);
@@ -99,7 +100,7 @@ inline Tensor float_values(Shape shape, float base) {
 }
 
 inline quant::NormTensors norm(const std::string& name, std::int64_t n, bool with_bias) {
-  return {name, float_values({n}, 1.0f), with_bias ? float_values({n}, -0.5f) : Tensor()};
+  return {moeslim::testing::module_id(name), float_values({n}, 1.0f), with_bias ? float_values({n}, -0.5f) : Tensor()};
 }
 
 // Writes the whole model in Hugging Face module order, as the pipeline does.
@@ -113,7 +114,7 @@ inline void write_tiny_model(V0Writer& w, DType float_dtype) {
   w.add_norm(norm(a + "q_norm", kHeadDim, false));
   w.add_norm(norm(a + "k_norm", kHeadDim, false));
   quant::QuantizedLinear router;
-  router.name = "model.layers.0.mlp.gate";
+  router.module = moeslim::testing::module_id("model.layers.0.mlp.gate");
   router.weight = float_values({kExperts, kHidden}, 0.5f);
   w.add_linear(router);  // the kFloat path; add_float() is the other way in
   for (int e = 0; e < kExperts; ++e) {

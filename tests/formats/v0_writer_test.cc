@@ -255,31 +255,31 @@ TEST(V0Writer, LayerCountAboveTheInputsIsRejected) {
 
 // The values deq_scale and quant_bias were computed from must be written unchanged.
 TEST(W8A8Tensors, ScaleNotRepresentableInTheModelDtypeIsRejectedNamingIt) {
-  quant::QuantizedLinear l = static_linear("m.q_proj", 4, 8, true, DType::kBF16, 1);
+  quant::QuantizedLinear l = static_linear("model.layers.0.self_attn.q_proj", 4, 8, true, DType::kBF16, 1);
   l.weight_scale.mutable_data<float>()[2] = 0.1f;  // not a bf16 value
   try {
     w8a8_linear_tensors(l, DType::kBF16);
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_EQ(e.field(), "m.q_proj.weight_scale");
+    EXPECT_EQ(e.field(), "model.layers.0.self_attn.q_proj.weight_scale");
     EXPECT_NE(e.detail().find("element 2"), std::string::npos) << e.what();
   }
 }
 
 TEST(W8A8Tensors, WrongFieldDtypesAndShapesAreRejected) {
-  quant::QuantizedLinear l = static_linear("m.k_proj", 4, 8, false, DType::kBF16, 1);
+  quant::QuantizedLinear l = static_linear("model.layers.0.self_attn.k_proj", 4, 8, false, DType::kBF16, 1);
   l.quant_bias = Tensor::zeros(DType::kI32, {3});
   EXPECT_THROW(w8a8_linear_tensors(l, DType::kBF16), Error);
-  quant::QuantizedLinear f = dynamic_linear("m.up_proj", 4, 8, 1);
+  quant::QuantizedLinear f = dynamic_linear("model.layers.0.mlp.experts.0.up_proj", 4, 8, 1);
   f.weight = f.weight.to_f32();
   try {
     w8a8_linear_tensors(f, DType::kBF16);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_EQ(e.field(), "m.up_proj.weight");
+    EXPECT_EQ(e.field(), "model.layers.0.mlp.experts.0.up_proj.weight");
   }
-  quant::QuantizedLinear w4 = dynamic_linear("m.down_proj", 4, 8, 1);
+  quant::QuantizedLinear w4 = dynamic_linear("model.layers.0.mlp.experts.0.down_proj", 4, 8, 1);
   w4.scheme = quant::QuantScheme::kW4A8Dynamic;
   try {
     w8a8_linear_tensors(w4, DType::kBF16);

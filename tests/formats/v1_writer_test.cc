@@ -28,6 +28,7 @@
 #include "model/config.h"
 #include "model/synthetic_checkpoint.h"
 #include "tiny_quantized_model.h"
+#include "common/module_by_name.h"
 
 namespace moeslim::formats::msmodelslim::testing {
 namespace {
@@ -113,12 +114,12 @@ WrittenOutput write_v1_output(const fs::path& model_dir, const fs::path& out, st
     const Tensor weight = checkpoint.tensor(e.name);
     Tensor as_float = weight;
     if (ends_with(module, "norm")) {
-      writer.add_norm({module, weight.to_f32(), Tensor()});
+      writer.add_norm({moeslim::testing::module_id(module), weight.to_f32(), Tensor()});
     } else if (module.find(".self_attn.") != std::string::npos || module.find(".mlp.experts.") != std::string::npos) {
       const bool int4 = module.find(".mlp.experts.") != std::string::npos;
       const RowQuantized q = int4 ? quantize_rows(weight, -8, 7) : quantize_rows(weight, -128, 127);
       quant::QuantizedLinear l;
-      l.name = module;
+      l.module = moeslim::testing::module_id(module);
       l.scheme = int4 ? quant::QuantScheme::kW4A8Dynamic : quant::QuantScheme::kW8A8Dynamic;
       l.weight = q.codes;
       l.weight_scale = q.scale;
@@ -126,7 +127,7 @@ WrittenOutput write_v1_output(const fs::path& model_dir, const fs::path& out, st
       as_float = q.dequantized;
     } else if (ends_with(module, "mlp.gate")) {
       quant::QuantizedLinear router;
-      router.name = module;
+      router.module = moeslim::testing::module_id(module);
       router.weight = weight;
       writer.add_linear(router);
     } else {

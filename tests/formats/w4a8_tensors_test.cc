@@ -12,6 +12,7 @@
 #include "formats/msmodelslim/w4a8_tensors.h"
 #include "model/quantized_linear.h"
 #include "tiny_quantized_model.h"
+#include "common/module_by_name.h"
 
 namespace moeslim::formats::msmodelslim::testing {
 namespace {
@@ -32,7 +33,7 @@ quant::QuantizedLinear hand_linear(const std::string& name) {
     codes[32 + k] = k % 2 == 0 ? 3 : -1;
   }
   quant::QuantizedLinear l;
-  l.name = name;
+  l.module = moeslim::testing::module_id(name);
   l.scheme = quant::QuantScheme::kW4A8Dynamic;
   l.weight = i8_codes({2, 32}, codes);
   l.weight_scale = f32_tensor({2}, {0.5f, 0.25f});
@@ -78,22 +79,22 @@ TEST(W4A8ScaleBias, IsTheExactSumRoundedOnce) {
 }
 
 TEST(W4A8ScaleBias, DownProjWidthMustSplitIntoSixteen) {
-  quant::QuantizedLinear l = hand_linear("m.mlp.experts.0.down_proj");
+  quant::QuantizedLinear l = hand_linear("model.layers.0.mlp.experts.0.down_proj");
   l.weight = i8_codes({2, 24}, std::vector<int>(48, 1));
   const Error e = error_of([&] { w4a8_linear_tensors(l); });
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(e.field(), "m.mlp.experts.0.down_proj.scale_bias");
-  EXPECT_EQ(scale_bias_columns("m.mlp.experts.0.down_proj"), 16);
-  EXPECT_EQ(scale_bias_columns("m.mlp.gate_proj"), 1);
-  EXPECT_EQ(scale_bias_columns("m.mlp.experts.0.up_proj"), 1);
-  EXPECT_FALSE(scale_bias_columns("m.self_attn.o_proj").has_value());
-  EXPECT_FALSE(scale_bias_columns("m.mlp.experts.0.down_projection").has_value());
+  EXPECT_EQ(e.field(), "model.layers.0.mlp.experts.0.down_proj.scale_bias");
+  EXPECT_EQ(scale_bias_columns("model.layers.0.mlp.experts.0.down_proj"), 16);
+  EXPECT_EQ(scale_bias_columns("model.layers.0.mlp.gate_proj"), 1);
+  EXPECT_EQ(scale_bias_columns("model.layers.0.mlp.experts.0.up_proj"), 1);
+  EXPECT_FALSE(scale_bias_columns("model.layers.0.self_attn.o_proj").has_value());
+  EXPECT_FALSE(scale_bias_columns("model.layers.0.mlp.experts.0.down_projection").has_value());
 }
 
 TEST(W4A8Tensors, Int4LinearWritesPackedWeightFloat32ScalesZeroOffsetsAndScaleBias) {
   const quant::QuantizedLinear l = hand_linear("model.layers.1.mlp.experts.0.gate_proj");
   const auto tensors = w4a8_linear_tensors(l);
-  const std::string p = l.name + ".";
+  const std::string p = model::hf_module_name(l.module) + ".";
   ASSERT_EQ(tensors.size(), 4u);
   const std::vector<std::string> names = {p + "weight", p + "weight_scale", p + "weight_offset", p + "scale_bias"};
   const std::vector<DType> dtypes = {DType::kI8, DType::kF32, DType::kF32, DType::kF32};
@@ -118,48 +119,48 @@ TEST(W4A8Tensors, Int8DynamicLinearKeepsFullRangeCodesWithFloat32Scales) {
   l.weight.mutable_data<std::int8_t>()[0] = -128;  // v1 codes use all of [-128, 127]
   const auto tensors = w4a8_linear_tensors(l);
   ASSERT_EQ(tensors.size(), 3u);
-  EXPECT_EQ(tensors[0].name, l.name + ".weight");
+  EXPECT_EQ(tensors[0].name, model::hf_module_name(l.module) + ".weight");
   EXPECT_EQ(tensors[0].tensor.shape(), (Shape{4, 8}));
   EXPECT_EQ(tensors[0].tensor.data<std::int8_t>()[0], -128);
-  EXPECT_EQ(tensors[1].name, l.name + ".weight_scale");
+  EXPECT_EQ(tensors[1].name, model::hf_module_name(l.module) + ".weight_scale");
   EXPECT_EQ(tensors[1].tensor.dtype(), DType::kF32);
   EXPECT_EQ(tensors[1].tensor.shape(), (Shape{4, 1}));
   EXPECT_EQ(floats(tensors[1].tensor), floats(l.weight_scale));
-  EXPECT_EQ(tensors[2].name, l.name + ".weight_offset");
+  EXPECT_EQ(tensors[2].name, model::hf_module_name(l.module) + ".weight_offset");
   EXPECT_EQ(tensors[2].tensor.dtype(), DType::kF32);
   for (const NamedTensor& t : tensors) EXPECT_EQ(t.type, "W8A8_DYNAMIC");
 }
 
 TEST(W4A8Tensors, BadInputsAreRejectedNamingTheTensor) {
-  quant::QuantizedLinear odd = hand_linear("m.mlp.experts.0.up_proj");
+  quant::QuantizedLinear odd = hand_linear("model.layers.0.mlp.experts.0.up_proj");
   odd.weight = i8_codes({3, 32}, std::vector<int>(96, 1));
   odd.weight_scale = f32_tensor({3}, {1, 1, 1});
   Error e = error_of([&] { w4a8_linear_tensors(odd); });
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(e.field(), "m.mlp.experts.0.up_proj.weight");
+  EXPECT_EQ(e.field(), "model.layers.0.mlp.experts.0.up_proj.weight");
 
-  quant::QuantizedLinear wide = hand_linear("m.mlp.experts.0.up_proj");
+  quant::QuantizedLinear wide = hand_linear("model.layers.0.mlp.experts.0.up_proj");
   wide.weight.mutable_data<std::int8_t>()[33] = 9;
   e = error_of([&] { w4a8_linear_tensors(wide); });
-  EXPECT_EQ(e.field(), "m.mlp.experts.0.up_proj.weight");
+  EXPECT_EQ(e.field(), "model.layers.0.mlp.experts.0.up_proj.weight");
   EXPECT_NE(e.detail().find("row 1, column 1"), std::string::npos) << e.what();
 
-  quant::QuantizedLinear biased = hand_linear("m.mlp.experts.0.up_proj");
+  quant::QuantizedLinear biased = hand_linear("model.layers.0.mlp.experts.0.up_proj");
   biased.bias = f32_tensor({2}, {1, 1});
-  EXPECT_EQ(error_of([&] { w4a8_linear_tensors(biased); }).field(), "m.mlp.experts.0.up_proj.bias");
+  EXPECT_EQ(error_of([&] { w4a8_linear_tensors(biased); }).field(), "model.layers.0.mlp.experts.0.up_proj.bias");
 
-  quant::QuantizedLinear zero_scale = hand_linear("m.mlp.experts.0.up_proj");
+  quant::QuantizedLinear zero_scale = hand_linear("model.layers.0.mlp.experts.0.up_proj");
   zero_scale.weight_scale.mutable_data<float>()[1] = 0.0f;
   e = error_of([&] { w4a8_linear_tensors(zero_scale); });
-  EXPECT_EQ(e.field(), "m.mlp.experts.0.up_proj.weight_scale");
+  EXPECT_EQ(e.field(), "model.layers.0.mlp.experts.0.up_proj.weight_scale");
   EXPECT_NE(e.detail().find("row 1"), std::string::npos) << e.what();
 
-  quant::QuantizedLinear attention = hand_linear("m.self_attn.o_proj");
+  quant::QuantizedLinear attention = hand_linear("model.layers.0.self_attn.o_proj");
   e = error_of([&] { w4a8_linear_tensors(attention); });
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  EXPECT_EQ(e.field(), "m.self_attn.o_proj.weight");
+  EXPECT_EQ(e.field(), "model.layers.0.self_attn.o_proj.weight");
 
-  quant::QuantizedLinear static_linear = hand_linear("m.self_attn.q_proj");
+  quant::QuantizedLinear static_linear = hand_linear("model.layers.0.self_attn.q_proj");
   static_linear.scheme = quant::QuantScheme::kW8A8;
   EXPECT_EQ(error_of([&] { w4a8_linear_tensors(static_linear); }).code(), ErrorCode::kUnsupported);
 }

@@ -19,6 +19,8 @@ TEST(ModuleId, HuggingFaceNames) {
   EXPECT_EQ(hf_module_name({5, ModuleRole::kDownProj}), "model.layers.5.mlp.down_proj");  // dense MLP
   EXPECT_EQ(hf_weight_name({1, ModuleRole::kInputNorm}), "model.layers.1.input_layernorm.weight");
   EXPECT_EQ(hf_bias_name({1, ModuleRole::kVProj}), "model.layers.1.self_attn.v_proj.bias");
+  EXPECT_EQ(hf_weight_name(ModuleId::final_norm()), "model.norm.weight");
+  EXPECT_TRUE(ModuleId::final_norm().is_norm());
 }
 
 TEST(ModuleId, ParseIsTheInverseAndRejectsTheRest) {
@@ -37,7 +39,8 @@ TEST(ModuleId, ParseIsTheInverseAndRejectsTheRest) {
       EXPECT_TRUE(seen.insert(id).second) << "listed twice: " << hf_module_name(id);
     }
   }
-  for (const char* bad : {"lm_head", "model.norm", "model.layers.x.self_attn.q_proj", "model.layers.1.mlp.gate_x",
+  EXPECT_EQ(parse_hf_module_name("model.norm"), ModuleId::final_norm());
+  for (const char* bad : {"lm_head", "model.norm.weight", "model.layers.x.self_attn.q_proj", "model.layers.1.mlp.gate_x",
                           "model.layers.1.mlp.experts.2.gate", "model.layers.-1.input_layernorm",
                           "model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.experts.q.up_proj"}) {
     EXPECT_FALSE(parse_hf_module_name(bad).has_value()) << bad;

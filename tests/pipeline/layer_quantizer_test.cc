@@ -102,15 +102,15 @@ TEST_F(LayerQuantizerTest, W8A8RecipeStepsQuantizeCalibrateAndPropagateTheQuanti
   ASSERT_EQ(q.linears.size(), model::layer_linears(config_, kLayer).size());
   for (const ModuleId& id : model::layer_linears(config_, kLayer)) {
     const quant::QuantizedLinear& l = q.linears.at(id);
-    EXPECT_EQ(l.name, model::hf_module_name(id));
+    EXPECT_EQ(l.module, id);
     if (id.role == ModuleRole::kRouter) {
       EXPECT_EQ(l.scheme, QuantScheme::kFloat);
     } else if (id.is_attention()) {
-      EXPECT_EQ(l.scheme, QuantScheme::kW8A8) << l.name;
-      ASSERT_EQ(l.input_scale.numel(), 1u) << l.name << " was calibrated";
+      EXPECT_EQ(l.scheme, QuantScheme::kW8A8) << model::hf_module_name(id);
+      ASSERT_EQ(l.input_scale.numel(), 1u) << model::hf_module_name(id) << " was calibrated";
       EXPECT_GT(l.input_scale.data<float>()[0], 0.0f);
     } else {
-      EXPECT_EQ(l.scheme, QuantScheme::kW8A8Dynamic) << l.name;
+      EXPECT_EQ(l.scheme, QuantScheme::kW8A8Dynamic) << model::hf_module_name(id);
     }
   }
   // q, k and v read one input, so they end with one input scale and offset.

@@ -17,6 +17,9 @@
 namespace moeslim::quant {
 namespace {
 
+constexpr model::ModuleId kQProj{0, model::ModuleRole::kQProj};
+constexpr model::ModuleId kOProj{0, model::ModuleRole::kOProj};
+
 Tensor matrix(std::int64_t rows, std::int64_t cols, const std::vector<float>& values) {
   Tensor t = Tensor::zeros(DType::kF32, {rows, cols});
   std::copy(values.begin(), values.end(), t.mutable_data<float>());
@@ -56,7 +59,7 @@ TEST(WeightQuant, AllZeroRowGetsTheEpsilonScale) {
 
 TEST(WeightQuant, RejectsNonFiniteWeightsNamingTheLinear) {
   try {
-    quantize_linear_weight("model.layers.0.mlp.experts.3.up_proj", QuantScheme::kW8A8Dynamic,
+    quantize_linear_weight(model::ModuleId::expert_proj(0, model::ModuleRole::kUpProj, 3), QuantScheme::kW8A8Dynamic,
                            matrix(2, 2, {1, 2, NAN, 4}), Tensor(), DType::kBF16);
     FAIL() << "expected an error";
   } catch (const Error& e) {
@@ -142,7 +145,7 @@ TEST(Observers, ChannelStatisticsPerChannelAndNonFiniteRejected) {
 
 TEST(StaticLinear, DeqScaleAndQuantBiasFollowSection4_6) {
   // One row, weight [1.27, −0.635, 0.3175] → s = bf16(0.01) = 0.010009765625; codes by hand below.
-  QuantizedLinear l = quantize_linear_weight("q", QuantScheme::kW8A8, matrix(1, 3, {1.2734375f, -0.63671875f, 0.318359375f}),
+  QuantizedLinear l = quantize_linear_weight(kQProj, QuantScheme::kW8A8, matrix(1, 3, {1.2734375f, -0.63671875f, 0.318359375f}),
                                              matrix(1, 1, {0.5f}).reshaped({1}), DType::kBF16);
   const float s = l.weight_scale.data<float>()[0];
   const auto* q = l.weight.data<std::int8_t>();
@@ -165,7 +168,7 @@ TEST(StaticLinear, RuntimeIdentityApproximatesTheFloatLinear) {
   for (float& v : w) v = round_to_bf16(0.1f * u(rng));
   for (float& v : b) v = round_to_bf16(u(rng));
   for (float& v : x) v = 2.0f * u(rng);
-  QuantizedLinear l = quantize_linear_weight("o", QuantScheme::kW8A8, matrix(out, in, w),
+  QuantizedLinear l = quantize_linear_weight(kOProj, QuantScheme::kW8A8, matrix(out, in, w),
                                              matrix(1, out, b).reshaped({out}), DType::kBF16);
   const ActivationParams p = asymmetric_int8_params(-2.0f, 2.0f, DType::kBF16);
   set_static_activation(l, p, DType::kBF16);

@@ -16,6 +16,8 @@
 namespace moeslim::quant {
 namespace {
 
+constexpr model::ModuleId kQProj{0, model::ModuleRole::kQProj};
+
 using testing::codes_of;
 using testing::f32_matrix;
 using testing::f32_vector;
@@ -29,8 +31,8 @@ const ActivationParams kAct{0.0157470703125f, -64.0f};
 
 TEST(LinearQuantizer, WeightPartHoldsCodesScalesAndTheFloatBias) {
   const QuantizedLinear q =
-      quantize_linear_weight("l", QuantScheme::kW8A8, f32_matrix(2, 3, kW), f32_vector({0.5f, -0.25f}), DType::kBF16);
-  EXPECT_EQ(q.name, "l");
+      quantize_linear_weight(kQProj, QuantScheme::kW8A8, f32_matrix(2, 3, kW), f32_vector({0.5f, -0.25f}), DType::kBF16);
+  EXPECT_EQ(q.module, kQProj);
   EXPECT_EQ(q.scheme, QuantScheme::kW8A8);
   EXPECT_EQ(q.weight.dtype(), DType::kI8);
   EXPECT_EQ(codes_of(q.weight), (std::vector<std::int8_t>{127, -64, 32, -126, 21, 0}));
@@ -42,7 +44,7 @@ TEST(LinearQuantizer, WeightPartHoldsCodesScalesAndTheFloatBias) {
 
 TEST(LinearQuantizer, DeqScaleAndQuantBiasWithBias) {
   QuantizedLinear q =
-      quantize_linear_weight("l", QuantScheme::kW8A8, f32_matrix(2, 3, kW), f32_vector({0.5f, -0.25f}), DType::kBF16);
+      quantize_linear_weight(kQProj, QuantScheme::kW8A8, f32_matrix(2, 3, kW), f32_vector({0.5f, -0.25f}), DType::kBF16);
   set_static_activation(q, kAct, DType::kBF16);
   EXPECT_EQ(floats_of(q.input_scale), (std::vector<float>{kAct.scale}));
   EXPECT_EQ(floats_of(q.input_offset), (std::vector<float>{kAct.offset}));
@@ -57,7 +59,7 @@ TEST(LinearQuantizer, DeqScaleAndQuantBiasWithBias) {
 }
 
 TEST(LinearQuantizer, QuantBiasWithoutBiasIsMinusCodeSumTimesOffset) {
-  QuantizedLinear q = quantize_linear_weight("l", QuantScheme::kW8A8, f32_matrix(2, 3, kW), Tensor(), DType::kBF16);
+  QuantizedLinear q = quantize_linear_weight(kQProj, QuantScheme::kW8A8, f32_matrix(2, 3, kW), Tensor(), DType::kBF16);
   set_static_activation(q, kAct, DType::kBF16);
   EXPECT_EQ(q.quant_bias.data<std::int32_t>()[0], 95 * 64);
   EXPECT_EQ(q.quant_bias.data<std::int32_t>()[1], -105 * 64);
@@ -68,7 +70,7 @@ TEST(LinearQuantizer, QuantBiasRoundsHalfToEven) {
   // One weight 127/128 gives s = 2^-7 exactly; with input_scale 1 and offset 0, deq = 2^-7 and the correction
   // is 0, so quant_bias = rne(b·128): b = 2.5/128 → 2, 3.5/128 → 4, −2.5/128 → −2 (half away from zero: 3, 4, −3).
   for (const auto& [b, expected] : {std::pair{2.5f, 2}, std::pair{3.5f, 4}, std::pair{-2.5f, -2}}) {
-    QuantizedLinear q = quantize_linear_weight("l", QuantScheme::kW8A8, f32_matrix(1, 1, {127.0f / 128.0f}),
+    QuantizedLinear q = quantize_linear_weight(kQProj, QuantScheme::kW8A8, f32_matrix(1, 1, {127.0f / 128.0f}),
                                                f32_vector({b / 128.0f}), DType::kBF16);
     set_static_activation(q, ActivationParams{1.0f, 0.0f}, DType::kBF16);
     ASSERT_EQ(q.deq_scale.data<float>()[0], 1.0f / 128.0f);
@@ -78,12 +80,12 @@ TEST(LinearQuantizer, QuantBiasRoundsHalfToEven) {
 
 TEST(LinearQuantizer, SchemesAndShapesAreChecked) {
   QuantizedLinear dyn =
-      quantize_linear_weight("d", QuantScheme::kW8A8Dynamic, f32_matrix(2, 3, kW), Tensor(), DType::kBF16);
+      quantize_linear_weight(kQProj, QuantScheme::kW8A8Dynamic, f32_matrix(2, 3, kW), Tensor(), DType::kBF16);
   EXPECT_EQ(codes_of(dyn.weight), (std::vector<std::int8_t>{127, -64, 32, -126, 21, 0}));
   EXPECT_THROW(set_static_activation(dyn, kAct, DType::kBF16), Error);  // dynamic layers have no static params
-  EXPECT_THROW(quantize_linear_weight("f", QuantScheme::kFloat, f32_matrix(2, 3, kW), Tensor(), DType::kBF16),
+  EXPECT_THROW(quantize_linear_weight(kQProj, QuantScheme::kFloat, f32_matrix(2, 3, kW), Tensor(), DType::kBF16),
                Error);
-  EXPECT_THROW(quantize_linear_weight("b", QuantScheme::kW8A8, f32_matrix(2, 3, kW), f32_vector({1.0f}),
+  EXPECT_THROW(quantize_linear_weight(kQProj, QuantScheme::kW8A8, f32_matrix(2, 3, kW), f32_vector({1.0f}),
                                       DType::kBF16),
                Error);
 }
@@ -103,7 +105,7 @@ TEST(LinearQuantizer, RuntimeIdentityApproximatesTheFloatLayer) {
   const auto [lo, hi] = std::minmax_element(x.begin(), x.end());
   const ActivationParams act = asymmetric_int8_params(*lo, *hi, DType::kBF16);
 
-  QuantizedLinear q = quantize_linear_weight("l", QuantScheme::kW8A8, f32_matrix(out, in, w), f32_vector(b),
+  QuantizedLinear q = quantize_linear_weight(kQProj, QuantScheme::kW8A8, f32_matrix(out, in, w), f32_vector(b),
                                              DType::kBF16);
   set_static_activation(q, act, DType::kBF16);
   const std::int8_t* codes = q.weight.data<std::int8_t>();

@@ -22,7 +22,7 @@ using testing::floats_of;
 constexpr std::int64_t kIn = 16, kOut = 5, kRows = 4;
 
 QuantizedLinear random_weights(std::mt19937& rng) {
-  return quantize_linear_weight("model.layers.0.self_attn.q_proj", QuantScheme::kW8A8,
+  return quantize_linear_weight({0, model::ModuleRole::kQProj}, QuantScheme::kW8A8,
                                 f32_matrix(kOut, kIn, testing::random_bf16_values(kOut * kIn, rng, 0.1f)),
                                 f32_vector(testing::random_bf16_values(kOut, rng, 0.2f)), DType::kBF16);
 }

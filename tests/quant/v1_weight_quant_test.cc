@@ -502,16 +502,16 @@ TEST(V1QuantizedLinear, SchemeChoosesTheBitsAndMethodTheQuantizer) {
   const Tensor w = bf16_matrix(2, 4, concat({kRowB, kRowC}));
   const V1WeightOptions o = options(WeightBits::kInt8);  // the scheme overrides the bits
   const QuantizedLinear w4 =
-      quantize_linear_weight_v1("model.layers.0.mlp.experts.0.up_proj", QuantScheme::kW4A8Dynamic, w,
+      quantize_linear_weight_v1(model::ModuleId::expert_proj(0, model::ModuleRole::kUpProj, 0), QuantScheme::kW4A8Dynamic, w,
                                 V1WeightMethod::kSsz, o);
-  EXPECT_EQ(w4.name, "model.layers.0.mlp.experts.0.up_proj");
+  EXPECT_EQ(w4.module, model::ModuleId::expert_proj(0, model::ModuleRole::kUpProj, 0));
   EXPECT_EQ(w4.scheme, QuantScheme::kW4A8Dynamic);
   EXPECT_EQ(floats_of(w4.weight_scale), (Floats{kB3, kC2}));
   EXPECT_EQ(codes_of(w4.weight), (Codes{6, 4, 3, -7, -7, -2, 4, 0}));
   EXPECT_TRUE(w4.bias.empty());
   EXPECT_TRUE(w4.input_scale.empty());
 
-  const QuantizedLinear w8 = quantize_linear_weight_v1("model.layers.0.self_attn.q_proj", QuantScheme::kW8A8Dynamic,
+  const QuantizedLinear w8 = quantize_linear_weight_v1({0, model::ModuleRole::kQProj}, QuantScheme::kW8A8Dynamic,
                                                        w, V1WeightMethod::kMinMax, options(WeightBits::kInt4));
   EXPECT_EQ(w8.scheme, QuantScheme::kW8A8Dynamic);
   const auto expected = quantize_weight_minmax_v1(w, options(WeightBits::kInt8));
@@ -521,7 +521,7 @@ TEST(V1QuantizedLinear, SchemeChoosesTheBitsAndMethodTheQuantizer) {
 
 TEST(V1QuantizedLinear, ErrorsNameTheLinear) {
   try {
-    quantize_linear_weight_v1("model.layers.3.self_attn.o_proj", QuantScheme::kW8A8, bf16_matrix(1, 2, {1.0f, 0.5f}),
+    quantize_linear_weight_v1({3, model::ModuleRole::kOProj}, QuantScheme::kW8A8, bf16_matrix(1, 2, {1.0f, 0.5f}),
                               V1WeightMethod::kMinMax, options(WeightBits::kInt8));
     ADD_FAILURE() << "W8A8 (static) accepted";
   } catch (const Error& e) {
@@ -529,7 +529,7 @@ TEST(V1QuantizedLinear, ErrorsNameTheLinear) {
     EXPECT_EQ(e.field(), "model.layers.3.self_attn.o_proj");
   }
   try {
-    quantize_linear_weight_v1("model.layers.3.self_attn.o_proj", QuantScheme::kW8A8Dynamic,
+    quantize_linear_weight_v1({3, model::ModuleRole::kOProj}, QuantScheme::kW8A8Dynamic,
                               f32_matrix(1, 2, {std::numeric_limits<float>::quiet_NaN(), 0.5f}),
                               V1WeightMethod::kSsz, options(WeightBits::kInt8));
     ADD_FAILURE() << "NaN accepted";

@@ -83,7 +83,7 @@ Tensor w4a8_scale_bias(const Tensor& codes, const Tensor& weight_scale, std::int
 }
 
 std::vector<NamedTensor> w4a8_linear_tensors(const quant::QuantizedLinear& linear) {
-  const std::string& module = module_path(linear);
+  const std::string module = module_path(linear);
   if (module.empty()) throw Error(ErrorCode::kInvalidArgument, "a linear has an empty module name");
   const auto name = [&](std::string_view part) { return tensor_name(module, part); };
   const LayoutRules& rules = layout_rules(Layout::kAscendV1V1);
@@ -127,7 +127,7 @@ std::vector<NamedTensor> w4a8_linear_tensors(const quant::QuantizedLinear& linea
 }
 
 std::vector<NamedTensor> w4a8_norm_tensors(const quant::NormTensors& norm, DType float_dtype) {
-  const std::string& module = module_path(norm);
+  const std::string module = module_path(norm);
   if (module.empty()) throw Error(ErrorCode::kInvalidArgument, "a norm has an empty module name");
   const NamedTensor weight = float_named_tensor(tensor_name(module, "weight"), norm.weight, float_dtype);
   if (weight.tensor.rank() != 1) {

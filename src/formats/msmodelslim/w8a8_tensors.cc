@@ -61,7 +61,7 @@ NamedTensor float_named_tensor(const std::string& name, const Tensor& tensor, DT
 }
 
 std::vector<NamedTensor> float_linear_tensors(const quant::QuantizedLinear& linear, DType float_dtype) {
-  const std::string& module = module_path(linear);
+  const std::string module = module_path(linear);
   const std::string weight_name = tensor_name(module, "weight");
   require_float(linear.weight, weight_name);
   if (linear.weight.rank() != 2) bad_field(weight_name, "weight must be [out, in], got " + shape_to_string(linear.weight.shape()));
@@ -78,7 +78,7 @@ std::vector<NamedTensor> float_linear_tensors(const quant::QuantizedLinear& line
 }
 
 std::vector<NamedTensor> w8a8_linear_tensors(const quant::QuantizedLinear& linear, DType float_dtype) {
-  const std::string& module = module_path(linear);
+  const std::string module = module_path(linear);
   if (float_dtype != DType::kBF16 && float_dtype != DType::kF16) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("the model float dtype must be BF16 or F16, not {}", dtype_name(float_dtype)), {}, module);
@@ -128,7 +128,7 @@ std::vector<NamedTensor> w8a8_linear_tensors(const quant::QuantizedLinear& linea
 
 std::vector<NamedTensor> w8a8_norm_tensors(const quant::NormTensors& norm, DType float_dtype,
                                            bool mindie_module_copies, const std::string& model_quant_type) {
-  const std::string& module = module_path(norm);
+  const std::string module = module_path(norm);
   if (module.empty()) throw Error(ErrorCode::kInvalidArgument, "a norm has an empty module name");
   const std::string weight_name = tensor_name(module, "weight");
   require_float(norm.weight, weight_name);
