@@ -2,7 +2,7 @@
 // layer of a checkpoint, layer-major, `--batch` prompts per forward call, as calibration runs them.
 // Prints tokens/s, time share and achieved GFLOP/s per kernel next to the GEMM peak measured in the same run
 // for the same precision, and the peak RSS. Usage:
-//   forward_bench --model DIR [--batch 4] [--precision f32|bf16] [--threads 1] [--data FILE ...]
+//   forward_bench --model DIR [--batch 4] [--precision f32|bf16] [--threads N (default: all usable CPUs)] [--data FILE ...]
 
 #include <chrono>
 #include <cstdio>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/cpu_budget.h"
 #include "core/process_memory.h"
 #include "core/profiler.h"
 #include "io/checkpoint.h"
@@ -31,7 +32,7 @@ struct Args {
   std::vector<std::string> data;
   std::int64_t batch = 4;
   std::string precision = "f32";
-  int threads = 1;
+  int threads = usable_cpus();  // as the commands: every CPU this process may use
 };
 
 Args parse(int argc, char** argv) {

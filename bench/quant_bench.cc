@@ -4,7 +4,7 @@
 // passes, int8 for the calibration pass) and the peak RSS. Projects the time for a full-depth model from the
 // per-layer cost. Usage:
 //   quant_bench --model DIR [--recipe FILE] [--search-rows N] [--project-layers 48] [--precision bf16|f32]
-//               [--threads 1] [--out DIR]
+//               [--threads N (default: all usable CPUs)] [--out DIR]
 
 #include <chrono>
 #include <cstdio>
@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/cpu_budget.h"
 #include "core/process_memory.h"
 #include "core/profiler.h"
 #include "kernels/cpu_features.h"
@@ -33,7 +34,7 @@ struct Args {
   std::string recipe = std::string(MOESLIM_SOURCE_DIR) + "/configs/qwen3_moe/qwen3-moe-w8a8.yaml";
   std::int64_t search_rows = 0;
   std::int64_t project_layers = 0;  // 0: the model's own depth
-  int threads = 1;
+  int threads = usable_cpus();  // as the commands: every CPU this process may use
 };
 
 Args parse(int argc, char** argv) {

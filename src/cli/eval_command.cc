@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 
 #include "cli/commands.h"
+#include "cli/thread_option.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -109,9 +110,7 @@ CommandRunner register_eval(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--max_documents", opts->max_documents, "Use only the first N documents (0 = all)")
       ->capture_default_str();
-  sub->add_option("--threads", opts->threads, "Compute threads (1 is fastest on 2-vCPU machines whose vCPUs share a core)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1024));
+  add_threads_option(*sub, opts->threads);
   sub->add_option("--precision", opts->precision,
                   "f32: float32 activations (matches a float32 reference); bf16: activations rounded to bf16 "
                   "for the weight GEMMs, faster")

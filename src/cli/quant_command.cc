@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/resources.h"
+#include "cli/thread_option.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "kernels/threading.h"
@@ -237,7 +238,7 @@ CommandRunner register_quant(CLI::App& app) {
                   "strided (0 = all, msModelSlim's behaviour; large models may want e.g. 4096)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--threads", o->threads, "Compute threads")->capture_default_str()->check(CLI::Range(1, 1024));
+  add_threads_option(*sub, o->threads);
   sub->add_flag("--force", o->force, "Replace a non-empty --save_path");
   sub->add_flag("--skip_disk_space_check", o->skip_disk_space_check,
                 "Write even when the estimated output size exceeds the free space of --save_path's filesystem "

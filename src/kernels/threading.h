@@ -1,16 +1,15 @@
 // How many threads the kernels (oneDNN GEMMs and moeslim's own loops) use.
 //
-// Default: 1. Whether a second thread pays depends on the machine and on what else runs:
-//  * where the 2 vCPUs are SMT siblings sharing one core's FP units (the Zen 5 development VM), a second thread
-//    buys little, and with OpenMP's default *active* waiting (threads spin between parallel regions) small
-//    GEMMs got 14x slower (64x768x2048: 8.0 ms with 2 spinning threads against 0.57 ms with 1);
-//  * on the Sapphire Rapids VM (2 real cores) 2 threads give 1.8–2x on an idle machine, but when another
-//    process holds the second core, 2 spinning threads collapse (64x768x2048 bf16: 32 against 705 GFLOP/s).
-// So: keep 1 unless the machine is dedicated; with more, start the process with
-//   OMP_WAIT_POLICY=passive
-// (libgomp reads it once, when the library loads, so it cannot be set from inside the program), which costs
-// a little at small M but never collapses (measured 2T ≈ 1T under contention). bench/gemm_bench prints 1 vs
-// 2 threads side by side.
+// The library's default is 1; the commands set every usable CPU (core/cpu_budget.h) unless --threads says
+// otherwise. Output never depends on the count: every parallel loop splits work whose results do not depend on
+// the split (rows, experts, blocks), and every reduction is summed in a fixed order.
+//
+// OpenMP's wait policy matters more than the count. With libgomp's default *active* waiting (threads spin
+// between parallel regions), when the vCPUs are SMT siblings sharing one core's FP units, or when another
+// process is busy, small GEMMs collapse (64x768x2048: 8.0 ms with 2 spinning threads against 0.57 ms with 1;
+// bf16 32 against 705 GFLOP/s beside a busy process). OMP_WAIT_POLICY=passive costs a little at small M and
+// never collapses. libgomp reads it once, when it loads, so the program cannot set it for itself: the moeslim
+// executable restarts itself with it when it is unset (cli/main.cc). bench/gemm_bench prints 1 vs 2 threads.
 #pragma once
 
 namespace moeslim::kernels {

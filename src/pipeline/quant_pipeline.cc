@@ -17,6 +17,7 @@
 #include "export/output_dir.h"
 #include "formats/registry.h"
 #include "io/checkpoint.h"
+#include "kernels/threading.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
 #include "model/layer_loader.h"
@@ -139,12 +140,13 @@ void QuantRun::setup() {
   }
   calib_ = load_calibration_set(o_.calib_dataset, *tokenizer_, batch_size_, include_padding_,
                                 config_.max_position_embeddings);
-  log_info("quant: recipe {} ({}); steps {}; {} of {} layers of {}; {}calibration set {} prompts ({} tokens), batch {}",
+  log_info("quant: recipe {} ({}); steps {}; {} of {} layers of {}; {}calibration set {} prompts ({} tokens), batch {}; "
+           "{} threads",
            recipe_.name, recipe_.file.string(), fmt::join(recipe_.step_names(), ", "), config_.num_hidden_layers,
            input_layers_, o_.model_path.string(),
            anti_pass_ ? fmt::format("anti set {} prompts ({} tokens), ", anti_.prompts, anti_.tokens.layout.real_rows())
                       : std::string(),
-           calib_.prompts, calib_.tokens.layout.real_rows(), batch_size_);
+           calib_.prompts, calib_.tokens.layout.real_rows(), batch_size_, kernels::num_threads());
 
   out_.emplace(o_.model_path, o_.save_path, o_.force);
   WorkloadShape work;
@@ -182,7 +184,8 @@ void QuantRun::setup() {
 }
 
 void QuantRun::quantize_layers() {
-  Progress progress("quant", static_cast<std::uint64_t>(config_.num_hidden_layers), "layers", 0.0);
+  Progress progress(fmt::format("quant ({} threads)", kernels::num_threads()),
+                    static_cast<std::uint64_t>(config_.num_hidden_layers), "layers", 0.0);
   for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     throw_if_interrupted();
     auto start = Clock::now();
@@ -257,6 +260,7 @@ QuantReport QuantRun::report_and_commit() {
   r.timing_seconds["total"] = std::chrono::duration<double>(Clock::now() - run_start_).count();
   r.expected_output_bytes = need_.output_bytes;
   r.expected_peak_memory_bytes = need_.peak_memory_bytes;
+  r.threads = kernels::num_threads();
   r.peak_rss_bytes = peak_rss_bytes();
   const std::filesystem::path report_path = out_->temp_path() / "quant_report.json";
   {

@@ -58,7 +58,8 @@ struct QuantReport {
   std::optional<EvaluationReport> evaluation;
   std::uint64_t expected_output_bytes = 0;
   std::uint64_t expected_peak_memory_bytes = 0;
-  // These two vary run to run: comparisons of reports drop them.
+  // These vary run to run, or with --threads: comparisons of reports drop them.
+  int threads = 1;  // compute threads used
   std::uint64_t peak_rss_bytes = 0;
   std::map<std::string, double> timing_seconds;  // per phase, and "total"
 };

@@ -2,6 +2,7 @@
 // group max) before norm-linear (input_layernorm → q/k/v, which then sees v_proj as ov left it), α/β searched
 // on the observed input rows unless the recipe fixes α; optionally the MoE subgraphs (expert_smoothing.h). The
 // arithmetic is flex_smoothing.h's.
+#include "quant/flex_search.h"
 #include "quant/flex_smoothing.h"
 #include "quant/smooth_keys.h"
 

@@ -23,14 +23,10 @@ class MinMaxV1 final : public WeightMethod {
  public:
   std::string name() const override { return "minmax"; }
   nlohmann::ordered_json settings() const override { return {{"method", "minmax"}, {"formulas", "v1"}}; }
-  bool supports(QuantScheme s) const override {
-    return s == QuantScheme::kW8A8Dynamic || s == QuantScheme::kW4A8Dynamic;
-  }
+  bool supports(QuantScheme s) const override { return v1_weight_quant_produces(s); }
   QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight, const Tensor&,
                            DType float_dtype) const override {
-    V1WeightOptions o;
-    o.float_dtype = float_dtype;
-    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kMinMax, o);
+    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kMinMax, {.float_dtype = float_dtype});
   }
 };
 

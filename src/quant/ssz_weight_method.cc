@@ -15,15 +15,11 @@ class Ssz final : public WeightMethod {
   explicit Ssz(int steps) : steps_(steps) {}
   std::string name() const override { return "ssz"; }
   nlohmann::ordered_json settings() const override { return {{"method", "ssz"}, {"ssz_steps", steps_}}; }
-  bool supports(QuantScheme s) const override {
-    return s == QuantScheme::kW8A8Dynamic || s == QuantScheme::kW4A8Dynamic;
-  }
+  bool supports(QuantScheme s) const override { return v1_weight_quant_produces(s); }
   QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight, const Tensor&,
                            DType float_dtype) const override {
-    V1WeightOptions o;
-    o.float_dtype = float_dtype;
-    o.ssz_steps = steps_;
-    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kSsz, o);
+    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kSsz,
+                                     {.float_dtype = float_dtype, .ssz_steps = steps_});
   }
 
  private:

@@ -207,6 +207,10 @@ ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightO
   return q;
 }
 
+bool v1_weight_quant_produces(QuantScheme scheme) {
+  return scheme == QuantScheme::kW8A8Dynamic || scheme == QuantScheme::kW4A8Dynamic;
+}
+
 QuantizedLinear quantize_linear_weight_v1(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
                                           V1WeightMethod method, const V1WeightOptions& options) {
   const std::string name = model::hf_module_name(module);

@@ -64,6 +64,9 @@ ChannelQuantizedWeight quantize_weight_ssz(const Tensor& weight, const V1WeightO
 // The v1 counterpart of quantize_linear_weight (linear_quantizer.h): scheme kW8A8Dynamic quantizes to int8,
 // kW4A8Dynamic to int4 (options.bits is overridden by the scheme). Fills module, scheme, weight (codes) and
 // weight_scale (F32 [out]); v1 linears carry no bias. Errors name the module's weight.
+// The schemes quantize_linear_weight_v1 produces: kW8A8Dynamic and kW4A8Dynamic.
+bool v1_weight_quant_produces(QuantScheme scheme);
+
 QuantizedLinear quantize_linear_weight_v1(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
                                           V1WeightMethod method, const V1WeightOptions& options);
 

@@ -93,13 +93,14 @@ std::string shell_line(const std::vector<std::string>& args) {
 }
 
 // Every file of an output directory: name -> contents. quant_report.json without what varies run to run
-// (timing_seconds, peak_rss_bytes).
+// (threads, timing_seconds, peak_rss_bytes).
 std::map<std::string, std::string> output_files(const fs::path& dir) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::directory_iterator(dir)) {
     std::string content = read_whole_file(e.path());
     if (e.path().filename() == "quant_report.json") {
       json report = json::parse(content);
+      report.erase("threads");
       report.erase("timing_seconds");
       report.erase("peak_rss_bytes");
       content = report.dump(2);

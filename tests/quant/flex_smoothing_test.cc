@@ -5,6 +5,7 @@
 //     flex_error itself, re-applied independently here;
 //   * every smoothing is an equivalence of the float subgraph (tight in F32, bf16-tight in BF16), router logits
 //     included, and the new subgraphs lower the per-token int8 error of the input they smooth.
+#include "quant/flex_search.h"
 #include "quant/flex_smoothing.h"
 
 #include <gtest/gtest.h>
@@ -305,6 +306,55 @@ TEST(FlexSearch, MatchesTheRuleOnFlexErrorWithOutlierChannels) {
     EXPECT_GT(r.alpha, 0.0) << "outlier channels should favour moving scale into the weights";
     EXPECT_LT(r.error, flex_error(x, {&wk, &wq}, 0.0, 0.0, dt)) << "better than no smoothing";
   }
+}
+
+// 1,100 rows against 2,048 outputs: the error is summed in blocks of 1,024 rows, so most grid points stop after
+// the first block (its partial error already exceeds the best); the pick and its error must not change.
+TEST(FlexSearch, StoppingEarlyPicksWhatTheFullGridPicks) {
+  std::mt19937 rng(5);
+  Tensor x = random_matrix(1100, 32, rng, 1.0f, DType::kBF16);
+  for (std::int64_t t = 0; t < 1100; ++t) {
+    for (std::int64_t c : {3, 21}) x.mutable_data<float>()[t * 32 + c] *= 40.0f;
+  }
+  const Tensor w = random_matrix(2048, 32, rng, 0.05f, DType::kBF16);
+  const FlexSearchResult r = search_flex_alpha_beta(x, {&w}, DType::kBF16);
+  const FlexSearchResult ref = reference_search(x, {&w}, DType::kBF16);
+  EXPECT_EQ(r.alpha, ref.alpha);
+  EXPECT_EQ(r.beta, ref.beta);
+  EXPECT_EQ(r.error, ref.error);
+}
+
+// The pruned rule against the plain one on random error tables with ties and NaNs: a pruned point answers
+// anything above the cutoff, and the pick must still be flex_grid_search's.
+TEST(FlexGridSearchPruned, SamePickAsTheRuleOnTablesWithTiesAndNaNs) {
+  std::mt19937 rng(3);
+  const double values[] = {0.5, 0.625, 0.75, 1.0, std::numeric_limits<double>::quiet_NaN()};
+  std::uniform_int_distribution<int> pick(0, 4);
+  std::uniform_real_distribution<double> above(1e-9, 2.0);
+  int pruned = 0;
+  for (int trial = 0; trial < 500; ++trial) {
+    double table[kFlexGridPoints][kFlexGridPoints];
+    for (auto& row : table) {
+      for (double& v : row) v = values[pick(rng)];
+    }
+    // Deterministic in the float32 exponents, as flex_error is: β = 1 − α lands on grid point 20 − i.
+    const auto exact = [&](double a, double b) {
+      return table[std::lround(a * 20)][std::lround(static_cast<float>(b) * 20)];
+    };
+    const FlexSearchResult ref = flex_grid_search(exact);
+    const FlexSearchResult r = flex_grid_search_pruned([&](double a, double b, double cutoff) {
+      const double e = exact(a, b);
+      if (e > cutoff) {
+        ++pruned;
+        return cutoff + above(rng);
+      }
+      return e;
+    });
+    ASSERT_EQ(r.alpha, ref.alpha) << trial;
+    ASSERT_EQ(r.beta, ref.beta) << trial;
+    ASSERT_TRUE(r.error == ref.error || (std::isnan(r.error) && std::isnan(ref.error))) << trial;
+  }
+  EXPECT_GT(pruned, 1000) << "the cutoff should let most non-minimal points stop early";
 }
 
 TEST(FlexSearch, PhaseTwoReproducesPhaseOneExactlySoTheFallbackIsDormant) {

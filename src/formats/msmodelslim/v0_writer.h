@@ -27,17 +27,15 @@ class V0Writer final : public LayoutWriter {
   V0Writer(std::filesystem::path out_dir, Layout layout, DType float_dtype,
            std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes);
 
-  // Closes the shards and writes the index, the description file, config.json (the input's with the
-  // layout's keys, see add_w8a8_quantize_keys; num_hidden_layers = layer_count_written when 0 < it < the
-  // input's, see set_written_layer_count) and copies of the input's side files. `model_dir` is the input model.
-  // `metadata` is ignored: neither v0 layout has a place for it (msModelSlim's v0 savers record no rotation).
+  // FormatWriter::finish; config.json gains the layout's keys (add_w8a8_quantize_keys). `metadata` is ignored:
+  // neither v0 layout has a place for it (msModelSlim's v0 savers record no rotation).
   WrittenOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
                        const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;
 
  private:
   // weight, bias (zeros when absent) and, in the MindIE layout, .module.weight/.module.bias.
   std::vector<NamedTensor> norm_tensors(const quant::NormTensors& norm) const override;
-  // The linear's tensors of docs/msmodelslim-format.md §2 (see w8a8_linear_tensors for the checks).
+  // docs/msmodelslim-format.md §2; w8a8_linear_tensors checks them.
   std::vector<NamedTensor> linear_tensors(const quant::QuantizedLinear& linear) const override;
 
   bool mindie() const { return rules().layout == Layout::kMindIE; }

@@ -28,22 +28,17 @@ class V1Writer final : public LayoutWriter {
   // Writes into `out_dir` (normally OutputDir::temp_path()). `float_dtype` (BF16 or F16) is the model's float
   // dtype, in which FLOAT tensors and norms are stored. Shards close before reaching `max_shard_bytes`
   // (msModelSlim's part_file_size 4 = 4 GiB by default).
-  V1Writer(std::filesystem::path out_dir, DType float_dtype,
-                      std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes);
+  V1Writer(std::filesystem::path out_dir, DType float_dtype, std::uint64_t max_shard_bytes = io::kDefaultMaxShardBytes);
 
-  // Closes the shards and writes the index, quant_model_description.json (with `metadata`, a JSON object, as
-  // its "metadata" value: a rotated model records its rotation there), config.json (the input's without
-  // "quantization_config"; num_hidden_layers = layer_count_written when 0 < it < the input's, see
-  // set_written_layer_count) and copies of the input's side files. `model_dir` is the input model.
-  // kInvalidArgument if `metadata` is not an object.
+  // FormatWriter::finish; `metadata` (kInvalidArgument unless an object) becomes the description's "metadata"
+  // value, where a rotated model records its rotation, and config.json loses any "quantization_config".
   WrittenOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
-                           const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;
+                       const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;
 
  private:
-  // The norm's weight; see w4a8_norm_tensors for its (absent) bias.
+  // The weight only; w4a8_norm_tensors refuses a nonzero bias.
   std::vector<NamedTensor> norm_tensors(const quant::NormTensors& norm) const override;
-  // kFloat: weight (and bias) as FLOAT; kW8A8Dynamic / kW4A8Dynamic: the tensors of w4a8_linear_tensors;
-  // kW8A8 (static): kUnsupported.
+  // kFloat: weight (and bias) as FLOAT; kW8A8Dynamic / kW4A8Dynamic: w4a8_linear_tensors; kW8A8: kUnsupported.
   std::vector<NamedTensor> linear_tensors(const quant::QuantizedLinear& linear) const override;
 };
 
