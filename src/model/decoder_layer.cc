@@ -1,5 +1,6 @@
 #include "model/decoder_layer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -32,23 +33,32 @@ void observe(ForwardObserver* observer, const ModuleId& module, const float* x, 
   }
 }
 
+// The intermediate rows of a SwiGLU MLP, allocated once per forward for the most rows any expert gets and
+// reused by every expert: a fresh buffer per expert cost more in page faults and zeroing than the expert's GEMMs
+// on 30B shapes (each linear overwrites its output, so nothing needs zeroing).
+struct SwiGluScratch {
+  SwiGluScratch(std::int64_t rows, std::int64_t width)
+      : gate(Tensor::zeros(DType::kF32, {rows, width})), up(Tensor::zeros(DType::kF32, {rows, width})) {}
+  Tensor gate, up;
+};
+
 // y = down(silu(gate(x)) * up(x)) for `rows` rows of x; observers see gate/up's shared input and down's input.
 void swiglu_forward(const SwiGluMlp& mlp, std::int64_t layer, std::int64_t expert, const float* x, std::int64_t rows,
-                    std::int64_t hidden, const std::uint8_t* real, ForwardObserver* observer, float* y) {
+                    std::int64_t hidden, const std::uint8_t* real, ForwardObserver* observer, SwiGluScratch& scratch,
+                    float* y) {
   const std::int64_t width = mlp.gate_proj->out_features();
   observe(observer, {layer, ModuleRole::kGateProj, expert}, x, rows, hidden, real);
   observe(observer, {layer, ModuleRole::kUpProj, expert}, x, rows, hidden, real);
-  Tensor gate = Tensor::zeros(DType::kF32, {rows, width});
-  Tensor up = Tensor::zeros(DType::kF32, {rows, width});
-  run_linear(*mlp.gate_proj, x, rows, gate.mutable_data<float>(), ProfileKind::kExpertGemm);
-  run_linear(*mlp.up_proj, x, rows, up.mutable_data<float>(), ProfileKind::kExpertGemm);
+  float* gate = scratch.gate.mutable_data<float>();
+  float* up = scratch.up.mutable_data<float>();
+  run_linear(*mlp.gate_proj, x, rows, gate, ProfileKind::kExpertGemm);
+  run_linear(*mlp.up_proj, x, rows, up, ProfileKind::kExpertGemm);
   {
     ProfileScope scope(ProfileKind::kMoeDispatch);
-    kernels::silu_mul(gate.data<float>(), up.data<float>(), gate.mutable_data<float>(),
-                      static_cast<std::int64_t>(gate.numel()));
+    kernels::silu_mul(gate, up, gate, rows * width);
   }
-  observe(observer, {layer, ModuleRole::kDownProj, expert}, gate.data<float>(), rows, width, real);
-  run_linear(*mlp.down_proj, gate.data<float>(), rows, y, ProfileKind::kExpertGemm);
+  observe(observer, {layer, ModuleRole::kDownProj, expert}, gate, rows, width, real);
+  run_linear(*mlp.down_proj, gate, rows, y, ProfileKind::kExpertGemm);
 }
 
 }  // namespace
@@ -155,7 +165,8 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
   Tensor out = Tensor::zeros(DType::kF32, {N, H});
 
   if (!mlp.is_moe) {
-    swiglu_forward(mlp.dense, index, -1, normed.data<float>(), N, H, real, observer, out.mutable_data<float>());
+    SwiGluScratch scratch(N, mlp.dense.gate_proj->out_features());
+    swiglu_forward(mlp.dense, index, -1, normed.data<float>(), N, H, real, observer, scratch, out.mutable_data<float>());
   } else {
     const std::int64_t E = c.num_experts;
     const std::int64_t K = c.num_experts_per_tok;
@@ -188,18 +199,28 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
       }
     }
     routing_scope.reset();
+    std::size_t most_rows = 0;
+    std::int64_t width = 0;
+    for (std::int64_t e = 0; e < E; ++e) {
+      if (rows_of[static_cast<std::size_t>(e)].empty()) continue;
+      most_rows = std::max(most_rows, rows_of[static_cast<std::size_t>(e)].size());
+      width = std::max(width, mlp.experts[static_cast<std::size_t>(e)].gate_proj->out_features());
+    }
+    const auto max_n = static_cast<std::int64_t>(most_rows);
+    SwiGluScratch scratch(max_n, width);
+    Tensor gathered = Tensor::zeros(DType::kF32, {max_n, H});
+    Tensor y = Tensor::zeros(DType::kF32, {max_n, H});
     const float* x = normed.data<float>();
     float* o = out.mutable_data<float>();
     for (std::int64_t e = 0; e < E; ++e) {
       const auto& rows = rows_of[static_cast<std::size_t>(e)];
       if (rows.empty()) continue;
       const auto n = static_cast<std::int64_t>(rows.size());
-      Tensor gathered = Tensor::zeros(DType::kF32, {n, H});
       float* g = gathered.mutable_data<float>();
       for (std::int64_t i = 0; i < n; ++i) std::memcpy(g + i * H, x + rows[i] * H, H * sizeof(float));
       const std::vector<std::uint8_t> mask = gather_mask(layout, rows);
-      Tensor y = Tensor::zeros(DType::kF32, {n, H});
-      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], index, e, g, n, H, mask.data(), observer, y.mutable_data<float>());
+      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], index, e, g, n, H, mask.data(), observer, scratch,
+                     y.mutable_data<float>());
       const float* yp = y.data<float>();
       const auto& w = weight_of[static_cast<std::size_t>(e)];
       for (std::int64_t i = 0; i < n; ++i) {
