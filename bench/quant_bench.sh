@@ -47,7 +47,7 @@ check() {  # output dir: inspect must accept it; print how many tensors each sch
     | group_by(.) | map("\(.[0]) \(length)") | join(", ")' "$1"/quant_model_description*.json)"
 }
 run() {  # model out recipe layers
-  OMP_WAIT_POLICY=passive build/bench/quant_bench --model "$1" --out "$2" --recipe "$3" \
+  build/bench/quant_bench --model "$1" --out "$2" --recipe "$3" \
     --project-layers "$4" 2>/dev/null
   check "$2"
 }

@@ -1,37 +1,18 @@
 // moeslim: post-training quantization of Qwen3-MoE checkpoints on the CPU.
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <map>
 #include <string>
 
 #include <CLI/CLI.hpp>
-#include <unistd.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "core/log.h"
 
-namespace {
-
-// libgomp reads OMP_WAIT_POLICY once, as it loads, before main() runs. Its default lets idle OpenMP threads spin
-// between parallel regions, which on vCPUs that share a core, or beside another busy process, slows the
-// working threads many times over (kernels/threading.h). Every command runs on all usable CPUs by default, so
-// when the user has chosen no policy the process starts itself again with OMP_WAIT_POLICY=passive. Without
-// /proc it goes on as it is (set_num_threads then warns).
-void restart_with_passive_omp_wait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  if (::setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
-  ::unsetenv("OMP_WAIT_POLICY");
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  restart_with_passive_omp_wait(argv);
   CLI::App app{
       "moeslim: quantize Qwen3-MoE models (Qwen3-30B-A3B, Qwen3-235B-A22B) on the CPU, one decoder layer at a\n"
       "time, into msModelSlim's W8A8 / W4A8 formats that MindIE and vLLM-Ascend load.\n"};

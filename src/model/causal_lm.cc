@@ -66,8 +66,9 @@ void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Ten
                        ForwardObserver* observer) {
   const std::int64_t H = config.hidden_size;
   if (max_sequences <= 0) max_sequences = static_cast<std::int64_t>(layout.sequences.size());
+  ForwardScratch scratch;  // one set of activation buffers for every chunk (model/forward_scratch.h)
   if (layout.rows() <= max_rows && static_cast<std::int64_t>(layout.sequences.size()) <= max_sequences) {
-    layer.forward(config, hidden, layout, observer);
+    layer.forward(config, hidden, layout, observer, &scratch);
     return;
   }
   std::size_t s = 0;
@@ -89,7 +90,7 @@ void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Ten
     }
     Tensor part = Tensor::zeros(DType::kF32, {rows, H});
     std::memcpy(part.mutable_data<float>(), hidden.data<float>() + begin * H, rows * H * sizeof(float));
-    layer.forward(config, part, chunk, observer);
+    layer.forward(config, part, chunk, observer, &scratch);
     std::memcpy(hidden.mutable_data<float>() + begin * H, part.data<float>(), rows * H * sizeof(float));
   }
 }

@@ -33,24 +33,15 @@ void observe(ForwardObserver* observer, const ModuleId& module, const float* x, 
   }
 }
 
-// The intermediate rows of a SwiGLU MLP, allocated once per forward for the most rows any expert gets and
-// reused by every expert: a fresh buffer per expert cost more in page faults and zeroing than the expert's GEMMs
-// on 30B shapes (each linear overwrites its output, so nothing needs zeroing).
-struct SwiGluScratch {
-  SwiGluScratch(std::int64_t rows, std::int64_t width)
-      : gate(Tensor::zeros(DType::kF32, {rows, width})), up(Tensor::zeros(DType::kF32, {rows, width})) {}
-  Tensor gate, up;
-};
-
 // y = down(silu(gate(x)) * up(x)) for `rows` rows of x; observers see gate/up's shared input and down's input.
 void swiglu_forward(const SwiGluMlp& mlp, std::int64_t layer, std::int64_t expert, const float* x, std::int64_t rows,
-                    std::int64_t hidden, const std::uint8_t* real, ForwardObserver* observer, SwiGluScratch& scratch,
+                    std::int64_t hidden, const std::uint8_t* real, ForwardObserver* observer, ForwardScratch& scratch,
                     float* y) {
   const std::int64_t width = mlp.gate_proj->out_features();
   observe(observer, {layer, ModuleRole::kGateProj, expert}, x, rows, hidden, real);
   observe(observer, {layer, ModuleRole::kUpProj, expert}, x, rows, hidden, real);
-  float* gate = scratch.gate.mutable_data<float>();
-  float* up = scratch.up.mutable_data<float>();
+  float* gate = scratch.zeroed(ForwardScratch::kGate, rows, width);
+  float* up = scratch.zeroed(ForwardScratch::kUp, rows, width);
   run_linear(*mlp.gate_proj, x, rows, gate, ProfileKind::kExpertGemm);
   run_linear(*mlp.up_proj, x, rows, up, ProfileKind::kExpertGemm);
   {
@@ -75,13 +66,15 @@ void RmsNorm::apply(const float* x, std::int64_t rows, std::int64_t n, double ep
 }
 
 void DecoderLayer::forward(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
-                           ForwardObserver* observer) const {
-  forward_attention(config, hidden, layout, observer);
-  forward_mlp(config, hidden, layout, observer);
+                           ForwardObserver* observer, ForwardScratch* scratch) const {
+  ForwardScratch fresh;
+  ForwardScratch& s = scratch != nullptr ? *scratch : fresh;
+  forward_attention(config, hidden, layout, observer, s);
+  forward_mlp(config, hidden, layout, observer, s);
 }
 
 void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const TokenLayout& layout,
-                                     ForwardObserver* observer) const {
+                                     ForwardObserver* observer, ForwardScratch& scratch) const {
   const std::int64_t N = layout.rows();
   const std::int64_t H = c.hidden_size;
   const std::int64_t d = c.head_dim;
@@ -93,34 +86,32 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
   }
   const std::uint8_t* real = layout.real.data();
 
-  Tensor normed = Tensor::zeros(DType::kF32, {N, H});
+  float* normed = scratch.zeroed(ForwardScratch::kAttentionNormed, N, H);
   {
     ProfileScope scope(ProfileKind::kNormRope);
-    attn.input_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed.mutable_data<float>());
+    attn.input_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed);
   }
-  observe(observer, {index, ModuleRole::kQProj}, normed.data<float>(), N, H, real);
-  observe(observer, {index, ModuleRole::kKProj}, normed.data<float>(), N, H, real);
-  observe(observer, {index, ModuleRole::kVProj}, normed.data<float>(), N, H, real);
+  observe(observer, {index, ModuleRole::kQProj}, normed, N, H, real);
+  observe(observer, {index, ModuleRole::kKProj}, normed, N, H, real);
+  observe(observer, {index, ModuleRole::kVProj}, normed, N, H, real);
 
-  Tensor q = Tensor::zeros(DType::kF32, {N, nh * d});
-  Tensor k = Tensor::zeros(DType::kF32, {N, nkv * d});
-  Tensor v = Tensor::zeros(DType::kF32, {N, nkv * d});
-  run_linear(*attn.q_proj, normed.data<float>(), N, q.mutable_data<float>(), ProfileKind::kAttentionGemm);
-  run_linear(*attn.k_proj, normed.data<float>(), N, k.mutable_data<float>(), ProfileKind::kAttentionGemm);
-  run_linear(*attn.v_proj, normed.data<float>(), N, v.mutable_data<float>(), ProfileKind::kAttentionGemm);
+  float* q = scratch.zeroed(ForwardScratch::kQ, N, nh * d);
+  float* k = scratch.zeroed(ForwardScratch::kK, N, nkv * d);
+  float* v = scratch.zeroed(ForwardScratch::kV, N, nkv * d);
+  run_linear(*attn.q_proj, normed, N, q, ProfileKind::kAttentionGemm);
+  run_linear(*attn.k_proj, normed, N, k, ProfileKind::kAttentionGemm);
+  run_linear(*attn.v_proj, normed, N, v, ProfileKind::kAttentionGemm);
 
   // q_norm / k_norm: RMSNorm over head_dim of every head, before RoPE.
   {
     ProfileScope scope(ProfileKind::kNormRope);
-    kernels::rms_norm(q.data<float>(), N * nh, d, attn.q_norm.data<float>(), static_cast<float>(c.rms_norm_eps),
-                      q.mutable_data<float>());
-    kernels::rms_norm(k.data<float>(), N * nkv, d, attn.k_norm.data<float>(), static_cast<float>(c.rms_norm_eps),
-                      k.mutable_data<float>());
-    kernels::rope_rotate_half(q.mutable_data<float>(), N, nh, d, layout.positions.data(), c.rope_theta);
-    kernels::rope_rotate_half(k.mutable_data<float>(), N, nkv, d, layout.positions.data(), c.rope_theta);
+    kernels::rms_norm(q, N * nh, d, attn.q_norm.data<float>(), static_cast<float>(c.rms_norm_eps), q);
+    kernels::rms_norm(k, N * nkv, d, attn.k_norm.data<float>(), static_cast<float>(c.rms_norm_eps), k);
+    kernels::rope_rotate_half(q, N, nh, d, layout.positions.data(), c.rope_theta);
+    kernels::rope_rotate_half(k, N, nkv, d, layout.positions.data(), c.rope_theta);
   }
 
-  Tensor context = Tensor::zeros(DType::kF32, {N, nh * d});
+  float* context = scratch.zeroed(ForwardScratch::kContext, N, nh * d);
   {
     double flops = 0;
     for (const SequenceSpan& s : layout.sequences) flops += 2.0 * nh * d * static_cast<double>(s.length * s.length);
@@ -132,10 +123,10 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
       dims.q_heads = nh;
       dims.kv_heads = nkv;
       dims.head_dim = d;
-      const float* qs = q.data<float>() + s.begin * nh * d;
-      const float* ks = k.data<float>() + s.begin * nkv * d;
-      const float* vs = v.data<float>() + s.begin * nkv * d;
-      float* out = context.mutable_data<float>() + s.begin * nh * d;
+      const float* qs = q + s.begin * nh * d;
+      const float* ks = k + s.begin * nkv * d;
+      const float* vs = v + s.begin * nkv * d;
+      float* out = context + s.begin * nh * d;
       if (padded) {
         kernels::causal_attention_padded(qs, ks, vs, dims, real + s.begin, out);
       } else {
@@ -143,41 +134,39 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
       }
     }
   }
-  observe(observer, {index, ModuleRole::kOProj}, context.data<float>(), N, nh * d, real);
-  Tensor o = Tensor::zeros(DType::kF32, {N, H});
-  run_linear(*attn.o_proj, context.data<float>(), N, o.mutable_data<float>(), ProfileKind::kAttentionGemm);
+  observe(observer, {index, ModuleRole::kOProj}, context, N, nh * d, real);
+  float* o = scratch.zeroed(ForwardScratch::kAttentionOut, N, H);
+  run_linear(*attn.o_proj, context, N, o, ProfileKind::kAttentionGemm);
   float* h = hidden.mutable_data<float>();
-  const float* op = o.data<float>();
-  for (std::int64_t i = 0; i < N * H; ++i) h[i] += op[i];
+  for (std::int64_t i = 0; i < N * H; ++i) h[i] += o[i];
 }
 
 void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const TokenLayout& layout,
-                               ForwardObserver* observer) const {
+                               ForwardObserver* observer, ForwardScratch& scratch) const {
   const std::int64_t N = layout.rows();
   const std::int64_t H = c.hidden_size;
   const std::uint8_t* real = layout.real.data();
 
-  Tensor normed = Tensor::zeros(DType::kF32, {N, H});
+  float* normed = scratch.zeroed(ForwardScratch::kMlpNormed, N, H);
   {
     ProfileScope scope(ProfileKind::kNormRope);
-    mlp.post_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed.mutable_data<float>());
+    mlp.post_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed);
   }
-  Tensor out = Tensor::zeros(DType::kF32, {N, H});
+  float* out = scratch.zeroed(ForwardScratch::kMlpOut, N, H);
 
   if (!mlp.is_moe) {
-    SwiGluScratch scratch(N, mlp.dense.gate_proj->out_features());
-    swiglu_forward(mlp.dense, index, -1, normed.data<float>(), N, H, real, observer, scratch, out.mutable_data<float>());
+    swiglu_forward(mlp.dense, index, -1, normed, N, H, real, observer, scratch, out);
   } else {
     const std::int64_t E = c.num_experts;
     const std::int64_t K = c.num_experts_per_tok;
-    observe(observer, {index, ModuleRole::kRouter}, normed.data<float>(), N, H, real);
-    Tensor logits = Tensor::zeros(DType::kF32, {N, E});
-    run_linear(*mlp.router, normed.data<float>(), N, logits.mutable_data<float>(), ProfileKind::kRouterGemm);
+    observe(observer, {index, ModuleRole::kRouter}, normed, N, H, real);
+    float* logits = scratch.zeroed(ForwardScratch::kRouterLogits, N, E);
+    run_linear(*mlp.router, normed, N, logits, ProfileKind::kRouterGemm);
     std::unique_ptr<ProfileScope> routing_scope = std::make_unique<ProfileScope>(ProfileKind::kMoeDispatch);
-    kernels::softmax_rows(logits.data<float>(), N, E, logits.mutable_data<float>());
+    kernels::softmax_rows(logits, N, E, logits);
     std::vector<std::int32_t> chosen(static_cast<std::size_t>(N * K));
     std::vector<float> weights(static_cast<std::size_t>(N * K));
-    kernels::topk_rows(logits.data<float>(), N, E, K, chosen.data(), weights.data());
+    kernels::topk_rows(logits, N, E, K, chosen.data(), weights.data());
     if (c.norm_topk_prob) {
       for (std::int64_t t = 0; t < N; ++t) {
         float sum = 0;
@@ -199,41 +188,28 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
       }
     }
     routing_scope.reset();
-    std::size_t most_rows = 0;
-    std::int64_t width = 0;
-    for (std::int64_t e = 0; e < E; ++e) {
-      if (rows_of[static_cast<std::size_t>(e)].empty()) continue;
-      most_rows = std::max(most_rows, rows_of[static_cast<std::size_t>(e)].size());
-      width = std::max(width, mlp.experts[static_cast<std::size_t>(e)].gate_proj->out_features());
-    }
-    const auto max_n = static_cast<std::int64_t>(most_rows);
-    SwiGluScratch scratch(max_n, width);
-    Tensor gathered = Tensor::zeros(DType::kF32, {max_n, H});
-    Tensor y = Tensor::zeros(DType::kF32, {max_n, H});
-    const float* x = normed.data<float>();
-    float* o = out.mutable_data<float>();
+    const float* x = normed;
+    float* o = out;
     for (std::int64_t e = 0; e < E; ++e) {
       const auto& rows = rows_of[static_cast<std::size_t>(e)];
       if (rows.empty()) continue;
       const auto n = static_cast<std::int64_t>(rows.size());
-      float* g = gathered.mutable_data<float>();
+      float* g = scratch.zeroed(ForwardScratch::kExpertInput, n, H);
       for (std::int64_t i = 0; i < n; ++i) std::memcpy(g + i * H, x + rows[i] * H, H * sizeof(float));
       const std::vector<std::uint8_t> mask = gather_mask(layout, rows);
-      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], index, e, g, n, H, mask.data(), observer, scratch,
-                     y.mutable_data<float>());
-      const float* yp = y.data<float>();
+      float* y = scratch.zeroed(ForwardScratch::kExpertOutput, n, H);
+      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], index, e, g, n, H, mask.data(), observer, scratch, y);
       const auto& w = weight_of[static_cast<std::size_t>(e)];
       for (std::int64_t i = 0; i < n; ++i) {
         float* dst = o + rows[i] * H;
-        const float* src = yp + i * H;
+        const float* src = y + i * H;
         const float wi = w[i];
         for (std::int64_t j = 0; j < H; ++j) dst[j] += src[j] * wi;
       }
     }
   }
   float* h = hidden.mutable_data<float>();
-  const float* op = out.data<float>();
-  for (std::int64_t i = 0; i < N * H; ++i) h[i] += op[i];
+  for (std::int64_t i = 0; i < N * H; ++i) h[i] += out[i];
 }
 
 }  // namespace moeslim::model

@@ -10,6 +10,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/forward_scratch.h"
 #include "model/linear.h"
 #include "model/observer.h"
 #include "model/token_layout.h"
@@ -47,15 +48,16 @@ class DecoderLayer {
   AttentionBlock attn;
   MlpBlock mlp;
 
-  // hidden: F32 [layout.rows(), hidden_size], updated in place. observer may be null.
-  void forward(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
-               ForwardObserver* observer) const;
+  // hidden: F32 [layout.rows(), hidden_size], updated in place. observer may be null. scratch: buffers kept
+  // across calls (a pass over many chunks passes one); null uses fresh ones.
+  void forward(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout, ForwardObserver* observer,
+               ForwardScratch* scratch = nullptr) const;
 
   // The two halves, for code that needs the residual stream between them (e.g. per-block error reports).
   void forward_attention(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
-                         ForwardObserver* observer) const;
-  void forward_mlp(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
-                   ForwardObserver* observer) const;
+                         ForwardObserver* observer, ForwardScratch& scratch) const;
+  void forward_mlp(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout, ForwardObserver* observer,
+                   ForwardScratch& scratch) const;
 };
 
 }  // namespace moeslim::model

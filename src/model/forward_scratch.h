@@ -1,0 +1,44 @@
+// The activation buffers of DecoderLayer::forward, kept from one call to the next.
+//
+// Large tensors are mmaps of their own (core/tensor.cc fixes the allocator's mmap threshold so that a freed
+// layer goes back to the OS), so a buffer allocated per chunk or per expert is page-faulted in afresh every
+// time. On 30B shapes that cost more than the GEMMs: perf put 35–45 % of a W8A8 run in the page-fault path
+// and the zeroing. A pass over the calibration set therefore runs every chunk with one ForwardScratch, whose
+// slots grow to the largest chunk and are then reused. Each slot is handed out zeroed, exactly as the fresh
+// buffers were, so results do not change.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace moeslim::model {
+
+class ForwardScratch {
+ public:
+  enum Slot {
+    kAttentionNormed,
+    kQ,
+    kK,
+    kV,
+    kContext,
+    kAttentionOut,
+    kMlpNormed,
+    kMlpOut,
+    kRouterLogits,
+    kExpertInput,
+    kExpertOutput,
+    kGate,
+    kUp,
+    kSlotCount,
+  };
+
+  // rows·cols zeroed floats (64-byte aligned), valid until the same slot is asked for again.
+  float* zeroed(Slot slot, std::int64_t rows, std::int64_t cols);
+
+ private:
+  std::array<Tensor, kSlotCount> slots_;
+};
+
+}  // namespace moeslim::model
