@@ -102,16 +102,33 @@ int run(const Args& a) {
               static_cast<long long>(r.report.batch_size));
   std::printf("GEMM peaks (2048^3, same run): %s %.1f GFLOP/s, int8 %.1f GOP/s\n\n", a.precision.c_str(), float_peak,
               int8_peak);
-  std::printf("| phase | s / layer | share |\n|---|---:|---:|\n");
+  // Per phase: the GEMM work the forward passes did in it (float and int8 apart), the floor (that work at the
+  // peaks above) and how far the measured time is from it. Phases without profiled GEMMs (weight
+  // quantization, the α/β search, writing) show only their time.
+  std::printf("| phase | s / layer | share | float GFLOP / layer | int8 GOP / layer | floor s / layer | time / floor |\n"
+              "|---|---:|---:|---:|---:|---:|---:|\n");
+  double floor_total = 0;
   for (const auto& [phase, seconds] : timing) {
     if (phase == "total" || phase == "setup" || phase == "finish") continue;
-    std::printf("| %s | %.2f | %.1f%% |\n", phase.c_str(), seconds / layers, 100 * seconds / total);
+    const auto w = r.report.gemm_work.find(phase);
+    if (w == r.report.gemm_work.end()) {
+      std::printf("| %s | %.2f | %.1f%% | | | | |\n", phase.c_str(), seconds / layers, 100 * seconds / total);
+      continue;
+    }
+    const double floor = (w->second.float_flops / float_peak + w->second.integer_ops / int8_peak) / 1e9;
+    floor_total += floor;
+    std::printf("| %s | %.2f | %.1f%% | %.0f | %.0f | %.2f | %.2f |\n", phase.c_str(), seconds / layers,
+                100 * seconds / total, w->second.float_flops / 1e9 / layers, w->second.integer_ops / 1e9 / layers,
+                floor / layers, seconds / floor);
   }
   std::printf("| all per-layer phases | %.2f | |\n", per_layer);
-  std::printf("| once: setup + finish | %.2f s | |\n\n", setup);
+  std::printf("| once: setup + finish | %.2f s | |\n", setup);
+  std::printf("GEMM floor of the passes: %.2f s / layer; per-layer time / floor: %.2f\n\n", floor_total / layers,
+              per_layer / (floor_total / layers));
 
-  // Float (bf16/f32) and int8 GEMMs of a kind are summed together: compare with the two peaks above.
-  std::printf("| kernel | seconds | GFLOP/s or GOP/s |\n|---|---:|---:|\n");
+  // Float (bf16/f32) and int8 GEMMs of a kind are summed together: compare with the two peaks above. Experts
+  // run in parallel, each on one thread, so their row sums the threads' seconds and its rate is per thread.
+  std::printf("| kernel | seconds (experts: summed over threads) | GFLOP/s or GOP/s |\n|---|---:|---:|\n");
   for (int k = 0; k < static_cast<int>(ProfileKind::kCount); ++k) {
     const ProfileEntry e = Profiler::get(static_cast<ProfileKind>(k));
     if (e.calls == 0) continue;

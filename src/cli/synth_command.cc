@@ -45,7 +45,9 @@ CommandRunner register_synth(CLI::App& app) {
       "shards + index) and config of a model family, with num_hidden_layers = --layers. Weights ~ N(0, 0.02²),\n"
       "norms ~ 1, so activations stay finite. Written tensor by tensor (never the whole model in memory).\n"
       "Example: moeslim synth --preset qwen3-30b-a3b --layers 2 --out /tmp/q30b-2l");
-  sub->add_option("--preset", opts->preset, "tiny | qwen3-30b-a3b | qwen3-235b-a22b")
+  sub->add_option("--preset", opts->preset, "tiny | qwen3-30b-a3b | qwen3-235b-a22b | qwen3-coder-480b-a35b: the real shapes (a decoder\n"
+                  "layer is ~1.2 GB at 30b, ~4.9 GB at 235b, ~15 GB at 480b; the embedding and lm_head add\n"
+                  "0.6, 1.2 and 1.9 GB)")
       ->required()
       ->check(CLI::IsMember(model::synthetic_preset_names()));
   sub->add_option("--layers", opts->layers, "Decoder layers")->capture_default_str()->check(CLI::Range(1, 1000));

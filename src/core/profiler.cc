@@ -8,6 +8,7 @@ namespace {
 std::atomic<bool> g_enabled{false};
 std::mutex g_mutex;
 std::array<ProfileEntry, static_cast<std::size_t>(ProfileKind::kCount)> g_entries;
+FlopTotals g_totals;
 }  // namespace
 
 const char* profile_kind_name(ProfileKind kind) {
@@ -28,12 +29,18 @@ const char* profile_kind_name(ProfileKind kind) {
 void Profiler::enable(bool on) { g_enabled.store(on, std::memory_order_relaxed); }
 bool Profiler::enabled() { return g_enabled.load(std::memory_order_relaxed); }
 
-void Profiler::add(ProfileKind kind, double seconds, double flops) {
+void Profiler::add(ProfileKind kind, double seconds, double flops, Arithmetic arithmetic) {
   std::lock_guard<std::mutex> lock(g_mutex);
   ProfileEntry& e = g_entries[static_cast<std::size_t>(kind)];
   e.seconds += seconds;
   e.flops += flops;
   ++e.calls;
+  (arithmetic == Arithmetic::kInteger ? g_totals.integer_ops : g_totals.float_flops) += flops;
+}
+
+FlopTotals Profiler::flop_totals() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_totals;
 }
 
 ProfileEntry Profiler::get(ProfileKind kind) {
@@ -44,6 +51,7 @@ ProfileEntry Profiler::get(ProfileKind kind) {
 void Profiler::reset() {
   std::lock_guard<std::mutex> lock(g_mutex);
   g_entries.fill({});
+  g_totals = {};
 }
 
 }  // namespace moeslim

@@ -1,5 +1,7 @@
 // Time spent per kernel category, for benchmarks and `--profile`. Disabled by default: a disabled scope costs
-// one relaxed atomic load. Not thread-aware beyond summing: the engine runs its kernels from one thread.
+// one relaxed atomic load. Scopes on several threads at once (experts run in parallel) add up, so a kind's
+// seconds are thread-seconds. Also the running total of GEMM work, float and integer apart, which phases
+// difference to know the work each did (pipeline/layer_types.h).
 #pragma once
 
 #include <array>
@@ -23,6 +25,14 @@ enum class ProfileKind {
 
 const char* profile_kind_name(ProfileKind kind);
 
+// Which peak a GEMM's work is measured against: float (bf16/f32) or integer (int8).
+enum class Arithmetic { kFloat, kInteger };
+
+struct FlopTotals {
+  double float_flops = 0;
+  double integer_ops = 0;
+};
+
 struct ProfileEntry {
   double seconds = 0;
   double flops = 0;
@@ -33,20 +43,22 @@ class Profiler {
  public:
   static void enable(bool on);
   static bool enabled();
-  static void add(ProfileKind kind, double seconds, double flops);
+  static void add(ProfileKind kind, double seconds, double flops, Arithmetic arithmetic = Arithmetic::kFloat);
   static ProfileEntry get(ProfileKind kind);
+  static FlopTotals flop_totals();  // since the last reset; zero while disabled
   static void reset();
 };
 
 class ProfileScope {
  public:
-  explicit ProfileScope(ProfileKind kind, double flops = 0)
-      : kind_(kind), flops_(flops), active_(Profiler::enabled()) {
+  explicit ProfileScope(ProfileKind kind, double flops = 0, Arithmetic arithmetic = Arithmetic::kFloat)
+      : kind_(kind), flops_(flops), arithmetic_(arithmetic), active_(Profiler::enabled()) {
     if (active_) start_ = std::chrono::steady_clock::now();
   }
   ~ProfileScope() {
     if (active_) {
-      Profiler::add(kind_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(), flops_);
+      Profiler::add(kind_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(), flops_,
+                    arithmetic_);
     }
   }
   ProfileScope(const ProfileScope&) = delete;
@@ -55,6 +67,7 @@ class ProfileScope {
  private:
   ProfileKind kind_;
   double flops_;
+  Arithmetic arithmetic_;
   bool active_;
   std::chrono::steady_clock::time_point start_;
 };

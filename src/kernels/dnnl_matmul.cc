@@ -1,10 +1,12 @@
 #include "kernels/dnnl_matmul.h"
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -22,7 +24,7 @@ constexpr std::size_t kMaxCachedPrimitives = 1024;
 
 struct Cache {
   std::mutex mutex;
-  std::unordered_map<std::string, std::shared_ptr<const dnnl::matmul>> primitives;
+  std::unordered_map<std::string, std::shared_ptr<const CachedMatmul>> primitives;
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
 };
@@ -74,8 +76,12 @@ std::string problem_key(const MatmulProblem& p) {
   return key;
 }
 
-std::shared_ptr<const dnnl::matmul> create(const MatmulProblem& p) {
+std::shared_ptr<const CachedMatmul> create(const MatmulProblem& p) {
   dnnl::primitive_attr attr;
+  // The caller's scratchpad (run_matmul: one per thread). oneDNN's own is shared by all primitives unless the
+  // library was built for concurrent execution (Debian's is not), so two GEMMs running at once on different
+  // threads (experts in parallel) would overwrite each other's partial results.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (p.accumulate) {
     dnnl::post_ops ops;
     ops.append_sum(1.0f);
@@ -89,7 +95,7 @@ std::shared_ptr<const dnnl::matmul> create(const MatmulProblem& p) {
       log_warn("oneDNN chose its reference matmul ({}) for an {}x{}x{} problem", impl, p.src.dims()[0],
                p.dst.dims()[1], p.src.dims()[1]);
     }
-    return std::make_shared<const dnnl::matmul>(pd);
+    return std::make_shared<const CachedMatmul>(CachedMatmul{dnnl::matmul(pd), pd.scratchpad_desc()});
   } catch (const dnnl::error& e) {
     throw Error(ErrorCode::kInternal, std::string("oneDNN cannot create a matmul: ") + e.what());
   }
@@ -115,7 +121,7 @@ dnnl::memory::desc transposed_weight_desc(std::int64_t n, std::int64_t k, std::i
   return dnnl::memory::desc({k, n}, type, dnnl::memory::dims{1, ld});
 }
 
-std::shared_ptr<const dnnl::matmul> cached_matmul(const MatmulProblem& problem) {
+std::shared_ptr<const CachedMatmul> cached_matmul(const MatmulProblem& problem) {
   const std::string key = problem_key(problem);
   Cache& c = cache();
   {
@@ -141,8 +147,18 @@ void run_matmul(const MatmulProblem& problem, const void* src, const void* weigh
   dnnl::memory src_mem(problem.src, engine, const_cast<void*>(src));
   dnnl::memory weights_mem(problem.weights, engine, const_cast<void*>(weights));
   dnnl::memory dst_mem(problem.dst, engine, dst);
+  // This thread's scratchpad, 64-byte aligned, grown to the largest a primitive has asked for (kept for the
+  // thread's life).
+  constexpr std::size_t kAlign = 64;
+  thread_local std::vector<std::byte> scratch;
+  const std::size_t need = primitive->scratchpad.get_size();
+  if (scratch.size() < need + kAlign) scratch.resize(need + kAlign);
+  void* base = scratch.data();
+  std::size_t space = scratch.size();
+  dnnl::memory scratch_mem(primitive->scratchpad, engine, std::align(kAlign, need, base, space));
   dnnl::stream& stream = thread_stream();
-  primitive->execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
+  primitive->matmul.execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem},
+                              {DNNL_ARG_SCRATCHPAD, scratch_mem}});
   stream.wait();
 }
 

@@ -31,10 +31,17 @@ struct MatmulProblem {
   bool accumulate = false;     // dst += result (a sum post-op) instead of dst = result
 };
 
-// The primitive for a problem; created on first use, then shared. Thread-safe.
-std::shared_ptr<const dnnl::matmul> cached_matmul(const MatmulProblem& problem);
+// A primitive and the scratchpad it needs from its caller (created with scratchpad_mode::user).
+struct CachedMatmul {
+  dnnl::matmul matmul;
+  dnnl::memory::desc scratchpad;
+};
 
-// Runs a matmul on caller memory (oneDNN does not write src or weights; the const_casts are for its API).
+// The primitive for a problem; created on first use, then shared. Thread-safe.
+std::shared_ptr<const CachedMatmul> cached_matmul(const MatmulProblem& problem);
+
+// Runs a matmul on caller memory (oneDNN does not write src or weights; the const_casts are for its API), with
+// a scratchpad of the calling thread's own, so calls from several threads at once are safe.
 void run_matmul(const MatmulProblem& problem, const void* src, const void* weights, void* dst);
 
 // The layout oneDNN's fastest matmul wants for an [n, k] weight of `type` with activations `src_type`

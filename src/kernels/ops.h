@@ -66,4 +66,12 @@ void softmax_rows(const float* x, std::int64_t rows, std::int64_t n, float* out)
 void topk_rows(const float* x, std::int64_t rows, std::int64_t n, std::int64_t k, std::int32_t* indices,
                float* values);
 
+// out[i,:] = x[rows[i],:] for i < n (x and out with `cols` floats per row): the tokens routed to one expert.
+void gather_rows(const float* x, std::int64_t cols, const std::int32_t* rows, std::int64_t n, float* out);
+
+// dst[rows[i],:] += src[i,:] · weights[i] for i < n, the product rounded before the sum (no fused
+// multiply-add), as PyTorch adds an expert's weighted output. The rows must be distinct (spread over threads).
+void add_weighted_rows(const float* src, std::int64_t n, std::int64_t cols, const std::int32_t* rows,
+                       const float* weights, float* dst);
+
 }  // namespace moeslim::kernels

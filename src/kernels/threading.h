@@ -12,14 +12,39 @@
 // 2 spinning threads against 0.57 ms with 1); passive waiting never collapses. The README says when to set it.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+
 namespace moeslim::kernels {
 
 // Sets the thread count for all later kernel calls, from any thread. Throws kInvalidArgument if n < 1.
 void set_num_threads(int n);
+// The count kernels called from this thread use: set_num_threads()'s, or 1 inside a SerialKernelsScope.
 int num_threads();
 
 // Applies the setting to the calling thread's OpenMP state (omp_set_num_threads is per thread).
 // Every kernel entry point calls this; it costs one comparison when nothing changed.
 void apply_num_threads();
+
+// While one is alive, kernels called from this thread run on this thread alone. run_tasks puts one around
+// each task: with the threads already spread over tasks, a GEMM inside one would otherwise start a team of
+// its own. Nests.
+class SerialKernelsScope {
+ public:
+  SerialKernelsScope();
+  ~SerialKernelsScope();
+  SerialKernelsScope(const SerialKernelsScope&) = delete;
+  SerialKernelsScope& operator=(const SerialKernelsScope&) = delete;
+};
+
+// How many workers run_tasks(…, parallel) uses: num_threads(), or 1 when not parallel.
+int task_worker_count(bool parallel);
+
+// Calls body(task, worker) for every task in [0, count), worker in [0, task_worker_count(parallel)).
+// parallel: the tasks are handed out one at a time, in index order, to that many threads (order tasks
+// heaviest first to balance them), each running its kernels serially; the body must then be safe to run for
+// two tasks at once. Not parallel: in index order on the calling thread, kernels as usual. If a task throws,
+// the tasks not yet started are skipped and the exception of the lowest-numbered failing task is rethrown.
+void run_tasks(std::int64_t count, bool parallel, const std::function<void(std::int64_t task, int worker)>& body);
 
 }  // namespace moeslim::kernels

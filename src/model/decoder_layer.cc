@@ -9,6 +9,7 @@
 #include "core/profiler.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
+#include "kernels/threading.h"
 
 namespace moeslim::model {
 namespace {
@@ -21,8 +22,10 @@ std::vector<std::uint8_t> gather_mask(const TokenLayout& layout, const std::vect
 
 // A linear's forward, timed under `kind` with its FLOP count when profiling is on.
 void run_linear(const Linear& linear, const float* x, std::int64_t rows, float* y, ProfileKind kind) {
-  ProfileScope scope(kind, 2.0 * static_cast<double>(rows) * static_cast<double>(linear.in_features()) *
-                               static_cast<double>(linear.out_features()));
+  ProfileScope scope(kind,
+                     2.0 * static_cast<double>(rows) * static_cast<double>(linear.in_features()) *
+                         static_cast<double>(linear.out_features()),
+                     linear.integer_arithmetic() ? Arithmetic::kInteger : Arithmetic::kFloat);
   linear.forward(x, rows, y);
 }
 
@@ -50,6 +53,62 @@ void swiglu_forward(const SwiGluMlp& mlp, std::int64_t layer, std::int64_t exper
   }
   observe(observer, {layer, ModuleRole::kDownProj, expert}, gate, rows, width, real);
   run_linear(*mlp.down_proj, gate, rows, y, ProfileKind::kExpertGemm);
+}
+
+// out[t] += Σ weight · expert(x[t]) over each token's chosen experts. The experts run as tasks over the
+// threads when the observer allows it (kernels/threading.h: each expert's GEMMs on one thread, with buffers
+// of its worker's own), heaviest first. Their outputs are added in ascending expert order, as Hugging Face
+// adds them, so the sum does not depend on the threads; to bound memory, experts go in groups whose outputs
+// fit about one chunk's rows per 16 workers, each group added before the next starts.
+void run_experts(const MlpBlock& mlp, std::int64_t layer, const float* x, std::int64_t H, const TokenLayout& layout,
+                 const std::vector<std::vector<std::int32_t>>& rows_of, const std::vector<std::vector<float>>& weight_of,
+                 ForwardObserver* observer, ForwardScratch& scratch, float* out) {
+  const bool parallel = observer == nullptr || observer->accepts_concurrent_modules();
+  const int workers = kernels::task_worker_count(parallel);
+  scratch.prepare_workers(workers);
+  const auto E = static_cast<std::int64_t>(rows_of.size());
+  const auto rows_in = [&](std::int64_t e) { return static_cast<std::int64_t>(rows_of[static_cast<std::size_t>(e)].size()); };
+  const std::int64_t budget = layout.rows() * ((workers + 15) / 16);
+  std::int64_t first = 0;
+  while (first < E) {
+    std::vector<std::int64_t> group;   // experts with rows in [first, last), ascending
+    std::vector<std::int64_t> offset;  // each one's first row in the group's output
+    std::int64_t total = 0;
+    std::int64_t last = first;
+    for (; last < E && (total == 0 || total + rows_in(last) <= budget); ++last) {
+      if (rows_in(last) == 0) continue;
+      group.push_back(last);
+      offset.push_back(total);
+      total += rows_in(last);
+    }
+    first = last;
+    if (group.empty()) continue;
+    std::vector<std::size_t> order(group.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    if (parallel) {
+      std::stable_sort(order.begin(), order.end(),
+                       [&](std::size_t a, std::size_t b) { return rows_in(group[a]) > rows_in(group[b]); });
+    }
+    float* y = scratch.zeroed(ForwardScratch::kExpertOutput, total, H);
+    kernels::run_tasks(static_cast<std::int64_t>(order.size()), parallel, [&](std::int64_t task, int worker) {
+      const std::size_t i = order[static_cast<std::size_t>(task)];
+      const std::int64_t e = group[i];
+      const auto& rows = rows_of[static_cast<std::size_t>(e)];
+      const std::int64_t n = rows_in(e);
+      ForwardScratch& own = scratch.worker(worker);
+      float* g = own.zeroed(ForwardScratch::kExpertInput, n, H);
+      kernels::gather_rows(x, H, rows.data(), n, g);
+      const std::vector<std::uint8_t> mask = gather_mask(layout, rows);
+      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], layer, e, g, n, H, mask.data(), observer, own,
+                     y + offset[i] * H);
+    });
+    ProfileScope scope(ProfileKind::kMoeDispatch);
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      const std::int64_t e = group[i];
+      kernels::add_weighted_rows(y + offset[i] * H, rows_in(e), H, rows_of[static_cast<std::size_t>(e)].data(),
+                                 weight_of[static_cast<std::size_t>(e)].data(), out);
+    }
+  }
 }
 
 }  // namespace
@@ -176,8 +235,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
     }
     if (observer != nullptr) observer->on_routing(index, chosen.data(), weights.data(), N, K, real);
 
-    // Group (token, weight) pairs by expert; experts run in ascending index and add into `out` in that order,
-    // as Hugging Face does, so the sum does not depend on threads.
+    // Group (token, weight) pairs by expert.
     std::vector<std::vector<std::int32_t>> rows_of(static_cast<std::size_t>(E));
     std::vector<std::vector<float>> weight_of(static_cast<std::size_t>(E));
     for (std::int64_t t = 0; t < N; ++t) {
@@ -188,25 +246,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
       }
     }
     routing_scope.reset();
-    const float* x = normed;
-    float* o = out;
-    for (std::int64_t e = 0; e < E; ++e) {
-      const auto& rows = rows_of[static_cast<std::size_t>(e)];
-      if (rows.empty()) continue;
-      const auto n = static_cast<std::int64_t>(rows.size());
-      float* g = scratch.zeroed(ForwardScratch::kExpertInput, n, H);
-      for (std::int64_t i = 0; i < n; ++i) std::memcpy(g + i * H, x + rows[i] * H, H * sizeof(float));
-      const std::vector<std::uint8_t> mask = gather_mask(layout, rows);
-      float* y = scratch.zeroed(ForwardScratch::kExpertOutput, n, H);
-      swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], index, e, g, n, H, mask.data(), observer, scratch, y);
-      const auto& w = weight_of[static_cast<std::size_t>(e)];
-      for (std::int64_t i = 0; i < n; ++i) {
-        float* dst = o + rows[i] * H;
-        const float* src = y + i * H;
-        const float wi = w[i];
-        for (std::int64_t j = 0; j < H; ++j) dst[j] += src[j] * wi;
-      }
-    }
+    run_experts(mlp, index, normed, H, layout, rows_of, weight_of, observer, scratch, out);
   }
   float* h = hidden.mutable_data<float>();
   for (std::int64_t i = 0; i < N * H; ++i) h[i] += out[i];

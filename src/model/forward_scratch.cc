@@ -1,6 +1,9 @@
 #include "model/forward_scratch.h"
 
 #include <cstring>
+#include <string>
+
+#include "core/error.h"
 
 namespace moeslim::model {
 
@@ -14,6 +17,17 @@ float* ForwardScratch::zeroed(Slot slot, std::int64_t rows, std::int64_t cols) {
     std::memset(t.mutable_data<float>(), 0, n * sizeof(float));
   }
   return t.mutable_data<float>();
+}
+
+void ForwardScratch::prepare_workers(int count) {
+  while (static_cast<int>(workers_.size()) < count) workers_.push_back(std::make_unique<ForwardScratch>());
+}
+
+ForwardScratch& ForwardScratch::worker(int index) {
+  if (index < 0 || index >= static_cast<int>(workers_.size())) {
+    throw Error(ErrorCode::kInternal, "forward scratch worker " + std::to_string(index) + " was not prepared");
+  }
+  return *workers_[static_cast<std::size_t>(index)];
 }
 
 }  // namespace moeslim::model

@@ -10,6 +10,8 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -37,8 +39,14 @@ class ForwardScratch {
   // rows·cols zeroed floats (64-byte aligned), valid until the same slot is asked for again.
   float* zeroed(Slot slot, std::int64_t rows, std::int64_t cols);
 
+  // Scratch of its own for each of `count` workers that run at once (experts in parallel); call before
+  // they start. worker(i) for i < count may then be used from worker i's thread.
+  void prepare_workers(int count);
+  ForwardScratch& worker(int index);
+
  private:
   std::array<Tensor, kSlotCount> slots_;
+  std::vector<std::unique_ptr<ForwardScratch>> workers_;
 };
 
 }  // namespace moeslim::model

@@ -20,6 +20,8 @@ class Linear {
   virtual void forward(const float* x, std::int64_t rows, float* y) const = 0;
   // What kind of arithmetic runs (for reports): "bf16", "f32", "w8a8", "w8a8_dynamic", "w4a8_dynamic".
   virtual std::string kind() const = 0;
+  // Whether the GEMM is integer (int8) arithmetic, for comparing its time with the int8 peak.
+  virtual bool integer_arithmetic() const { return false; }
 };
 
 // How float weights are multiplied: kF32 matches a float32 reference to ~1e-6; kBF16 rounds the activations to

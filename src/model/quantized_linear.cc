@@ -102,6 +102,7 @@ class W8A8StaticLinear final : public Linear {
   std::int64_t in_features() const override { return weight_.k(); }
   std::int64_t out_features() const override { return weight_.n(); }
   std::string kind() const override { return "w8a8"; }
+  bool integer_arithmetic() const override { return true; }
 
   void forward(const float* x, std::int64_t rows, float* y) const override {
     if (rows <= 0) return;
@@ -145,6 +146,7 @@ class DynamicInt8Linear final : public Linear {
   std::int64_t in_features() const override { return weight_.k(); }
   std::int64_t out_features() const override { return weight_.n(); }
   std::string kind() const override { return kind_; }
+  bool integer_arithmetic() const override { return true; }
 
   void forward(const float* x, std::int64_t rows, float* y) const override {
     if (rows <= 0) return;

@@ -17,12 +17,15 @@ struct Preset {
   std::int64_t hidden, heads, kv_heads, head_dim, intermediate, moe_intermediate, experts, top_k, vocab;
   std::int64_t max_positions;
   std::int64_t bos, eos;
+  double rope_theta;
 };
 
 constexpr Preset kPresets[] = {
-    {"tiny", 256, 8, 2, 64, 768, 128, 16, 4, 4096, 4096, 4000, 4000},
-    {"qwen3-30b-a3b", 2048, 32, 4, 128, 6144, 768, 128, 8, 151936, 40960, 151643, 151645},
-    {"qwen3-235b-a22b", 4096, 64, 4, 128, 12288, 1536, 128, 8, 151936, 40960, 151643, 151645},
+    {"tiny", 256, 8, 2, 64, 768, 128, 16, 4, 4096, 4096, 4000, 4000, 1e6},
+    {"qwen3-30b-a3b", 2048, 32, 4, 128, 6144, 768, 128, 8, 151936, 40960, 151643, 151645, 1e6},
+    {"qwen3-235b-a22b", 4096, 64, 4, 128, 12288, 1536, 128, 8, 151936, 40960, 151643, 151645, 1e6},
+    // Qwen3-Coder-480B-A35B-Instruct: 160 experts of width 2560 on hidden 6144, 96 query heads; 62 layers.
+    {"qwen3-coder-480b-a35b", 6144, 96, 8, 128, 8192, 2560, 160, 8, 151936, 262144, 151643, 151645, 1e7},
 };
 
 const Preset& find_preset(const std::string& name) {
@@ -115,7 +118,7 @@ ordered_json synthetic_config_json(const std::string& preset, std::int64_t layer
       {"output_router_logits", false},
       {"rms_norm_eps", 1e-06},
       {"rope_scaling", nullptr},
-      {"rope_theta", 1000000.0},
+      {"rope_theta", p.rope_theta},
       {"router_aux_loss_coef", 0.001},
       {"sliding_window", nullptr},
       {"tie_word_embeddings", false},

@@ -14,7 +14,7 @@
 
 namespace moeslim::model {
 
-// "tiny" (the shape of the bundled tiny model), "qwen3-30b-a3b", "qwen3-235b-a22b".
+// "tiny" (the shape of the bundled tiny model), "qwen3-30b-a3b", "qwen3-235b-a22b", "qwen3-coder-480b-a35b".
 std::vector<std::string> synthetic_preset_names();
 // The preset's config.json with num_hidden_layers = layers. Unknown preset: kInvalidArgument.
 nlohmann::ordered_json synthetic_config_json(const std::string& preset, std::int64_t layers);

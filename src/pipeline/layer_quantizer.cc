@@ -12,7 +12,6 @@
 namespace moeslim::pipeline {
 namespace {
 
-using Clock = PhaseTimes::Clock;
 using model::ModuleId;
 using model::ModuleRole;
 
@@ -83,7 +82,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   const bool propagate_quantized = options.propagation == quant::Propagation::kQuantized;
   quant::LayerContext c(config, layer, std::move(raw), options.settings);
   for (const auto& step : steps) {
-    const auto start = Clock::now();
+    const auto start = PhaseTimes::mark();
     step->before_float_pass(c);
     times.add(step->phase(), start);
   }
@@ -99,11 +98,11 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   {
     const model::DecoderLayer float_layer =
         model::build_float_layer(config, layer, c.tensors, options.float_precision);
-    auto start = Clock::now();
+    auto start = PhaseTimes::mark();
     if (anti != nullptr && !request.empty()) {
       run_layer(config, float_layer, *anti, &collector);
       times.add("anti statistics", start);
-      start = Clock::now();
+      start = PhaseTimes::mark();
     }
     ObserverFanOut observers({anti == nullptr ? &collector : nullptr, propagate_quantized ? nullptr : &tokens});
     if (propagate_quantized) {
@@ -120,13 +119,13 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
 
   make_attention_editable(c);
   for (const auto& step : steps) {
-    const auto start = Clock::now();
+    const auto start = PhaseTimes::mark();
     step->apply(c);
     times.add(step->phase(), start);
   }
 
   // The quantized pass: every linear at its scheme's runtime arithmetic, or as a calibrating step supplies it.
-  auto start = Clock::now();
+  auto start = PhaseTimes::mark();
   std::vector<std::unique_ptr<quant::CalibrationPass>> passes;
   for (const auto& step : steps) {
     if (auto pass = step->calibration(c)) passes.push_back(std::move(pass));

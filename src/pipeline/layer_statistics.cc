@@ -8,7 +8,7 @@ namespace moeslim::pipeline {
 
 ObservationCollector::ObservationCollector(const quant::ObservationRequest& request, bool include_padding) {
   for (const model::ModuleId& m : request.channel_stats) stats_.emplace(m, quant::ChannelStatsObserver(include_padding));
-  for (const model::ModuleId& m : request.input_rows) rows_.emplace(m, std::vector<float>());
+  for (const model::ModuleId& m : request.input_rows) rows_.emplace(m, InputRows());
 }
 
 bool ObservationCollector::wants_linear_input(const model::ModuleId& module) const {
@@ -25,28 +25,28 @@ void ObservationCollector::on_linear_input(const model::ModuleId& module, const 
     }
   }
   if (auto it = rows_.find(module); it != rows_.end()) {
-    auto [c, inserted] = cols_.emplace(module, cols);
-    if (c->second != cols) {
+    InputRows& in = it->second;
+    if (in.cols < 0) in.cols = cols;
+    if (in.cols != cols) {
       throw Error(ErrorCode::kInternal, "input width changed between batches", "", model::hf_module_name(module));
     }
     for (std::int64_t r = 0; r < rows; ++r) {
       if (real != nullptr && real[r] == 0) continue;
-      it->second.insert(it->second.end(), x + r * cols, x + (r + 1) * cols);
+      in.values.insert(in.values.end(), x + r * cols, x + (r + 1) * cols);
     }
   }
 }
 
 void ObservationCollector::take(quant::LayerObservations& out) {
   for (auto& [module, stats] : stats_) out.channel_stats.insert_or_assign(module, std::move(stats));
-  for (auto& [module, values] : rows_) {
-    const auto c = cols_.find(module);
-    if (c == cols_.end() || values.empty()) {
+  for (auto& [module, in] : rows_) {
+    if (in.cols < 0 || in.values.empty()) {
       throw Error(ErrorCode::kInternal, "no input rows collected", "", model::hf_module_name(module));
     }
-    Tensor t = Tensor::zeros(DType::kF32, {static_cast<std::int64_t>(values.size()) / c->second, c->second});
-    std::copy(values.begin(), values.end(), t.mutable_data<float>());
+    Tensor t = Tensor::zeros(DType::kF32, {static_cast<std::int64_t>(in.values.size()) / in.cols, in.cols});
+    std::copy(in.values.begin(), in.values.end(), t.mutable_data<float>());
     out.input_rows.insert_or_assign(module, std::move(t));
-    std::vector<float>().swap(values);
+    std::vector<float>().swap(in.values);
   }
 }
 
@@ -66,6 +66,10 @@ ObserverFanOut::ObserverFanOut(std::vector<model::ForwardObserver*> observers) {
 
 bool ObserverFanOut::wants_linear_input(const model::ModuleId& module) const {
   return std::any_of(observers_.begin(), observers_.end(), [&](const auto* o) { return o->wants_linear_input(module); });
+}
+
+bool ObserverFanOut::accepts_concurrent_modules() const {
+  return std::all_of(observers_.begin(), observers_.end(), [](const auto* o) { return o->accepts_concurrent_modules(); });
 }
 
 void ObserverFanOut::on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows,

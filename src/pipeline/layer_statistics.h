@@ -20,13 +20,18 @@ class ObservationCollector : public model::ForwardObserver {
   bool wants_linear_input(const model::ModuleId& module) const override;
   void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                        const std::uint8_t* real) override;
+  // Every module's entry exists from the start, so a call touches only its own module's state.
+  bool accepts_concurrent_modules() const override { return true; }
   // Moves what was collected into `out` (channel_stats and input_rows; expert_tokens untouched).
   void take(quant::LayerObservations& out);
 
  private:
+  struct InputRows {
+    std::vector<float> values;  // real rows only, in order
+    std::int64_t cols = -1;     // set by the first batch
+  };
   std::map<model::ModuleId, quant::ChannelStatsObserver> stats_;
-  std::map<model::ModuleId, std::vector<float>> rows_;  // real rows only, in order
-  std::map<model::ModuleId, std::int64_t> cols_;
+  std::map<model::ModuleId, InputRows> rows_;
 };
 
 // Tokens routed to each expert (real tokens only), counted over one pass.
@@ -34,6 +39,7 @@ class ExpertTokenCounter : public model::ForwardObserver {
  public:
   explicit ExpertTokenCounter(std::int64_t num_experts) : counts_(static_cast<std::size_t>(num_experts), 0) {}
   bool wants_linear_input(const model::ModuleId&) const override { return false; }
+  bool accepts_concurrent_modules() const override { return true; }
   void on_routing(std::int64_t layer, const std::int32_t* experts, const float* weights, std::int64_t rows,
                   std::int64_t k, const std::uint8_t* real) override;
   const std::vector<std::int64_t>& counts() const { return counts_; }
@@ -49,6 +55,7 @@ class ObserverFanOut : public model::ForwardObserver {
   bool wants_linear_input(const model::ModuleId& module) const override;
   void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                        const std::uint8_t* real) override;
+  bool accepts_concurrent_modules() const override;  // when every one of them does
   void on_routing(std::int64_t layer, const std::int32_t* experts, const float* weights, std::int64_t rows,
                   std::int64_t k, const std::uint8_t* real) override;
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/profiler.h"
 #include "core/tensor.h"
 #include "model/module_id.h"
 #include "model/token_layout.h"
@@ -16,12 +17,27 @@
 
 namespace moeslim::pipeline {
 
-// Wall time per phase, summed over layers.
+// Wall time per phase, summed over layers, and with profiling on (core/profiler.h) the GEMM work each did.
 struct PhaseTimes {
   using Clock = std::chrono::steady_clock;
+  // Where a phase starts: the time and the GEMM work done so far.
+  struct Mark {
+    Clock::time_point time;
+    FlopTotals work;
+  };
+  static Mark mark() { return {Clock::now(), Profiler::flop_totals()}; }
+
   std::map<std::string, double> seconds;
-  void add(const std::string& phase, Clock::time_point start) {
-    seconds[phase] += std::chrono::duration<double>(Clock::now() - start).count();
+  std::map<std::string, FlopTotals> gemm_work;  // phases that ran profiled GEMMs
+
+  void add(const std::string& phase, const Mark& start) {
+    seconds[phase] += std::chrono::duration<double>(Clock::now() - start.time).count();
+    const FlopTotals now = Profiler::flop_totals();
+    if (now.float_flops > start.work.float_flops || now.integer_ops > start.work.integer_ops) {
+      FlopTotals& w = gemm_work[phase];
+      w.float_flops += now.float_flops - start.work.float_flops;
+      w.integer_ops += now.integer_ops - start.work.integer_ops;
+    }
   }
 };
 

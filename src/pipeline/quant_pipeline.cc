@@ -121,7 +121,7 @@ class QuantRun {
 };
 
 void QuantRun::setup() {
-  const auto start = Clock::now();
+  const auto start = PhaseTimes::mark();
   const quant::StepDefaults& d = recipe_.defaults;
   config_ = model::ModelConfig::load(o_.model_path);
   input_layers_ = config_.num_hidden_layers;
@@ -154,6 +154,7 @@ void QuantRun::setup() {
   work.anti_tokens = anti_pass_ ? anti_.tokens.layout.real_rows() : 0;
   work.rows_per_chunk = std::max(rows_per_chunk(calib_), anti_pass_ ? rows_per_chunk(anti_) : 0);
   work.v1 = recipe_.api == recipe::ApiVersion::kV1;
+  work.threads = kernels::num_threads();
   const DType checkpoint_dtype = checkpoint_->info("model.embed_tokens.weight").dtype;
   work.float_bytes = static_cast<int>(dtype_size(checkpoint_dtype));
   work.output_tensor_bytes = formats::for_recipe(recipe_).estimate_bytes(
@@ -188,14 +189,14 @@ void QuantRun::quantize_layers() {
                     static_cast<std::uint64_t>(config_.num_hidden_layers), "layers", 0.0);
   for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     throw_if_interrupted();
-    auto start = Clock::now();
+    auto start = PhaseTimes::mark();
     model::LayerTensors raw = model::read_layer_tensors(*checkpoint_, config_, l);
     std::vector<std::string> names;
     for (const auto& [name, tensor] : raw) names.push_back(name);
     times_.add("load", start);
     const QuantizedLayer q = quantize_layer(config_, l, std::move(raw), recipe_.steps,
                                             anti_pass_ ? &anti_set_ : nullptr, calib_set_, layer_options_, times_);
-    start = Clock::now();
+    start = PhaseTimes::mark();
     write_layer(*writer_, config_, l, q);
     for (const std::string& name : names) checkpoint_->release(name);
     times_.add("writing", start);
@@ -208,7 +209,7 @@ void QuantRun::quantize_layers() {
 
 // model.norm, lm_head, closing the shards, index, description, config.
 void QuantRun::finish() {
-  const auto start = Clock::now();
+  const auto start = PhaseTimes::mark();
   const Shape vocab_by_hidden{config_.vocab_size, config_.hidden_size};
   Tensor final_norm = model::read_checked(*checkpoint_, "model.norm.weight", {config_.hidden_size});
   Tensor lm_head = config_.tie_word_embeddings ? raw_embedding_
@@ -252,11 +253,12 @@ QuantReport QuantRun::report_and_commit() {
   r.calibration_tokens = calib_.tokens.layout.real_rows();
   r.per_layer = per_layer_;
   if (!o_.eval_data.empty()) {
-    const auto start = Clock::now();
+    const auto start = PhaseTimes::mark();
     r.evaluation = evaluate_output(o_, out_->temp_path(), *tokenizer_);
     times_.add("evaluation", start);
   }
   r.timing_seconds = times_.seconds;
+  r.gemm_work = times_.gemm_work;
   r.timing_seconds["total"] = std::chrono::duration<double>(Clock::now() - run_start_).count();
   r.expected_output_bytes = need_.output_bytes;
   r.expected_peak_memory_bytes = need_.peak_memory_bytes;

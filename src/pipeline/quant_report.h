@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/profiler.h"
 #include "quant/step.h"
 
 namespace moeslim::pipeline {
@@ -62,6 +63,7 @@ struct QuantReport {
   int threads = 1;  // compute threads used
   std::uint64_t peak_rss_bytes = 0;
   std::map<std::string, double> timing_seconds;  // per phase, and "total"
+  std::map<std::string, FlopTotals> gemm_work;   // per phase, only when profiling (benchmarks; not in the JSON)
 };
 
 nlohmann::ordered_json to_json(const QuantReport& report);

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <string>
 #include <system_error>
 
@@ -40,17 +41,33 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   // shapes: the process and its libraries; the embedding (mapped, read once); a layer's weights as mapped
   // plus what the layer's work holds beside them (smoothed copies, quantized codes: about 0.6 of the layer
   // again); the activation sets in float32 (input and output of the layer for every prompt set, the float
-  // reference, and in the v1 flow the float and quantized streams with their norms); and one chunk's
-  // working buffers (attention projections, the experts' gate/up/down intermediates).
+  // reference, and in the v1 flow the float and quantized streams with their norms); and the forward's
+  // buffers, which a pass keeps for all its chunks (model/forward_scratch.h). Per row of the largest chunk:
+  // the attention's normed input, q, k, v, context and output, the MLP's normed input and output, the router
+  // logits, and the experts' outputs (a group of experts holds about one chunk of rows per 16 threads). Each
+  // thread running experts keeps an input, gate and up buffer for the largest expert it met: counted as
+  // four times an expert's mean share of the chunk (or the whole chunk for a dense MLP).
   const std::uint64_t process = 160 * kMiB;
   const std::uint64_t row_bytes = hidden * 4;
   const std::uint64_t activations =
       work.v1 ? 12 * row_bytes * static_cast<std::uint64_t>(work.calibration_tokens)
               : 4 * row_bytes * static_cast<std::uint64_t>(work.calibration_tokens + work.anti_tokens);
-  const auto chunk_row = static_cast<std::uint64_t>(
-      config.num_experts_per_tok * config.moe_intermediate_size * 3 + config.q_width() + 2 * config.kv_width() +
-      4 * config.hidden_size);
-  const std::uint64_t chunk = static_cast<std::uint64_t>(work.rows_per_chunk) * chunk_row * 4;
+  const std::int64_t rows = work.rows_per_chunk;
+  const std::int64_t threads = std::max(1, work.threads);
+  const auto shared_row = static_cast<std::uint64_t>(4 * config.hidden_size + 2 * config.q_width() +
+                                                     2 * config.kv_width() + config.num_experts);
+  const std::uint64_t expert_output_rows = static_cast<std::uint64_t>(rows * ((threads + 15) / 16));
+  std::uint64_t worker_bytes = 0;  // one thread's expert buffers
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    const bool moe = config.is_moe_layer(l);
+    const std::int64_t width = moe ? config.moe_intermediate_size : config.intermediate_size;
+    const std::int64_t expert_rows =
+        moe ? std::min(rows, 4 * rows * config.num_experts_per_tok / std::max<std::int64_t>(1, config.num_experts))
+            : rows;
+    worker_bytes = std::max(worker_bytes, static_cast<std::uint64_t>(expert_rows * (config.hidden_size + 2 * width)) * 4);
+  }
+  const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 + expert_output_rows * row_bytes +
+                              static_cast<std::uint64_t>(threads) * worker_bytes;
   e.peak_memory_bytes = process + embedding + largest_layer + largest_layer * 3 / 5 + activations + chunk;
   return e;
 }

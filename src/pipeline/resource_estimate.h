@@ -23,6 +23,7 @@ struct WorkloadShape {
   std::int64_t anti_tokens = 0;         // of the anti set (0 without one)
   std::int64_t rows_per_chunk = 0;      // the most token rows one forward chunk holds (batch size × longest)
   bool v1 = false;                      // the one-click (W4A8) flow, which carries float and quantized streams
+  int threads = 1;                      // kernel threads: each runs experts with buffers of its own
   int float_bytes = 2;                  // the checkpoint's float dtype size
   std::uint64_t output_tensor_bytes = 0;  // the output format's tensor data (formats::OutputFormat::estimate_bytes)
 };

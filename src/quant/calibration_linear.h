@@ -28,6 +28,7 @@ class StaticCalibrationLinear final : public model::Linear {
   // kInvalidArgument (naming the linear) if no batch has been observed yet.
   void forward(const float* x, std::int64_t rows, float* y) const override;
   std::string kind() const override { return "w8a8 (calibrating)"; }
+  bool integer_arithmetic() const override { return true; }
 
   std::int64_t batches() const { return observer_.batches(); }
   // The linear with its final activation parameters, deq_scale and quant_bias.

@@ -19,6 +19,8 @@ class StaticCalibrationPass final : public CalibrationPass {
   }
 
   bool wants_linear_input(const model::ModuleId& module) const override { return linears_.count(module) > 0; }
+  // linears_ is filled before the pass starts; a call changes only its own module's linear.
+  bool accepts_concurrent_modules() const override { return true; }
 
   void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                        const std::uint8_t* real) override {

@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "kernels/dnnl_matmul.h"
 #include "kernels/gemm_reference.h"
+#include "kernels/threading.h"
 #include "kernel_test_util.h"
 
 namespace moeslim::kernels {
@@ -255,6 +256,50 @@ TEST(Gemm, PrimitivesAreReusedAndBoundedWhateverTheRowCount) {
   std::vector<float> ref(static_cast<std::size_t>(max_m * s.n));
   reference_gemm(x.data(), max_m, s.k, p.ldx, p.w.data(), s.n, p.ldw, ref.data(), s.n);
   EXPECT_LE(rel_l2(y.data(), p.ldy, ref.data(), s.n, max_m, s.n), 1e-5);
+}
+
+// Experts run their GEMMs on several threads at once (threading.h run_tasks). Each call must give exactly
+// what it gives alone: nothing shared between concurrent calls (oneDNN's scratchpad included) may leak.
+TEST(Gemm, ConcurrentCallsGiveTheirSerialResults) {
+  struct Case {
+    Shape s;
+    GemmPrecision precision;
+    PreparedWeight w;
+    std::vector<float> x, alone;
+  };
+  std::vector<Case> cases;
+  std::uint32_t seed = 40;
+  for (const Shape s : {Shape{37, 768, 2048}, Shape{64, 2048, 768}, Shape{5, 384, 1024}, Shape{1, 128, 256},
+                        Shape{12, 128, 256}, Shape{33, 256, 128}, Shape{70, 256, 128}}) {
+    for (GemmPrecision p : {GemmPrecision::kBF16, GemmPrecision::kF32}) {
+      Case c{s, p, {}, random_floats(static_cast<std::size_t>(s.m * s.k), ++seed), {}};
+      const std::vector<std::uint16_t> w = random_bf16(static_cast<std::size_t>(s.n * s.k), ++seed);
+      c.w = PreparedWeight::from_bf16(w.data(), s.n, s.k, s.k, p);
+      cases.push_back(std::move(c));
+    }
+  }
+  for (Case& c : cases) {
+    c.alone.assign(static_cast<std::size_t>(c.s.m * c.s.n), 0.0f);
+    SerialKernelsScope serial;
+    gemm(c.x.data(), c.s.m, c.s.k, c.w, c.alone.data(), c.s.n);
+  }
+  // Neighbouring tasks (which run at the same time) share a case, so one primitive runs on two threads at
+  // once; the cache starts empty, so primitives are also created concurrently.
+  detail::clear_matmul_cache();
+  set_num_threads(2);
+  constexpr std::size_t kRounds = 6;
+  std::vector<std::vector<float>> got(cases.size() * kRounds);
+  run_tasks(static_cast<std::int64_t>(got.size()), true, [&](std::int64_t task, int) {
+    const Case& c = cases[static_cast<std::size_t>(task) / kRounds];
+    std::vector<float>& y = got[static_cast<std::size_t>(task)];
+    y.assign(static_cast<std::size_t>(c.s.m * c.s.n), 0.0f);
+    gemm(c.x.data(), c.s.m, c.s.k, c.w, y.data(), c.s.n);
+  });
+  set_num_threads(1);
+  for (std::size_t t = 0; t < got.size(); ++t) {
+    const Case& c = cases[t / kRounds];
+    ASSERT_EQ(got[t], c.alone) << c.s.m << "x" << c.s.n << "x" << c.s.k << " " << gemm_precision_name(c.precision);
+  }
 }
 
 TEST(Gemm, ZeroRowsIsANoOpAndBadArgumentsThrow) {

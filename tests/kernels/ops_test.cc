@@ -241,6 +241,41 @@ TEST(SiluMul, FusedGateUpLayout) {
   EXPECT_EQ(fused, separate);
 }
 
+// ---------------------------------------------------------------------------------------------- MoE rows
+
+TEST(MoeRows, GatherCopiesTheChosenRows) {
+  const std::int64_t cols = 19;
+  const std::vector<float> x = random_floats(6 * cols, 11);
+  const std::vector<std::int32_t> rows = {4, 0, 5};
+  std::vector<float> out(rows.size() * cols);
+  gather_rows(x.data(), cols, rows.data(), 3, out.data());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    for (std::int64_t j = 0; j < cols; ++j) EXPECT_EQ(out[i * cols + j], x[rows[i] * cols + j]);
+  }
+  EXPECT_THROW(gather_rows(x.data(), 0, rows.data(), 3, out.data()), Error);
+}
+
+TEST(MoeRows, AddWeightedRowsRoundsTheProductThenAddsOnEveryPath) {
+  const std::int64_t cols = 37, n = 3;
+  const std::vector<float> src = random_floats(n * cols, 12, -3.0f, 3.0f);
+  const std::vector<float> base = random_floats(5 * cols, 13, -3.0f, 3.0f);
+  const std::vector<std::int32_t> rows = {2, 0, 4};
+  const std::vector<float> weights = {0.3f, 0.7f, 0.123f};
+  std::vector<float> want = base;
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const float product = src[i * cols + j] * weights[i];  // rounded to float, then added
+      want[rows[i] * cols + j] = want[rows[i] * cols + j] + product;
+    }
+  }
+  for (KernelIsa isa : testing::runnable_isas()) {
+    ScopedKernelIsa scoped(isa);
+    std::vector<float> dst = base;
+    add_weighted_rows(src.data(), n, cols, rows.data(), weights.data(), dst.data());
+    EXPECT_EQ(dst, want) << kernel_isa_name(isa);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------- softmax
 
 TEST(Softmax, MatchesDoubleAndPathsAreBitIdentical) {

@@ -3,10 +3,13 @@
 // synthetic checkpoint writer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "io/checkpoint.h"
+#include "kernels/threading.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
 #include "model/layer_loader.h"
@@ -210,6 +213,64 @@ TEST(DecoderLayer, ObserverSeesEveryLinearInputAndRouting) {
     expert_rows += recorder.rows[p + "up_proj"];
   }
   EXPECT_EQ(expert_rows, 9 * 3);  // every (token, slot) pair reaches exactly one expert
+}
+
+// Records the order in which expert modules are observed; not safe for concurrent calls.
+struct ExpertOrder : ForwardObserver {
+  std::vector<std::int64_t> experts;
+  void on_linear_input(const ModuleId& m, const float*, std::int64_t, std::int64_t, const std::uint8_t*) override {
+    if (m.role == ModuleRole::kDownProj) experts.push_back(m.expert);
+  }
+};
+
+// Counts each expert's rows; safe for concurrent calls (one counter per expert, each touched by its own task).
+struct ConcurrentRows : ForwardObserver {
+  explicit ConcurrentRows(std::int64_t experts) : rows(static_cast<std::size_t>(experts), 0) {}
+  std::vector<std::int64_t> rows;
+  bool accepts_concurrent_modules() const override { return true; }
+  void on_linear_input(const ModuleId& m, const float*, std::int64_t r, std::int64_t, const std::uint8_t*) override {
+    if (m.role == ModuleRole::kDownProj) rows[static_cast<std::size_t>(m.expert)] += r;
+  }
+};
+
+TEST(DecoderLayer, ExpertsRunInParallelWithTheSameBitsAsOneThread) {
+  // The tiny model's shapes: GEMMs big enough for oneDNN's blocked kernels and their scratchpads.
+  const ModelConfig c = ModelConfig::from_json(
+      {{"model_type", "qwen3_moe"}, {"vocab_size", 50}, {"hidden_size", 256}, {"num_hidden_layers", 2},
+       {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 64}, {"num_experts", 16},
+       {"num_experts_per_tok", 4}, {"moe_intermediate_size", 128}, {"intermediate_size", 768},
+       {"norm_topk_prob", true}, {"rope_theta", 10000.0}, {"rms_norm_eps", 1e-6}},
+      "tiny-shaped");
+  std::mt19937 rng(21);
+  for (FloatPrecision precision : {FloatPrecision::kF32, FloatPrecision::kBF16}) {
+    const DecoderLayer d = build_float_layer(c, 1, random_layer(c, 1, rng), precision);
+    const TokenLayout layout = packed_layout({57, 63});  // 120 tokens x 4 slots: the experts go in several groups
+    Tensor input = Tensor::zeros(DType::kF32, {120, c.hidden_size});
+    for (std::size_t i = 0; i < input.numel(); ++i) input.mutable_data<float>()[i] = std::cos(0.37f * static_cast<float>(i));
+    const auto run = [&](int threads, ForwardObserver* observer) {
+      kernels::set_num_threads(threads);
+      Tensor h = input.clone();
+      d.forward(c, h, layout, observer);
+      kernels::set_num_threads(1);
+      return h;
+    };
+    const Tensor serial = run(1, nullptr);
+    const Tensor parallel = run(2, nullptr);
+    ConcurrentRows counted(c.num_experts);
+    const Tensor parallel_observed = run(2, &counted);
+    ExpertOrder order;
+    const Tensor in_order = run(2, &order);
+    for (const Tensor* t : {&parallel, &parallel_observed, &in_order}) {
+      EXPECT_EQ(std::memcmp(t->bytes(), serial.bytes(), serial.nbytes()), 0);
+    }
+    std::int64_t routed = 0;
+    for (std::int64_t r : counted.rows) routed += r;
+    EXPECT_EQ(routed, 120 * c.num_experts_per_tok);
+    // An observer that does not accept concurrent calls sees the experts one at a time, in ascending order.
+    EXPECT_TRUE(std::is_sorted(order.experts.begin(), order.experts.end()));
+    EXPECT_EQ(order.experts.size(), static_cast<std::size_t>(std::count_if(
+                                         counted.rows.begin(), counted.rows.end(), [](std::int64_t r) { return r > 0; })));
+  }
 }
 
 TEST(SyntheticCheckpoint, WritesTheRealNamesShapesAndShardsAndRuns) {
