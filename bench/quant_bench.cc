@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -95,8 +96,9 @@ int run(const Args& a) {
               static_cast<long long>(config.num_hidden_layers), static_cast<long long>(config.hidden_size),
               static_cast<long long>(config.num_experts), static_cast<long long>(config.num_experts_per_tok));
   std::printf("recipe: %s\n", recipe.file.string().c_str());
-  std::printf("cpu: %s; threads %d; float passes %s\n", kernels::describe_cpu().c_str(), a.threads,
-              a.precision.c_str());
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  std::printf("cpu: %s; threads %d; float passes %s; OMP_WAIT_POLICY=%s\n", kernels::describe_cpu().c_str(),
+              a.threads, a.precision.c_str(), wait_policy != nullptr ? wait_policy : "(libgomp default)");
   std::printf("anti tokens %lld, calibration tokens %lld, batch %lld\n",
               static_cast<long long>(r.report.anti_tokens), static_cast<long long>(r.report.calibration_tokens),
               static_cast<long long>(r.report.batch_size));

@@ -32,6 +32,8 @@ for r in "$RECIPE" "$RECIPE_235B"; do
   [ -f "$r" ] || { echo "recipe not found: $r" >&2; exit 2; }
 done
 command -v jq >/dev/null || { echo "jq is needed (bash scripts/setup.sh installs it)" >&2; exit 2; }
+# As the moeslim command runs (cli/main.cc): idle OpenMP threads wait passively unless the caller chose.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build --target moeslim quant_bench >/dev/null
 mkdir -p "$WORK"

@@ -1,7 +1,9 @@
 #include "core/tensor.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -18,6 +20,38 @@ namespace {
 // mmap of its own, so a layer's memory goes back to the OS when the layer is freed (measured: 6 layers of
 // Qwen3-30B-A3B shapes went from +0.6 GiB per layer to flat).
 const bool g_fixed_mmap_threshold = [] { return mallopt(M_MMAP_THRESHOLD, 2 * 1024 * 1024) == 1; }();
+
+// Buffers from 4 MiB up get an anonymous mapping of their own, aligned to 2 MiB and marked MADV_HUGEPAGE, so
+// the kernel backs them with transparent huge pages where it can (Linux's default "madvise" mode gives huge
+// pages only to regions that ask). A 4 KiB page fault costs ~10 µs in a VM; perf put page faults at ~17 % of
+// a W8A8 run on 30B shapes, from activation buffers, scratch growth and int8 codes. With 2 MiB pages there
+// are 512 times fewer. The memory is zero-filled by the kernel, so no memset, and it goes back to the OS
+// when freed, like the fixed mmap threshold above.
+constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+constexpr std::size_t kOwnMappingBytes = std::size_t{4} << 20;
+
+struct OwnMapping {
+  void* base;
+  std::size_t length;
+};
+
+// A zero-filled mapping of at least `bytes`, its start 2 MiB aligned; nullptr if the system refuses.
+void* map_zeroed(std::size_t bytes, OwnMapping& mapping) {
+  const std::size_t page = 4096;
+  const std::size_t length = (bytes + page - 1) / page * page;
+  void* raw = mmap(nullptr, length + kHugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const auto start = reinterpret_cast<std::uintptr_t>(raw);
+  const std::uintptr_t aligned = (start + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  // Give back the unaligned head and the tail beyond `length`.
+  if (aligned > start) munmap(raw, aligned - start);
+  const std::uintptr_t end = start + length + kHugePageBytes;
+  if (end > aligned + length) munmap(reinterpret_cast<void*>(aligned + length), end - (aligned + length));
+  void* p = reinterpret_cast<void*>(aligned);
+  madvise(p, length, MADV_HUGEPAGE);  // advisory: without THP the memory is still correct
+  mapping = {p, length};
+  return p;
+}
 
 }  // namespace
 
@@ -51,14 +85,23 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
   t.numel_ = shape_numel(shape);
   t.shape_ = std::move(shape);
   const std::size_t bytes = t.numel_ * dtype_size(dtype);
-  const std::size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  if (p == nullptr) {
-    throw Error(ErrorCode::kIo, "out of memory allocating " + std::to_string(bytes) + " bytes for a tensor of shape " +
-                                    shape_to_string(t.shape_));
+  const auto out_of_memory = [&] {
+    return Error(ErrorCode::kIo, "out of memory allocating " + std::to_string(bytes) + " bytes for a tensor of shape " +
+                                     shape_to_string(t.shape_));
+  };
+  void* p = nullptr;
+  if (bytes >= kOwnMappingBytes) {
+    OwnMapping mapping{};
+    p = map_zeroed(bytes, mapping);
+    if (p == nullptr) throw out_of_memory();
+    t.owner_ = std::shared_ptr<const void>(p, [mapping](const void*) { munmap(mapping.base, mapping.length); });
+  } else {
+    const std::size_t rounded = (bytes + 63) / 64 * 64;
+    p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    if (p == nullptr) throw out_of_memory();
+    std::memset(p, 0, rounded == 0 ? 64 : rounded);
+    t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
   }
-  std::memset(p, 0, rounded == 0 ? 64 : rounded);
-  t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
   t.data_ = static_cast<std::byte*>(p);
   t.owned_ = true;
   return t;

@@ -4,12 +4,12 @@
 // otherwise. Output never depends on the count: every parallel loop splits work whose results do not depend on
 // the split (rows, experts, blocks), and every reduction is summed in a fixed order.
 //
-// OpenMP's wait policy is the user's to choose (libgomp reads OMP_WAIT_POLICY once, when it loads). libgomp's
-// default lets idle threads spin a while between parallel regions. On a machine the run has to itself that is
-// the faster choice: a W8A8 run on 30B shapes at 2 threads took 49.7 s per layer by default against 58.0 s with
-// OMP_WAIT_POLICY=passive (bench/quant_bench, 2-vCPU AMD EPYC). Where another process is busy, or the vCPUs are
-// SMT siblings sharing one core's FP units, spinning threads can collapse small GEMMs (64x768x2048: 8.0 ms with
-// 2 spinning threads against 0.57 ms with 1); passive waiting never collapses. The README says when to set it.
+// OpenMP's wait policy: libgomp reads OMP_WAIT_POLICY once, when it loads, and by default lets idle threads
+// spin between parallel regions. Beside another busy process (or a second run), spinning threads starve the
+// working ones many times over; passive waiting does not, and costs nothing measurable on a machine the run
+// has to itself. The `moeslim` command therefore starts itself with OMP_WAIT_POLICY=passive unless the user
+// chose a policy (cli/main.cc, with the measurements); benchmarks and tests that link the library get
+// libgomp's default unless their environment says otherwise (CTest sets passive for the suite).
 #pragma once
 
 #include <cstdint>

@@ -176,6 +176,9 @@ void QuantRun::setup() {
   anti_set_ = {anti_pass_ ? model::embed(embedding, anti_.tokens.ids) : Tensor(), &anti_.tokens.layout,
                anti_.batch_size};
   calib_set_ = {model::embed(embedding, calib_.tokens.ids), &calib_.tokens.layout, calib_.batch_size};
+  // Written and embedded: the embedding's mapped pages (0.6 GB at Qwen3-30B-A3B's shapes) leave the resident
+  // set until finish() needs them again (a tied lm_head), read back from the page cache or the file.
+  checkpoint_->release("model.embed_tokens.weight");
   layer_options_.settings.include_padding = include_padding_;
   layer_options_.settings.float_dtype = float_dtype_;
   layer_options_.settings.search_rows = o_.search_rows;
