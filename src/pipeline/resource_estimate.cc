@@ -38,15 +38,16 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   }
 
   // Peak memory, a model fitted to the peaks bench/quant_bench.sh measures at Qwen3-30B-A3B and 235B-A22B
-  // shapes: the process and its libraries; the embedding (mapped, read once); a layer's weights as mapped
-  // plus what the layer's work holds beside them (smoothed copies, quantized codes: about 0.6 of the layer
-  // again); the activation sets in float32 (input and output of the layer for every prompt set, the float
-  // reference, and in the v1 flow the float and quantized streams with their norms); and the forward's
-  // buffers, which a pass keeps for all its chunks (model/forward_scratch.h). Per row of the largest chunk:
-  // the attention's normed input, q, k, v, context and output, the MLP's normed input and output, the router
-  // logits, and the experts' outputs (a group of experts holds about one chunk of rows per 16 threads). Each
-  // thread running experts keeps an input, gate and up buffer for the largest expert it met: counted as
-  // four times an expert's mean share of the chunk (or the whole chunk for a dense MLP).
+  // shapes: the process and its libraries; the activation sets in float32 (input and output of the layer for
+  // every prompt set, the float reference, and in the v1 flow the float and quantized streams with their
+  // norms); and the larger of two moments. At setup, the embedding (mapped and read once, then released).
+  // In a layer, its weights as mapped, plus what its work holds beside them (smoothed copies, quantized codes:
+  // about 0.6 of the layer again), plus the forward's buffers, which a pass keeps for all its chunks
+  // (model/forward_scratch.h). Per row of the largest chunk: the attention's normed input, q, k, v, context
+  // and output, the MLP's normed input and output, the router logits, and the experts' outputs (a group of
+  // experts holds about one chunk of rows per 16 threads). Each thread running experts keeps an input, gate
+  // and up buffer for the largest expert it met: counted as four times an expert's mean share of the chunk
+  // (or the whole chunk for a dense MLP).
   const std::uint64_t process = 160 * kMiB;
   const std::uint64_t row_bytes = hidden * 4;
   const std::uint64_t activations =
@@ -68,7 +69,8 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   }
   const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 + expert_output_rows * row_bytes +
                               static_cast<std::uint64_t>(threads) * worker_bytes;
-  e.peak_memory_bytes = process + embedding + largest_layer + largest_layer * 3 / 5 + activations + chunk;
+  e.peak_memory_bytes =
+      process + activations + std::max(embedding, largest_layer + largest_layer * 3 / 5 + chunk);
   return e;
 }
 

@@ -13,8 +13,7 @@ namespace moeslim::pipeline {
 
 struct ResourceEstimate {
   std::uint64_t output_bytes = 0;       // every file the output directory will hold
-  // Expected peak RSS. Against the peak bench/quant_bench measures (it prints both) on synth checkpoints:
-  // Qwen3-30B-A3B shapes W8A8 4.22 vs 3.92 GiB, W4A8 4.40 vs 4.38 GiB; Qwen3-235B-A22B W4A8 12.33 vs 12.02 GiB.
+  // Expected peak RSS; bench/quant_bench prints it beside the measured peak (README, Performance).
   std::uint64_t peak_memory_bytes = 0;
 };
 

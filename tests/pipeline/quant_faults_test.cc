@@ -93,7 +93,8 @@ std::string shell_line(const std::vector<std::string>& args) {
 }
 
 // Every file of an output directory: name -> contents. quant_report.json without what varies run to run
-// (threads, timing_seconds, peak_rss_bytes).
+// (timing_seconds, peak_rss_bytes) or with the thread count (threads, and the memory estimate, which counts
+// each thread's expert buffers).
 std::map<std::string, std::string> output_files(const fs::path& dir) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::directory_iterator(dir)) {
@@ -103,6 +104,7 @@ std::map<std::string, std::string> output_files(const fs::path& dir) {
       report.erase("threads");
       report.erase("timing_seconds");
       report.erase("peak_rss_bytes");
+      report.erase("expected_peak_memory_bytes");
       content = report.dump(2);
     }
     files[e.path().filename().string()] = std::move(content);
