@@ -5,21 +5,26 @@
 # Qwen3-235B-A22B shapes, projected to its 94 layers. Every output is then checked with `moeslim inspect`,
 # and the per-scheme counts of its description are printed (W4A8 recipes must show int4 experts as
 # W4A8_DYNAMIC).
-# Usage: bench/quant_bench.sh [--recipe FILE] [--235b] [--skip-30b] [workdir]
+# Usage: bench/quant_bench.sh [--recipe FILE] [--235b] [--skip-30b] [--peer] [workdir]
 #   --recipe FILE  a recipe (default: configs/qwen3_moe/qwen3-moe-w8a8.yaml, the W8A8 script's); with --235b
 #                  and no --recipe the 235B run uses the same file
 #   --recipe-235b FILE  a different recipe for the 235B run (e.g. configs/qwen3_moe/qwen3-235b-w4a8.yaml)
+#   --peer         also time the PyTorch-eager peer (bench/peer/torch_m4_quant.py, needs Debian's python3-torch)
+#                  on the 2-layer 30B checkpoint: at its defaults, with glibc's allocator, and at this run's
+#                  thread count; compare its "total wall" with moeslim's setup + 2 x s/layer above
 # Needs ~12 GB free disk for the 30B runs, ~20 GB more with --235b, and jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_235B=0
 WITH_30B=1
+WITH_PEER=0
 RECIPE=configs/qwen3_moe/qwen3-moe-w8a8.yaml
 RECIPE_235B=
 while [ $# -gt 0 ]; do
   case "$1" in
     --235b) WITH_235B=1; shift ;;
     --skip-30b) WITH_30B=0; shift ;;
+    --peer) WITH_PEER=1; shift ;;
     --recipe) RECIPE=$2; shift 2 ;;
     --recipe-235b) RECIPE_235B=$2; shift 2 ;;
     -*) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
@@ -67,4 +72,20 @@ if [ "$WITH_235B" = 1 ]; then
   tag=$(basename "$RECIPE_235B" .yaml)
   echo "### qwen3-235b-a22b shapes, 1 layer, $tag"
   run "$WORK/q235b-1" "$WORK/q235b-1-$tag" "$RECIPE_235B" 94
+fi
+if [ "$WITH_PEER" = 1 ]; then
+  /usr/bin/python3 -c "import torch" 2>/dev/null ||
+    { echo "--peer needs PyTorch for /usr/bin/python3 (apt-get install python3-torch python3-numpy)" >&2; exit 2; }
+  synth qwen3-30b-a3b 2 "$WORK/q30b-2"
+  for set in anti calib; do
+    build/src/cli/moeslim tokenize --tokenizer "$WORK/q30b-2" --input "data/qwen3-moe_${set}_prompt_50.json" \
+      --output "$WORK/${set}_ids.json" 2>/dev/null
+  done
+  peer() {  # label, extra flags
+    echo "### PyTorch-eager peer, $1"
+    /usr/bin/python3 bench/peer/torch_m4_quant.py --model "$WORK/q30b-2" --anti-ids "$WORK/anti_ids.json" \
+      --calib-ids "$WORK/calib_ids.json" --batch-size 4 "${@:2}" 2>&1 | grep -E "^(total wall|allocator)"
+  }
+  peer "its defaults, glibc's allocator" --allocator system
+  peer "tcmalloc, $(nproc) threads" --threads "$(nproc)"
 fi
