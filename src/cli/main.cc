@@ -17,12 +17,11 @@
 namespace {
 
 // libgomp reads OMP_WAIT_POLICY once, as it loads, before main() runs. Its default lets idle OpenMP threads
-// spin between parallel regions. Every command runs on all usable CPUs by default, and beside another busy
-// process spinning threads starve the working ones: two tiny-model quant runs at once on 2 vCPUs took 122 s
-// each with spinning and 15.5 s with passive waiting (13.6 s alone). Passive costs nothing measurable when
-// the machine is ours (W8A8, 2-layer 30B shapes, 2 threads: 50.2 s passive, 53.2 s spinning). So when the
-// user has chosen no policy, the process starts itself again with OMP_WAIT_POLICY=passive; if that fails
-// (no /proc) it goes on as it is.
+// spin between parallel regions. Every command runs on all usable CPUs by default; beside another busy
+// process, spinning threads starve the working ones, while passive waiting costs nothing measurable on a
+// machine the run has to itself (README, Performance: the measurements and their commands). So when the user
+// has chosen no policy, the process starts itself again with OMP_WAIT_POLICY=passive; if that fails (no
+// /proc) it goes on as it is.
 void restart_with_passive_omp_wait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   if (::setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;

@@ -43,8 +43,9 @@ int task_worker_count(bool parallel);
 // Calls body(task, worker) for every task in [0, count), worker in [0, task_worker_count(parallel)).
 // parallel: the tasks are handed out one at a time, in index order, to that many threads (order tasks
 // heaviest first to balance them), each running its kernels serially; the body must then be safe to run for
-// two tasks at once. Not parallel: in index order on the calling thread, kernels as usual. If a task throws,
-// the tasks not yet started are skipped and the exception of the lowest-numbered failing task is rethrown.
+// two tasks at once. Not parallel, or a single task: in index order on the calling thread, kernels with all
+// their threads. If a task throws, the tasks not yet started are skipped and the exception of the
+// lowest-numbered failing task is rethrown.
 void run_tasks(std::int64_t count, bool parallel, const std::function<void(std::int64_t task, int worker)>& body);
 
 }  // namespace moeslim::kernels
