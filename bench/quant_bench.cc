@@ -6,12 +6,16 @@
 //   quant_bench --model DIR [--recipe FILE] [--search-rows N] [--project-layers 48] [--precision bf16|f32]
 //               [--threads N (default: all usable CPUs)] [--out DIR]
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "core/cpu_budget.h"
@@ -61,6 +65,41 @@ Args parse(int argc, char** argv) {
 }
 
 double peak_rss_gib() { return static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0 * 1024.0); }
+double gib(std::uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0); }
+
+// The process's RSS every 10 ms while it lives, so each phase's peak can be read off the phase spans the run
+// records (a phase shorter than the interval may miss its peak; the run's own peak is getrusage's).
+class RssSampler {
+ public:
+  using Clock = std::chrono::steady_clock;
+  RssSampler() : thread_([this] {
+      while (!stop_.load()) {
+        samples_.push_back({Clock::now(), current_rss_bytes()});
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }) {}
+  ~RssSampler() { stop(); }
+  void stop() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  // The largest sample inside any of `phase`'s spans (after stop()).
+  std::uint64_t peak_in(const std::vector<PhaseSpan>& spans, const std::string& phase) const {
+    std::uint64_t peak = 0;
+    for (const PhaseSpan& s : spans) {
+      if (s.phase != phase) continue;
+      for (const auto& [t, rss] : samples_) {
+        if (t >= s.begin && t <= s.end) peak = std::max(peak, rss);
+      }
+    }
+    return peak;
+  }
+
+ private:
+  std::vector<std::pair<Clock::time_point, std::uint64_t>> samples_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 int run(const Args& a) {
   kernels::set_num_threads(a.threads);
@@ -80,7 +119,9 @@ int run(const Args& a) {
   const double int8_peak = kernels::measure_int8_gemm_peak();
   Profiler::reset();
   Profiler::enable(true);
+  RssSampler rss_samples;
   const pipeline::QuantResult r = pipeline::run_quant(recipe, o);
+  rss_samples.stop();
   Profiler::enable(false);
   const double rss = peak_rss_gib();
 
@@ -104,24 +145,28 @@ int run(const Args& a) {
               static_cast<long long>(r.report.batch_size));
   std::printf("GEMM peaks (2048^3, same run): %s %.1f GFLOP/s, int8 %.1f GOP/s\n\n", a.precision.c_str(), float_peak,
               int8_peak);
-  // Per phase: the GEMM work the forward passes did in it (float and int8 apart), the floor (that work at the
-  // peaks above) and how far the measured time is from it. Phases without profiled GEMMs (weight
-  // quantization, the α/β search, writing) show only their time.
-  std::printf("| phase | s / layer | share | float GFLOP / layer | int8 GOP / layer | floor s / layer | time / floor |\n"
-              "|---|---:|---:|---:|---:|---:|---:|\n");
+  // Per phase: the GEMM work done in it (the forward passes', and the α/β search's in the smoothing phase;
+  // float and int8 apart), the floor (that work at the peaks above) and how far the measured time is from it.
+  // Phases without GEMMs (weight quantization, writing) show only their time.
+  // The last column: the largest RSS sampled during the phase, in any layer.
+  std::printf("| phase | s / layer | share | float GFLOP / layer | int8 GOP / layer | floor s / layer | time / floor "
+              "| peak RSS GiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
   double floor_total = 0;
   for (const auto& [phase, seconds] : timing) {
-    if (phase == "total" || phase == "setup" || phase == "finish") continue;
+    if (phase == "total") continue;
+    const double phase_peak = gib(rss_samples.peak_in(r.report.phase_spans, phase));
+    const bool once = phase == "setup" || phase == "finish";
     const auto w = r.report.gemm_work.find(phase);
-    if (w == r.report.gemm_work.end()) {
-      std::printf("| %s | %.2f | %.1f%% | | | | |\n", phase.c_str(), seconds / layers, 100 * seconds / total);
+    if (once || w == r.report.gemm_work.end()) {
+      std::printf("| %s%s | %.2f | %.1f%% | | | | | %.2f |\n", phase.c_str(), once ? " (once, s)" : "",
+                  once ? seconds : seconds / layers, 100 * seconds / total, phase_peak);
       continue;
     }
     const double floor = (w->second.float_flops / float_peak + w->second.integer_ops / int8_peak) / 1e9;
     floor_total += floor;
-    std::printf("| %s | %.2f | %.1f%% | %.0f | %.0f | %.2f | %.2f |\n", phase.c_str(), seconds / layers,
+    std::printf("| %s | %.2f | %.1f%% | %.0f | %.0f | %.2f | %.2f | %.2f |\n", phase.c_str(), seconds / layers,
                 100 * seconds / total, w->second.float_flops / 1e9 / layers, w->second.integer_ops / 1e9 / layers,
-                floor / layers, seconds / floor);
+                floor / layers, seconds / floor, phase_peak);
   }
   std::printf("| all per-layer phases | %.2f | |\n", per_layer);
   std::printf("| once: setup + finish | %.2f s | |\n", setup);
@@ -129,8 +174,9 @@ int run(const Args& a) {
               per_layer / (floor_total / layers));
 
   // Float (bf16/f32) and int8 GEMMs of a kind are summed together: compare with the two peaks above. Experts
-  // run in parallel, each on one thread, so their row sums the threads' seconds and its rate is per thread.
-  std::printf("| kernel | seconds (experts: summed over threads) | GFLOP/s or GOP/s |\n|---|---:|---:|\n");
+  // and the search's row blocks run in parallel, each on one thread, so their rows sum the threads' seconds
+  // and their rates are per thread.
+  std::printf("| kernel | seconds (experts, search: summed over threads) | GFLOP/s or GOP/s |\n|---|---:|---:|\n");
   for (int k = 0; k < static_cast<int>(ProfileKind::kCount); ++k) {
     const ProfileEntry e = Profiler::get(static_cast<ProfileKind>(k));
     if (e.calls == 0) continue;

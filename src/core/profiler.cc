@@ -19,6 +19,7 @@ const char* profile_kind_name(ProfileKind kind) {
     case ProfileKind::kExpertGemm: return "expert GEMMs";
     case ProfileKind::kNormRope: return "norms + RoPE";
     case ProfileKind::kMoeDispatch: return "MoE dispatch";
+    case ProfileKind::kSearchGemm: return "α/β search GEMMs";
     case ProfileKind::kLoadWeights: return "weight load/prepare";
     case ProfileKind::kHead: return "final norm + lm_head";
     case ProfileKind::kCount: break;

@@ -18,6 +18,7 @@ enum class ProfileKind {
   kExpertGemm,     // expert (and dense MLP) gate/up/down
   kNormRope,       // RMSNorms, q/k norms, RoPE
   kMoeDispatch,    // top-k, gather, scatter-add, SiLU
+  kSearchGemm,     // the α/β search's products (quant/flex_search.h)
   kLoadWeights,    // mapping and preparing a layer's weights
   kHead,           // final norm + lm_head
   kCount
@@ -31,6 +32,13 @@ enum class Arithmetic { kFloat, kInteger };
 struct FlopTotals {
   double float_flops = 0;
   double integer_ops = 0;
+};
+
+// When a phase of a run ran (recorded only while profiling), so a benchmark can tell which phase its memory
+// samples belong to.
+struct PhaseSpan {
+  std::string phase;
+  std::chrono::steady_clock::time_point begin, end;
 };
 
 struct ProfileEntry {

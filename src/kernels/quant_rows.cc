@@ -134,19 +134,21 @@ struct ScaledRowSymmetric {
 
 struct DequantizedRowSquareError {
   template <class Round>
-  MOESLIM_ROW_INLINE static double run(const std::int32_t* acc, const float* col_scale, float row_scale,
-                                       const float* reference, std::int64_t n) {
+  MOESLIM_ROW_INLINE static double run(const std::int32_t* acc, const std::int32_t* acc_offset,
+                                       const float* col_scale, float row_scale, const float* reference,
+                                       std::int64_t n) {
     double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     std::int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
       for (int k = 0; k < 8; ++k) {
-        const float scaled = static_cast<float>(acc[i + k]) * (row_scale * col_scale[i + k]);
+        const float scaled = static_cast<float>(acc[i + k] - acc_offset[i + k]) * (row_scale * col_scale[i + k]);
         const float d = Round::apply(scaled) - reference[i + k];
         part[k] += static_cast<double>(d) * d;
       }
     }
     for (; i < n; ++i) {
-      const float d = Round::apply(static_cast<float>(acc[i]) * (row_scale * col_scale[i])) - reference[i];
+      const float scaled = static_cast<float>(acc[i] - acc_offset[i]) * (row_scale * col_scale[i]);
+      const float d = Round::apply(scaled) - reference[i];
       part[0] += static_cast<double>(d) * d;
     }
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
@@ -314,9 +316,9 @@ float quantize_scaled_row_symmetric(const float* src, const float* sigma, bool d
                 : run_for_dtype<ScaledRowSymmetric<false>>(dtype, src, sigma, n, v, codes);
 }
 
-double dequantized_row_square_error(const std::int32_t* acc, const float* col_scale, float row_scale,
-                                    const float* reference, std::int64_t n, DType dtype) {
-  return run_for_dtype<DequantizedRowSquareError>(dtype, acc, col_scale, row_scale, reference, n);
+double dequantized_row_square_error(const std::int32_t* acc, const std::int32_t* acc_offset, const float* col_scale,
+                                    float row_scale, const float* reference, std::int64_t n, DType dtype) {
+  return run_for_dtype<DequantizedRowSquareError>(dtype, acc, acc_offset, col_scale, row_scale, reference, n);
 }
 
 bool quantize_activation_row_static(const float* x, std::int64_t n, float scale, float offset, std::uint8_t* q) {

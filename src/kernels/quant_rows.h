@@ -39,11 +39,12 @@ CodeErrorSums code_error_sums(const float* w, std::int64_t n, float scale, DType
 float quantize_scaled_row_symmetric(const float* src, const float* sigma, bool divide, std::int64_t n, DType dtype,
                                     float* v, std::int8_t* codes);
 
-// Σ_i (dt(acc[i] · (row_scale · col_scale[i])) − reference[i])², in double over 8 interleaved partial sums
-// combined as ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)): an int8 product scaled back and rounded like a
-// dtype matmul output, against the float result.
-double dequantized_row_square_error(const std::int32_t* acc, const float* col_scale, float row_scale,
-                                    const float* reference, std::int64_t n, DType dtype);
+// Σ_i (dt((acc[i] − acc_offset[i]) · (row_scale · col_scale[i])) − reference[i])², in double over 8 interleaved
+// partial sums combined as ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)): an int8 product scaled back and
+// rounded like a dtype matmul output, against the float result. acc_offset removes, exactly in int32, the
+// 128·Σ_k W[i,k] that u8 = s8 + 128 activations add to a u8·s8 product (gemm_int8.h); zeros for s8 products.
+double dequantized_row_square_error(const std::int32_t* acc, const std::int32_t* acc_offset, const float* col_scale,
+                                    float row_scale, const float* reference, std::int64_t n, DType dtype);
 
 // ---- activation rows of the int8 linears, as u8 = code + 128 (the form oneDNN's u8·s8 matmul takes) ----
 

@@ -59,21 +59,18 @@ void run_layer(const model::ModelConfig& config, const model::DecoderLayer& laye
                            set.batch_size, observer);
 }
 
-double relative_update_error(const Tensor& quantized, const Tensor& reference, const Tensor& input,
-                             const model::TokenLayout& layout) {
-  const std::int64_t cols = reference.dim(1);
-  double err = 0, update = 0;
-  const float* q = quantized.data<float>();
-  const float* r = reference.data<float>();
-  const float* x = input.data<float>();
-  for (std::int64_t row = 0; row < reference.dim(0); ++row) {
+double real_rows_squared_distance(const Tensor& a, const Tensor& b, const model::TokenLayout& layout) {
+  const std::int64_t cols = a.dim(1);
+  double sum = 0;
+  const float* p = a.data<float>();
+  const float* q = b.data<float>();
+  for (std::int64_t row = 0; row < a.dim(0); ++row) {
     if (layout.real[static_cast<std::size_t>(row)] == 0) continue;
     for (std::int64_t c = row * cols; c < (row + 1) * cols; ++c) {
-      err += (static_cast<double>(q[c]) - r[c]) * (static_cast<double>(q[c]) - r[c]);
-      update += (static_cast<double>(r[c]) - x[c]) * (static_cast<double>(r[c]) - x[c]);
+      sum += (static_cast<double>(p[c]) - q[c]) * (static_cast<double>(p[c]) - q[c]);
     }
   }
-  return update > 0 ? std::sqrt(err / update) : 0.0;
+  return sum;
 }
 
 QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors raw,
@@ -91,10 +88,14 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   quant::ObservationRequest request;
   for (const auto& step : steps) step->request(c, request);
   quant::LayerObservations observations;
-  ObservationCollector collector(request, options.settings.include_padding);
+  ObservationCollector collector(request, options.settings.include_padding,
+                                 (anti != nullptr ? anti->layout : calib.layout)->real_rows());
   ExpertTokenCounter tokens(config.is_moe_layer(layer) ? config.num_experts : 0);
-  const Tensor input = calib.hidden.clone();
+  // The float outputs go to `reference` (quantized propagation: calib keeps the input for the quantized pass)
+  // or to calib itself, with the input kept aside for the quantized check (float propagation).
   ActivationSet reference{Tensor(), calib.layout, calib.batch_size};
+  Tensor input;
+  double update = 0;  // Σ‖float output − input‖², the relative error's denominator
   {
     const model::DecoderLayer float_layer =
         model::build_float_layer(config, layer, c.tensors, options.float_precision);
@@ -108,9 +109,12 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     if (propagate_quantized) {
       reference.hidden = calib.hidden.clone();
       run_layer(config, float_layer, reference, &observers);
+      update = real_rows_squared_distance(reference.hidden, calib.hidden, *calib.layout);
       times.add("float reference", start);
     } else {
+      input = calib.hidden.clone();
       run_layer(config, float_layer, calib, &observers);  // calib now holds the float outputs
+      update = real_rows_squared_distance(calib.hidden, input, *calib.layout);
       times.add("float pass", start);
     }
   }
@@ -144,14 +148,16 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     for (const auto& pass : passes) watchers.push_back(pass.get());
     if (propagate_quantized) watchers.push_back(&tokens);
     ObserverFanOut observers(watchers);
+    double error = 0;  // Σ‖quantized output − float output‖²
     if (propagate_quantized) {
       run_layer(config, quantized, calib, &observers);  // calib now holds the quantized outputs
-      out.relative_error = relative_update_error(calib.hidden, reference.hidden, input, *calib.layout);
+      error = real_rows_squared_distance(calib.hidden, reference.hidden, *calib.layout);
     } else {
-      ActivationSet check{input.clone(), calib.layout, calib.batch_size};
+      ActivationSet check{std::move(input), calib.layout, calib.batch_size};  // the input, run in place
       run_layer(config, quantized, check, &observers);
-      out.relative_error = relative_update_error(check.hidden, calib.hidden, input, *calib.layout);
+      error = real_rows_squared_distance(check.hidden, calib.hidden, *calib.layout);
     }
+    out.relative_error = update > 0 ? std::sqrt(error / update) : 0.0;
     for (const auto& pass : passes) pass->finish(c);  // while the layer (which owns their linears) exists
   }
   times.add(propagate_quantized ? "calibration" : "quantized check", start);

@@ -37,9 +37,9 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
 void run_layer(const model::ModelConfig& config, const model::DecoderLayer& layer, ActivationSet& set,
                model::ForwardObserver* observer);
 
-// ‖quantized − reference‖ / ‖reference − input‖ over real rows: the quantization error relative to the layer's
-// float update of the residual stream.
-double relative_update_error(const Tensor& quantized, const Tensor& reference, const Tensor& input,
-                             const model::TokenLayout& layout);
+// Σ ‖a_row − b_row‖² over the real rows, in double, row by row. The layer's relative error is
+// sqrt(Σ‖quantized − reference‖² / Σ‖reference − input‖²): the quantization error relative to the layer's float
+// update of the residual stream. The two sums are taken apart so that no layer input is kept for them.
+double real_rows_squared_distance(const Tensor& a, const Tensor& b, const model::TokenLayout& layout);
 
 }  // namespace moeslim::pipeline

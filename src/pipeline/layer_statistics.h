@@ -16,7 +16,10 @@ namespace moeslim::pipeline {
 // Collects what an ObservationRequest asks for into LayerObservations.
 class ObservationCollector : public model::ForwardObserver {
  public:
-  ObservationCollector(const quant::ObservationRequest& request, bool include_padding);
+  // real_rows: how many real rows the observed pass has (TokenLayout::real_rows()), the most any module can
+  // see; input rows are written straight into a tensor of that many rows, allocated at the first batch (when
+  // the width is known), and handed over as is when the module saw every row (attention inputs).
+  ObservationCollector(const quant::ObservationRequest& request, bool include_padding, std::int64_t real_rows);
   bool wants_linear_input(const model::ModuleId& module) const override;
   void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                        const std::uint8_t* real) override;
@@ -27,9 +30,10 @@ class ObservationCollector : public model::ForwardObserver {
 
  private:
   struct InputRows {
-    std::vector<float> values;  // real rows only, in order
-    std::int64_t cols = -1;     // set by the first batch
+    Tensor values;           // F32 [real_rows_, cols]: real rows only, in order
+    std::int64_t filled = 0;  // rows written so far
   };
+  std::int64_t real_rows_ = 0;
   std::map<model::ModuleId, quant::ChannelStatsObserver> stats_;
   std::map<model::ModuleId, InputRows> rows_;
 };

@@ -17,7 +17,8 @@
 
 namespace moeslim::pipeline {
 
-// Wall time per phase, summed over layers, and with profiling on (core/profiler.h) the GEMM work each did.
+// Wall time per phase, summed over layers, and with profiling on (core/profiler.h) the GEMM work each did and
+// when each ran.
 struct PhaseTimes {
   using Clock = std::chrono::steady_clock;
   // Where a phase starts: the time and the GEMM work done so far.
@@ -29,9 +30,12 @@ struct PhaseTimes {
 
   std::map<std::string, double> seconds;
   std::map<std::string, FlopTotals> gemm_work;  // phases that ran profiled GEMMs
+  std::vector<PhaseSpan> spans;                 // with profiling on: when each phase ran
 
   void add(const std::string& phase, const Mark& start) {
-    seconds[phase] += std::chrono::duration<double>(Clock::now() - start.time).count();
+    const Clock::time_point end = Clock::now();
+    seconds[phase] += std::chrono::duration<double>(end - start.time).count();
+    if (Profiler::enabled()) spans.push_back({phase, start.time, end});
     const FlopTotals now = Profiler::flop_totals();
     if (now.float_flops > start.work.float_flops || now.integer_ops > start.work.integer_ops) {
       FlopTotals& w = gemm_work[phase];

@@ -262,6 +262,7 @@ QuantReport QuantRun::report_and_commit() {
   }
   r.timing_seconds = times_.seconds;
   r.gemm_work = times_.gemm_work;
+  r.phase_spans = times_.spans;
   r.timing_seconds["total"] = std::chrono::duration<double>(Clock::now() - run_start_).count();
   r.expected_output_bytes = need_.output_bytes;
   r.expected_peak_memory_bytes = need_.peak_memory_bytes;

@@ -64,6 +64,7 @@ struct QuantReport {
   std::uint64_t peak_rss_bytes = 0;
   std::map<std::string, double> timing_seconds;  // per phase, and "total"
   std::map<std::string, FlopTotals> gemm_work;   // per phase, only when profiling (benchmarks; not in the JSON)
+  std::vector<PhaseSpan> phase_spans;            // when each phase ran, only when profiling (not in the JSON)
 };
 
 nlohmann::ordered_json to_json(const QuantReport& report);

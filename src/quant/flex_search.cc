@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/profiler.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/quant_rows.h"
@@ -24,10 +26,16 @@ using flex::require_matrix;
 using flex::torch_pow;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// Rows per block: a multiple of 64, so that the int8 GEMM runs whole row chunks without staging
+// (kernels/row_blocks.h); each wave gives every worker a few blocks between two looks at the cutoff.
+constexpr std::int64_t kBlockRows = 256;
+constexpr int kWaveBlocksPerWorker = 4;
 
 // Holds what does not depend on (α, β): the dtype-rounded X rows and stacked weights, their column maxima and
-// the float product X·Wcᵀ with its rms. error() then costs two quantizations, one int8 GEMM and one pass, done
-// in blocks of rows so that it can stop when the rows so far already prove the error above `cutoff`.
+// the float product X·Wcᵀ with its rms. error() then costs the weights' quantization and, for each block of
+// rows, the rows' quantization, one int8 GEMM and one pass, the blocks spread over the kernel threads (each
+// block on one thread: no serial staging between parallel GEMMs). Blocks run in waves so that error() can
+// stop when the rows so far already prove the error above `cutoff`.
 class FlexErrorEvaluator {
  public:
   FlexErrorEvaluator(const Tensor& x, const std::vector<const Tensor*>& weights, DType dt, std::int64_t max_rows);
@@ -35,7 +43,15 @@ class FlexErrorEvaluator {
   double error(double alpha, double beta, double cutoff = std::numeric_limits<double>::infinity());
 
  private:
-  bool quantize_rows(const float* src, std::int64_t rows, bool divide, std::int8_t* codes, float* intervals) const;
+  // What one block of rows needs, one per worker thread.
+  struct BlockScratch {
+    std::vector<float> v;              // a scaled row
+    std::vector<std::uint8_t> codes;   // the block's activation codes, u8 = s8 + 128
+    std::vector<std::int32_t> acc;     // their int8 product with the weight codes
+    std::vector<float> intervals;      // the rows' intervals
+  };
+  // The squared error of rows [begin, begin + rows) into row_sums_; false if one has no valid interval.
+  bool block_error(const kernels::PreparedInt8Weight& pw, std::int64_t begin, std::int64_t rows, BlockScratch& s);
   // The error that a sum of squared differences over all n·out elements gives: a monotone function of `sum`.
   float error_of_sum(double sum) const;
 
@@ -45,9 +61,11 @@ class FlexErrorEvaluator {
   std::vector<float> a_, wmax_;     // column maxima of X (all rows) and of Wc
   std::vector<float> golden_;       // dt(X·Wcᵀ) [n, out]
   float golden_rms_ = 0.0f;         // dt(sqrt(dt(mean golden²)))
-  std::vector<float> sigma_, xi_, wi_;
-  std::vector<std::int8_t> xq_, wq_;
-  std::vector<std::int32_t> acc_;
+  std::vector<float> sigma_, wi_;   // σ and the weight rows' intervals at the current point
+  std::vector<std::int8_t> wq_;     // the weight codes at the current point
+  std::vector<std::int32_t> acc_offset_;  // 128·Σ_k wq[i,k]: what the u8 activation codes add to a product
+  std::vector<double> row_sums_;    // each row's squared error at the current point
+  std::vector<BlockScratch> scratch_;
 };
 
 FlexErrorEvaluator::FlexErrorEvaluator(const Tensor& x, const std::vector<const Tensor*>& weights, DType dt,
@@ -100,7 +118,10 @@ FlexErrorEvaluator::FlexErrorEvaluator(const Tensor& x, const std::vector<const 
   golden_.resize(static_cast<std::size_t>(n_ * out_));
   const kernels::PreparedWeight pw =
       kernels::PreparedWeight::from_f32(w_.data(), out_, c_, c_, kernels::GemmPrecision::kF32);
-  kernels::gemm(x_.data(), n_, c_, pw, golden_.data(), out_);
+  {
+    const ProfileScope scope(ProfileKind::kSearchGemm, 2.0 * static_cast<double>(n_ * c_ * out_));
+    kernels::gemm(x_.data(), n_, c_, pw, golden_.data(), out_);
+  }
   double sum = 0.0;
   for (float& g : golden_) {
     g = round_to_float_dtype(g, dt);
@@ -110,31 +131,44 @@ FlexErrorEvaluator::FlexErrorEvaluator(const Tensor& x, const std::vector<const 
   golden_rms_ = round_to_float_dtype(std::sqrt(mean), dt);
 
   sigma_.resize(static_cast<std::size_t>(c_));
-  xq_.resize(x_.size());
   wq_.resize(w_.size());
-  xi_.resize(static_cast<std::size_t>(n_));
   wi_.resize(static_cast<std::size_t>(out_));
+  acc_offset_.resize(static_cast<std::size_t>(out_));
+  row_sums_.resize(static_cast<std::size_t>(n_));
 }
 
-// Q8 of every row of src/σ (divide, activations) or src⊙σ (weights), as quant_int8sym does on the dtype;
-// false when a row's interval is 0 or ∞ (msModelSlim's row would be NaN).
-bool FlexErrorEvaluator::quantize_rows(const float* src, std::int64_t rows, bool divide, std::int8_t* codes,
-                                       float* intervals) const {
-  const std::int64_t c = c_;
-  bool ok = true;
-#pragma omp parallel num_threads(kernels::num_threads()) if (rows * c >= (1 << 20)) reduction(&& : ok)
-  {
-    std::vector<float> v(static_cast<std::size_t>(c));
-#pragma omp for schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const float* row = src + r * c;
-      std::int8_t* q = codes + r * c;
-      const float interval = kernels::quantize_scaled_row_symmetric(row, sigma_.data(), divide, c, dt_, v.data(), q);
-      intervals[r] = interval;
-      ok = ok && interval > 0.0f && interval < std::numeric_limits<float>::infinity();
-    }
+// A row's Q8 interval of 0 or ∞ means msModelSlim's row would be NaN (its codes divide by the interval).
+bool valid_interval(float interval) { return interval > 0.0f && interval < std::numeric_limits<float>::infinity(); }
+
+// Q8 of the block's rows of X/σ, as quant_int8sym does on the dtype, their product with the weight codes, and
+// each row's squared error against dt(X·Wcᵀ).
+bool FlexErrorEvaluator::block_error(const kernels::PreparedInt8Weight& pw, std::int64_t begin, std::int64_t rows,
+                                     BlockScratch& s) {
+  s.v.resize(static_cast<std::size_t>(c_));
+  s.codes.resize(static_cast<std::size_t>(rows * c_));
+  s.acc.resize(static_cast<std::size_t>(rows * out_));
+  s.intervals.resize(static_cast<std::size_t>(rows));
+  float* intervals = s.intervals.data();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    auto* codes = reinterpret_cast<std::int8_t*>(s.codes.data() + r * c_);
+    intervals[r] = kernels::quantize_scaled_row_symmetric(x_.data() + (begin + r) * c_, sigma_.data(), true, c_, dt_,
+                                                          s.v.data(), codes);
+    if (!valid_interval(intervals[r])) return false;
   }
-  return ok;
+  // s8 codes as u8 = s8 + 128 (flipping the sign bit), the form the u8·s8 GEMM takes without staging;
+  // acc_offset_ takes the 128·Σ_k W back off, exactly.
+  for (std::uint8_t& q : s.codes) q ^= 0x80u;
+  {
+    const ProfileScope scope(ProfileKind::kSearchGemm, 2.0 * static_cast<double>(rows * c_ * out_),
+                             Arithmetic::kInteger);
+    kernels::gemm_u8s8_s32(s.codes.data(), rows, c_, pw, s.acc.data(), out_);
+  }
+  for (std::int64_t r = 0; r < rows; ++r) {
+    row_sums_[begin + r] =
+        kernels::dequantized_row_square_error(s.acc.data() + r * out_, acc_offset_.data(), wi_.data(), intervals[r],
+                                              golden_.data() + (begin + r) * out_, out_, dt_);
+  }
+  return true;
 }
 
 float FlexErrorEvaluator::error_of_sum(double sum) const {
@@ -153,31 +187,45 @@ double FlexErrorEvaluator::error(double alpha, double beta, double cutoff) {
     if (!(s > 0.0f && s < std::numeric_limits<float>::infinity())) return kNaN;  // X/σ or W⊙σ would hold NaN
     sigma_[j] = s;
   }
-  if (!quantize_rows(w_.data(), out_, false, wq_.data(), wi_.data())) return kNaN;
+  bool weights_ok = true;
+#pragma omp parallel num_threads(kernels::num_threads()) if (out_ * c_ >= (1 << 20)) reduction(&& : weights_ok)
+  {
+    std::vector<float> v(static_cast<std::size_t>(c_));
+#pragma omp for schedule(static)
+    for (std::int64_t i = 0; i < out_; ++i) {
+      wi_[i] = kernels::quantize_scaled_row_symmetric(w_.data() + i * c_, sigma_.data(), false, c_, dt_, v.data(),
+                                                      wq_.data() + i * c_);
+      weights_ok = weights_ok && valid_interval(wi_[i]);
+    }
+  }
+  if (!weights_ok) return kNaN;
+  const kernels::PreparedInt8Weight pw = kernels::PreparedInt8Weight::from_s8(wq_.data(), out_, c_, c_);
+  for (std::int64_t i = 0; i < out_; ++i) acc_offset_[i] = 128 * pw.column_sums()[static_cast<std::size_t>(i)];
 
   // Q8(X)·Q8(W)ᵀ = (codes·codesᵀ)[t,i] · interval_t · interval_i: exact int32 products, scaled per element,
-  // rounded to the dtype like a bf16 matmul output, compared with dt(X·Wcᵀ). Row by row the squared errors are
-  // summed in row order, so the sum after any block is at most the final one (adding a non-negative double
-  // never lowers a sum under round-to-nearest), and error_of_sum is monotone: once the partial sum's error
-  // exceeds the cutoff the final error does too, and the rest of X is never quantized or multiplied.
-  const kernels::PreparedInt8Weight pw = kernels::PreparedInt8Weight::from_s8(wq_.data(), out_, c_, c_);
-  const std::int64_t block = std::min(n_, std::max<std::int64_t>((std::int64_t{1} << 21) / out_, 16));  // ≤ 8 MB
-  acc_.resize(static_cast<std::size_t>(block * out_));
-  std::vector<double> row_sums(static_cast<std::size_t>(block));
+  // rounded to the dtype like a bf16 matmul output, compared with dt(X·Wcᵀ). The rows' squared errors are
+  // summed in row order after each wave, so the sum after any wave is at most the final one (adding a
+  // non-negative double never lowers a sum under round-to-nearest) and does not depend on the thread count;
+  // error_of_sum is monotone, so once the partial sum's error exceeds the cutoff the final error does too,
+  // and the rest of X is never quantized or multiplied.
+  const std::int64_t blocks = (n_ + kBlockRows - 1) / kBlockRows;
+  const int workers = kernels::task_worker_count(true);
+  const std::int64_t wave = std::int64_t{kWaveBlocksPerWorker} * workers;
+  scratch_.resize(static_cast<std::size_t>(workers));
   double sum = 0.0;
-  for (std::int64_t t0 = 0; t0 < n_; t0 += block) {
-    const std::int64_t rows = std::min(block, n_ - t0);
-    std::int8_t* xq = xq_.data() + t0 * c_;
-    if (!quantize_rows(x_.data() + t0 * c_, rows, true, xq, xi_.data() + t0)) return kNaN;
-    kernels::gemm_s8s8_s32(xq, rows, c_, pw, acc_.data(), out_);
-#pragma omp parallel for schedule(static) num_threads(kernels::num_threads()) if (rows * out_ >= (1 << 20))
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int32_t* acc = acc_.data() + r * out_;
-      const float* g = golden_.data() + (t0 + r) * out_;
-      row_sums[r] = kernels::dequantized_row_square_error(acc, wi_.data(), xi_[t0 + r], g, out_, dt_);
-    }
-    for (std::int64_t r = 0; r < rows; ++r) sum += row_sums[r];
-    if (t0 + rows < n_) {
+  for (std::int64_t b0 = 0; b0 < blocks; b0 += wave) {
+    const std::int64_t count = std::min(wave, blocks - b0);
+    std::atomic<bool> rows_ok{true};
+    kernels::run_tasks(count, true, [&](std::int64_t task, int worker) {
+      const std::int64_t begin = (b0 + task) * kBlockRows;
+      if (!block_error(pw, begin, std::min(kBlockRows, n_ - begin), scratch_[static_cast<std::size_t>(worker)])) {
+        rows_ok.store(false, std::memory_order_relaxed);
+      }
+    });
+    if (!rows_ok.load()) return kNaN;
+    const std::int64_t end = std::min(n_, (b0 + count) * kBlockRows);
+    for (std::int64_t t = b0 * kBlockRows; t < end; ++t) sum += row_sums_[t];
+    if (end < n_) {
       const float bound = error_of_sum(sum);
       if (bound > cutoff) return bound;
     }

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/glob.h"
 #include "core/interrupt.h"
+#include "kernels/threading.h"
 #include "quant/static_calibration_step.h"
 #include "quant/step_registry.h"
 
@@ -168,16 +169,23 @@ nlohmann::ordered_json QuantizeStep::settings() const {
 }
 
 void QuantizeStep::apply(LayerContext& c) const {
-  for (const model::ModuleId& module : model::layer_linears(c.config, c.layer)) {
+  // The linears are independent and a layer has hundreds (its experts): each is quantized as a task on one
+  // thread, its kernels serial, which scales where splitting one expert's rows over the threads did not (the
+  // rows of one expert are too few to pay for a parallel region each). The layer's tensors are only read here;
+  // the results enter c.linears afterwards, in the linears' order. A method gives the same bits on one thread
+  // as on many (kernels/threading.h), so the output does not depend on the thread count.
+  const std::vector<model::ModuleId> modules = model::layer_linears(c.config, c.layer);
+  std::vector<QuantizedLinear> quantized(modules.size());
+  kernels::run_tasks(static_cast<std::int64_t>(modules.size()), true, [&](std::int64_t i, int /*worker*/) {
     throw_if_interrupted();  // a layer has hundreds of experts: stop between them
+    const model::ModuleId& module = modules[static_cast<std::size_t>(i)];
     const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
-    if (group == nullptr) {
-      c.linears[module] = float_linear(module, c.weight(module), c.bias(module));
-    } else {
-      c.linears[module] = group->method->quantize(module, group->scheme, c.weight_to_quantize(module), c.bias(module),
-                                                  c.settings.float_dtype);
-    }
-  }
+    quantized[static_cast<std::size_t>(i)] =
+        group == nullptr ? float_linear(module, c.weight(module), c.bias(module))
+                         : group->method->quantize(module, group->scheme, c.weight_to_quantize(module),
+                                                   c.bias(module), c.settings.float_dtype);
+  });
+  for (std::size_t i = 0; i < modules.size(); ++i) c.linears[modules[i]] = std::move(quantized[i]);
 }
 
 QuantizedLinear float_linear(const model::ModuleId& module, const Tensor& weight, const Tensor& bias) {

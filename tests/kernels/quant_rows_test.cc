@@ -175,9 +175,16 @@ TEST(DequantizedRowSquareError, PathsAreBitIdentical) {
       const std::vector<std::int32_t> acc = random_ints<std::int32_t>(static_cast<std::size_t>(n), 21, -300000, 300000);
       const std::vector<float> col = random_floats(static_cast<std::size_t>(n), 22, 1e-4f, 1e-2f);
       const std::vector<float> ref = test_row(n, 23, 1.0f);
-      const double err = on_both_paths(
-          [&] { return dequantized_row_square_error(acc.data(), col.data(), 3.0e-3f, ref.data(), n, dt); });
+      const std::vector<std::int32_t> offset = random_ints<std::int32_t>(static_cast<std::size_t>(n), 24, -9000, 9000);
+      const double err = on_both_paths([&] {
+        return dequantized_row_square_error(acc.data(), offset.data(), col.data(), 3.0e-3f, ref.data(), n, dt);
+      });
       EXPECT_TRUE(std::isfinite(err) && err >= 0.0);
+      // The offset is taken off the accumulator exactly: the same sum as the difference passed with zero offsets.
+      std::vector<std::int32_t> difference(acc.size()), zeros(acc.size(), 0);
+      for (std::size_t i = 0; i < acc.size(); ++i) difference[i] = acc[i] - offset[i];
+      EXPECT_EQ(err, dequantized_row_square_error(difference.data(), zeros.data(), col.data(), 3.0e-3f, ref.data(),
+                                                  n, dt));
     }
   }
 }

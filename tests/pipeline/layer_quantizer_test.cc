@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <numeric>
 
@@ -15,6 +16,7 @@
 #include "common/test_paths.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
+#include "kernels/threading.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
 #include "model/layer_loader.h"
@@ -156,6 +158,40 @@ TEST_F(LayerQuantizerTest, W4A8RecipeStepsSearchSmoothAndPropagateTheFloatOutput
   EXPECT_EQ(std::accumulate(q.expert_tokens.begin(), q.expert_tokens.end(), std::int64_t{0}),
             real_tokens() * config_.num_experts_per_tok);
   EXPECT_EQ(times.seconds.count("quantized check"), 1u);
+}
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         (a.nbytes() == 0 || std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0);
+}
+
+// The α/β search spreads row blocks, and weight quantization the linears, over the threads: the layer must come
+// out the same, bit for bit, at any thread count.
+TEST_F(LayerQuantizerTest, W4A8LayerIsTheSameAtAnyThreadCount) {
+  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-30b-w4a8.yaml");
+  const auto run = [&](int threads) {
+    kernels::set_num_threads(threads);
+    ActivationSet calib = embedded();
+    PhaseTimes times;
+    QuantizedLayer q =
+        quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kFloat), times);
+    kernels::set_num_threads(1);
+    return q;
+  };
+  const QuantizedLayer one = run(1), three = run(3);
+  ASSERT_EQ(one.smoothing.size(), three.smoothing.size());
+  for (std::size_t i = 0; i < one.smoothing.size(); ++i) {
+    EXPECT_EQ(one.smoothing[i].alpha, three.smoothing[i].alpha) << one.smoothing[i].subgraph;
+    EXPECT_EQ(one.smoothing[i].beta, three.smoothing[i].beta) << one.smoothing[i].subgraph;
+    EXPECT_EQ(one.smoothing[i].search_error, three.smoothing[i].search_error) << one.smoothing[i].subgraph;
+  }
+  ASSERT_EQ(one.linears.size(), three.linears.size());
+  for (const auto& [id, a] : one.linears) {
+    const quant::QuantizedLinear& b = three.linears.at(id);
+    EXPECT_EQ(a.scheme, b.scheme) << model::hf_module_name(id);
+    EXPECT_TRUE(same_bytes(a.weight, b.weight)) << model::hf_module_name(id);
+    EXPECT_TRUE(same_bytes(a.weight_scale, b.weight_scale)) << model::hf_module_name(id);
+  }
 }
 
 // A step that exists only here: it records the order of its hooks, checks what it asked for arrived, zeroes

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "kernels/cpu_features.h"
+#include "kernels/threading.h"
 #include "quant_test_util.h"
 
 namespace moeslim::quant {
@@ -308,20 +309,27 @@ TEST(FlexSearch, MatchesTheRuleOnFlexErrorWithOutlierChannels) {
   }
 }
 
-// 1,100 rows against 2,048 outputs: the error is summed in blocks of 1,024 rows, so most grid points stop after
-// the first block (its partial error already exceeds the best); the pick and its error must not change.
-TEST(FlexSearch, StoppingEarlyPicksWhatTheFullGridPicks) {
+// 2,600 rows against 2,048 outputs: the error is summed in waves of 4 blocks of 256 rows per thread, so most
+// grid points stop after the first wave (its partial error already exceeds the best); the pick and its error
+// must not change, and the exact errors must not depend on the thread count (rows are summed in row order).
+TEST(FlexSearch, StoppingEarlyPicksWhatTheFullGridPicksAtAnyThreadCount) {
   std::mt19937 rng(5);
-  Tensor x = random_matrix(1100, 32, rng, 1.0f, DType::kBF16);
-  for (std::int64_t t = 0; t < 1100; ++t) {
+  Tensor x = random_matrix(2600, 32, rng, 1.0f, DType::kBF16);
+  for (std::int64_t t = 0; t < 2600; ++t) {
     for (std::int64_t c : {3, 21}) x.mutable_data<float>()[t * 32 + c] *= 40.0f;
   }
   const Tensor w = random_matrix(2048, 32, rng, 0.05f, DType::kBF16);
-  const FlexSearchResult r = search_flex_alpha_beta(x, {&w}, DType::kBF16);
   const FlexSearchResult ref = reference_search(x, {&w}, DType::kBF16);
-  EXPECT_EQ(r.alpha, ref.alpha);
-  EXPECT_EQ(r.beta, ref.beta);
-  EXPECT_EQ(r.error, ref.error);
+  for (const int threads : {1, 2, 3}) {
+    kernels::set_num_threads(threads);
+    const FlexSearchResult r = search_flex_alpha_beta(x, {&w}, DType::kBF16);
+    const double e = flex_error(x, {&w}, 0.35, 0.4, DType::kBF16);
+    kernels::set_num_threads(1);
+    EXPECT_EQ(r.alpha, ref.alpha) << threads;
+    EXPECT_EQ(r.beta, ref.beta) << threads;
+    EXPECT_EQ(r.error, ref.error) << threads;
+    EXPECT_EQ(e, flex_error(x, {&w}, 0.35, 0.4, DType::kBF16)) << threads;
+  }
 }
 
 // The pruned rule against the plain one on random error tables with ties and NaNs: a pruned point answers

@@ -74,7 +74,7 @@ class M4Layer : public ::testing::Test {
   Tensor observe(const model::LayerTensors& t, const std::set<model::ModuleId>& modules, LayerObservations& out) const {
     ObservationRequest request;
     request.channel_stats = modules;
-    pipeline::ObservationCollector collector(request, false);
+    pipeline::ObservationCollector collector(request, false, tokens_.layout.real_rows());
     const Tensor h = run(t, &collector);
     collector.take(out);
     return h;
