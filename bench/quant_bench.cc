@@ -1,8 +1,8 @@
 // Quantization benchmark: `moeslim quant` with a recipe (default the W8A8 script's: m4, the bundled
 // anti/calibration prompts, batch 4; --recipe configs/qwen3_moe/qwen3-30b-w4a8.yaml for W4A8) on a
 // checkpoint, timed per phase, with the GEMM peaks of this machine measured in the same run (bf16 for the float
-// passes, int8 for the calibration pass) and the peak RSS. Projects the time for a full-depth model from the
-// per-layer cost. Usage:
+// passes, int8 for the calibration pass and the α/β search) and the peak RSS, overall and per phase. Projects
+// the time for a full-depth model from the per-layer cost. Usage:
 //   quant_bench --model DIR [--recipe FILE] [--search-rows N] [--project-layers 48] [--precision bf16|f32]
 //               [--threads N (default: all usable CPUs)] [--out DIR]
 

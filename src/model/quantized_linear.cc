@@ -76,8 +76,10 @@ kernels::PreparedInt8Weight prepare(const Tensor& weight) {
   require(weight.dtype() == DType::kI8 && weight.rank() == 2 && weight.dim(0) > 0 && weight.dim(1) > 0,
           "weight must be a non-empty 2-D I8 tensor, got " + std::string(dtype_name(weight.dtype())) + " " +
               shape_to_string(weight.shape()));
-  // Packed: an owned copy in oneDNN's blocked layout, fastest for the few rows each expert sees.
-  return kernels::PreparedInt8Weight::from_tensor(weight, kernels::WeightStorage::kPacked);
+  // The codes used in place, no copy: a layer's experts are most of its memory, and a packed copy held them
+  // twice during the quantized pass (7.5 GB more for a Qwen3-Coder-480B layer). Measured on one AVX-512
+  // thread at expert shapes (768×2048, 2048×768): 2–12 % slower than oneDNN's blocked copy, the same bits.
+  return kernels::PreparedInt8Weight::from_tensor(weight, kernels::WeightStorage::kBorrowed);
 }
 
 class W8A8StaticLinear final : public Linear {

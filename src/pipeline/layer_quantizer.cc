@@ -78,6 +78,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
                               const LayerQuantizerOptions& options, PhaseTimes& times) {
   const bool propagate_quantized = options.propagation == quant::Propagation::kQuantized;
   quant::LayerContext c(config, layer, std::move(raw), options.settings);
+  c.release_mapped = options.release_mapped;
   for (const auto& step : steps) {
     const auto start = PhaseTimes::mark();
     step->before_float_pass(c);

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "model/config.h"
 #include "model/layer_loader.h"
@@ -24,6 +26,8 @@ struct LayerQuantizerOptions {
   quant::RunSettings settings;
   quant::Propagation propagation = quant::Propagation::kQuantized;
   model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // of the float pass
+  // Hands a checkpoint tensor's mapped pages back (quant::LayerContext::release_mapped); may be empty.
+  std::function<void(const std::string& name)> release_mapped;
 };
 
 // `raw`: the layer's checkpoint tensors (views are fine; what a step edits is copied). `anti`: the set the

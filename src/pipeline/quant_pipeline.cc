@@ -184,6 +184,7 @@ void QuantRun::setup() {
   layer_options_.settings.search_rows = o_.search_rows;
   layer_options_.propagation = d.propagation;
   layer_options_.float_precision = o_.float_precision;
+  layer_options_.release_mapped = [this](const std::string& name) { checkpoint_->release(name); };
   times_.add("setup", start);
 }
 

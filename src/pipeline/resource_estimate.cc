@@ -37,12 +37,14 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
     largest_layer = std::max(largest_layer, layer);
   }
 
-  // Peak memory, a model fitted to the peaks bench/quant_bench.sh measures at Qwen3-30B-A3B and 235B-A22B
-  // shapes: the process and its libraries; the activation sets in float32 (input and output of the layer for
-  // every prompt set, the float reference, and in the v1 flow the float and quantized streams with their
-  // norms); and the larger of two moments. At setup, the embedding (mapped and read once, then released).
-  // In a layer, its weights as mapped, plus what its work holds beside them (smoothed copies, quantized codes:
-  // about 0.6 of the layer again), plus the forward's buffers, which a pass keeps for all its chunks
+  // Peak memory, a model fitted to the peaks bench/quant_bench measures at Qwen3-30B-A3B and
+  // Qwen3-Coder-480B-A35B shapes (it overestimates them by 5–15 %): the process and its libraries; the
+  // activation sets in float32 (input and output of the layer for every prompt set, the float reference, and in
+  // the v1 flow the float and quantized streams, and the α/β search's rows and products); and the larger of two
+  // moments. At setup, the embedding (mapped and read once, then released). In a layer, its weights as mapped:
+  // the float passes read them in place, and the quantized codes (int8, half the bytes of bf16) replace them
+  // weight by weight, the mapped pages handed back as each is quantized, the quantized pass reading the codes
+  // in place too; plus the forward's buffers, which a pass keeps for all its chunks
   // (model/forward_scratch.h). Per row of the largest chunk: the attention's normed input, q, k, v, context
   // and output, the MLP's normed input and output, the router logits, and the experts' outputs (a group of
   // experts holds about one chunk of rows per 16 threads). Each thread running experts keeps an input, gate
@@ -51,7 +53,7 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   const std::uint64_t process = 160 * kMiB;
   const std::uint64_t row_bytes = hidden * 4;
   const std::uint64_t activations =
-      work.v1 ? 12 * row_bytes * static_cast<std::uint64_t>(work.calibration_tokens)
+      work.v1 ? 14 * row_bytes * static_cast<std::uint64_t>(work.calibration_tokens)
               : 4 * row_bytes * static_cast<std::uint64_t>(work.calibration_tokens + work.anti_tokens);
   const std::int64_t rows = work.rows_per_chunk;
   const std::int64_t threads = std::max(1, work.threads);
@@ -70,7 +72,7 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 + expert_output_rows * row_bytes +
                               static_cast<std::uint64_t>(threads) * worker_bytes;
   e.peak_memory_bytes =
-      process + activations + std::max(embedding, largest_layer + largest_layer * 3 / 5 + chunk);
+      process + activations + std::max(embedding, largest_layer + chunk);
   return e;
 }
 

@@ -180,10 +180,13 @@ void QuantizeStep::apply(LayerContext& c) const {
     throw_if_interrupted();  // a layer has hundreds of experts: stop between them
     const model::ModuleId& module = modules[static_cast<std::size_t>(i)];
     const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
-    quantized[static_cast<std::size_t>(i)] =
-        group == nullptr ? float_linear(module, c.weight(module), c.bias(module))
-                         : group->method->quantize(module, group->scheme, c.weight_to_quantize(module),
-                                                   c.bias(module), c.settings.float_dtype);
+    if (group == nullptr) {
+      quantized[static_cast<std::size_t>(i)] = float_linear(module, c.weight(module), c.bias(module));
+      return;
+    }
+    quantized[static_cast<std::size_t>(i)] = group->method->quantize(module, group->scheme, c.weight_to_quantize(module),
+                                                                     c.bias(module), c.settings.float_dtype);
+    if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));
   });
   for (std::size_t i = 0; i < modules.size(); ++i) c.linears[modules[i]] = std::move(quantized[i]);
 }

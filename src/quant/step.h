@@ -111,6 +111,10 @@ struct LayerContext {
   std::vector<DeferredWeightEdit> deferred_edits;      // applied in order by weight_to_quantize
   std::vector<SmoothingChoice> smoothing;              // what the smoothing steps chose
   bool norm_bias = false;                              // every norm is written with a bias (m4's NormBias)
+  // When set: hands the mapped pages of a checkpoint tensor (by name) back to the OS. The weight-quantization
+  // step calls it for each weight it has quantized, which nothing reads again, so a layer's experts are not
+  // held as mapped bf16 and as codes at once.
+  std::function<void(const std::string& name)> release_mapped;
 
   Tensor& weight(const model::ModuleId& module);
   const Tensor& weight(const model::ModuleId& module) const;

@@ -9,7 +9,10 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <numeric>
+#include <set>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -158,6 +161,31 @@ TEST_F(LayerQuantizerTest, W4A8RecipeStepsSearchSmoothAndPropagateTheFloatOutput
   EXPECT_EQ(std::accumulate(q.expert_tokens.begin(), q.expert_tokens.end(), std::int64_t{0}),
             real_tokens() * config_.num_experts_per_tok);
   EXPECT_EQ(times.seconds.count("quantized check"), 1u);
+}
+
+// Every quantized weight's mapped pages are handed back as it is quantized; the router (float) is kept.
+TEST_F(LayerQuantizerTest, QuantizedWeightsAreReleasedBeforeTheQuantizedPass) {
+  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-30b-w4a8.yaml");
+  ActivationSet calib = embedded();
+  PhaseTimes times;
+  LayerQuantizerOptions o = options(quant::Propagation::kFloat);
+  std::set<std::string> released;
+  std::mutex mutex;  // the linears are quantized as tasks over the threads
+  kernels::set_num_threads(2);
+  o.release_mapped = [&](const std::string& name) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    EXPECT_EQ(times.seconds.count("quantized check"), 0u) << name << " released after the quantized pass";
+    released.insert(name);
+  };
+  const QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
+  kernels::set_num_threads(1);
+  std::set<std::string> expected;
+  for (const auto& [id, linear] : q.linears) {
+    if (linear.scheme != QuantScheme::kFloat) expected.insert(model::hf_weight_name(id));
+  }
+  EXPECT_EQ(released, expected);
+  EXPECT_EQ(released.count(model::hf_weight_name({kLayer, ModuleRole::kRouter})), 0u);
+  EXPECT_EQ(released.size(), model::layer_linears(config_, kLayer).size() - 1);
 }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
