@@ -536,6 +536,16 @@ const CliCase kCliCases[] = {
        return run;
      },
      1, {"'model.layers.0.mlp.experts.0.up_proj.weight'", "a NaN at element [0, 3]"}},
+    // The layer's tensors are checked as tasks over every CPU: with two corrupt, the first in the layer's order
+    // is the one named, whichever thread found which.
+    {"WeightNaNInTwoTensorsNamesTheFirst",
+     [](const fs::path& d) {
+       CliRun run{small_quant_args(d, d / "out"), {(d / "model" / kSmallShard).string()}, d / "out"};
+       poke_bf16(d / "model", "model.layers.0.mlp.experts.1.down_proj.weight", 0, 0x7f80);
+       poke_bf16(d / "model", "model.layers.0.mlp.experts.0.up_proj.weight", 3, 0xffc0);
+       return run;
+     },
+     1, {"'model.layers.0.mlp.experts.0.up_proj.weight'", "a NaN at element [0, 3]"}},
 };
 // clang-format on
 
