@@ -43,8 +43,8 @@ void swiglu_forward(const SwiGluMlp& mlp, std::int64_t layer, std::int64_t exper
   const std::int64_t width = mlp.gate_proj->out_features();
   observe(observer, {layer, ModuleRole::kGateProj, expert}, x, rows, hidden, real);
   observe(observer, {layer, ModuleRole::kUpProj, expert}, x, rows, hidden, real);
-  float* gate = scratch.zeroed(ForwardScratch::kGate, rows, width);
-  float* up = scratch.zeroed(ForwardScratch::kUp, rows, width);
+  float* gate = scratch.overwritten(ForwardScratch::kGate, rows, width);
+  float* up = scratch.overwritten(ForwardScratch::kUp, rows, width);
   run_linear(*mlp.gate_proj, x, rows, gate, ProfileKind::kExpertGemm);
   run_linear(*mlp.up_proj, x, rows, up, ProfileKind::kExpertGemm);
   {
@@ -89,14 +89,14 @@ void run_experts(const MlpBlock& mlp, std::int64_t layer, const float* x, std::i
       std::stable_sort(order.begin(), order.end(),
                        [&](std::size_t a, std::size_t b) { return rows_in(group[a]) > rows_in(group[b]); });
     }
-    float* y = scratch.zeroed(ForwardScratch::kExpertOutput, total, H);
+    float* y = scratch.overwritten(ForwardScratch::kExpertOutput, total, H);
     kernels::run_tasks(static_cast<std::int64_t>(order.size()), parallel, [&](std::int64_t task, int worker) {
       const std::size_t i = order[static_cast<std::size_t>(task)];
       const std::int64_t e = group[i];
       const auto& rows = rows_of[static_cast<std::size_t>(e)];
       const std::int64_t n = rows_in(e);
       ForwardScratch& own = scratch.worker(worker);
-      float* g = own.zeroed(ForwardScratch::kExpertInput, n, H);
+      float* g = own.overwritten(ForwardScratch::kExpertInput, n, H);
       kernels::gather_rows(x, H, rows.data(), n, g);
       const std::vector<std::uint8_t> mask = gather_mask(layout, rows);
       swiglu_forward(mlp.experts[static_cast<std::size_t>(e)], layer, e, g, n, H, mask.data(), observer, own,
@@ -145,7 +145,7 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
   }
   const std::uint8_t* real = layout.real.data();
 
-  float* normed = scratch.zeroed(ForwardScratch::kAttentionNormed, N, H);
+  float* normed = scratch.overwritten(ForwardScratch::kAttentionNormed, N, H);
   {
     ProfileScope scope(ProfileKind::kNormRope);
     attn.input_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed);
@@ -154,9 +154,9 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
   observe(observer, {index, ModuleRole::kKProj}, normed, N, H, real);
   observe(observer, {index, ModuleRole::kVProj}, normed, N, H, real);
 
-  float* q = scratch.zeroed(ForwardScratch::kQ, N, nh * d);
-  float* k = scratch.zeroed(ForwardScratch::kK, N, nkv * d);
-  float* v = scratch.zeroed(ForwardScratch::kV, N, nkv * d);
+  float* q = scratch.overwritten(ForwardScratch::kQ, N, nh * d);
+  float* k = scratch.overwritten(ForwardScratch::kK, N, nkv * d);
+  float* v = scratch.overwritten(ForwardScratch::kV, N, nkv * d);
   run_linear(*attn.q_proj, normed, N, q, ProfileKind::kAttentionGemm);
   run_linear(*attn.k_proj, normed, N, k, ProfileKind::kAttentionGemm);
   run_linear(*attn.v_proj, normed, N, v, ProfileKind::kAttentionGemm);
@@ -194,7 +194,7 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
     }
   }
   observe(observer, {index, ModuleRole::kOProj}, context, N, nh * d, real);
-  float* o = scratch.zeroed(ForwardScratch::kAttentionOut, N, H);
+  float* o = scratch.overwritten(ForwardScratch::kAttentionOut, N, H);
   run_linear(*attn.o_proj, context, N, o, ProfileKind::kAttentionGemm);
   float* h = hidden.mutable_data<float>();
   for (std::int64_t i = 0; i < N * H; ++i) h[i] += o[i];
@@ -206,7 +206,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
   const std::int64_t H = c.hidden_size;
   const std::uint8_t* real = layout.real.data();
 
-  float* normed = scratch.zeroed(ForwardScratch::kMlpNormed, N, H);
+  float* normed = scratch.overwritten(ForwardScratch::kMlpNormed, N, H);
   {
     ProfileScope scope(ProfileKind::kNormRope);
     mlp.post_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed);
@@ -219,7 +219,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
     const std::int64_t E = c.num_experts;
     const std::int64_t K = c.num_experts_per_tok;
     observe(observer, {index, ModuleRole::kRouter}, normed, N, H, real);
-    float* logits = scratch.zeroed(ForwardScratch::kRouterLogits, N, E);
+    float* logits = scratch.overwritten(ForwardScratch::kRouterLogits, N, E);
     run_linear(*mlp.router, normed, N, logits, ProfileKind::kRouterGemm);
     std::unique_ptr<ProfileScope> routing_scope = std::make_unique<ProfileScope>(ProfileKind::kMoeDispatch);
     kernels::softmax_rows(logits, N, E, logits);

@@ -4,8 +4,9 @@
 // layer goes back to the OS), so a buffer allocated per chunk or per expert is page-faulted in afresh every
 // time. On 30B shapes that cost more than the GEMMs: perf put 35–45 % of a W8A8 run in the page-fault path
 // and the zeroing. A pass over the calibration set therefore runs every chunk with one ForwardScratch, whose
-// slots grow to the largest chunk and are then reused. Each slot is handed out zeroed, exactly as the fresh
-// buffers were, so results do not change.
+// slots grow to the largest chunk and are then reused. A slot that is read before it is written in full (an
+// accumulator) is handed out zeroed, as the fresh buffers were; one that a kernel overwrites in full (a GEMM's
+// output, a norm's, a gather's) is handed out as it is, since clearing it cost a few percent of a pass.
 #pragma once
 
 #include <array>
@@ -38,6 +39,8 @@ class ForwardScratch {
 
   // rows·cols zeroed floats (64-byte aligned), valid until the same slot is asked for again.
   float* zeroed(Slot slot, std::int64_t rows, std::int64_t cols);
+  // The same, but holding whatever the slot held last (zeros when new): for outputs written in full.
+  float* overwritten(Slot slot, std::int64_t rows, std::int64_t cols);
 
   // Scratch of its own for each of `count` workers that run at once (experts in parallel); call before
   // they start. worker(i) for i < count may then be used from worker i's thread.
@@ -45,6 +48,8 @@ class ForwardScratch {
   ForwardScratch& worker(int index);
 
  private:
+  float* slot(Slot slot, std::int64_t rows, std::int64_t cols, bool clear);
+
   std::array<Tensor, kSlotCount> slots_;
   std::vector<std::unique_ptr<ForwardScratch>> workers_;
 };

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/log.h"
 #include "core/profiler.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_int8.h"
@@ -227,10 +228,17 @@ double FlexErrorEvaluator::error(double alpha, double beta, double cutoff) {
     for (std::int64_t t = b0 * kBlockRows; t < end; ++t) sum += row_sums_[t];
     if (end < n_) {
       const float bound = error_of_sum(sum);
-      if (bound > cutoff) return bound;
+      if (bound > cutoff) {
+        log_debug("flex search: alpha {:.2f} beta {:.2f}: error above {:g} after {} of {} rows, stopped", alpha, beta,
+                  cutoff, end, n_);
+        return bound;
+      }
     }
   }
-  return error_of_sum(sum);
+  const float err = error_of_sum(sum);
+  log_debug("flex search: alpha {:.2f} beta {:.2f}: error {:g} over all {} rows ({} outputs)", alpha, beta, err, n_,
+            out_);
+  return err;
 }
 
 }  // namespace

@@ -233,6 +233,32 @@ struct ConcurrentRows : ForwardObserver {
   }
 };
 
+// Buffers that a kernel overwrites in full are handed out holding the previous chunk's values: a forward on
+// a scratch that just ran a larger, different chunk (padded, so some rows are not real) must give the bits a
+// fresh scratch gives.
+TEST(DecoderLayer, ReusedScratchGivesTheBitsOfAFreshOne) {
+  const ModelConfig c = small_config(true, false);
+  std::mt19937 rng(77);
+  const DecoderLayer d = build_float_layer(c, 1, random_layer(c, 1, rng), FloatPrecision::kF32);
+  const auto filled = [&](std::int64_t rows, float phase) {
+    Tensor h = Tensor::zeros(DType::kF32, {rows, c.hidden_size});
+    for (std::size_t i = 0; i < h.numel(); ++i) h.mutable_data<float>()[i] = std::sin(phase + 0.11f * static_cast<float>(i));
+    return h;
+  };
+  TokenLayout big;
+  const std::vector<std::uint8_t> real = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0};
+  big.add_sequence(12, real.data());
+  const TokenLayout small = packed_layout({5, 4});
+  Tensor fresh = filled(9, 0.5f);
+  d.forward(c, fresh, small, nullptr);
+  ForwardScratch scratch;
+  Tensor first = filled(12, 2.0f);
+  d.forward(c, first, big, nullptr, &scratch);
+  Tensor reused = filled(9, 0.5f);
+  d.forward(c, reused, small, nullptr, &scratch);
+  EXPECT_EQ(std::memcmp(reused.bytes(), fresh.bytes(), fresh.nbytes()), 0);
+}
+
 TEST(DecoderLayer, ExpertsRunInParallelWithTheSameBitsAsOneThread) {
   // The tiny model's shapes: GEMMs big enough for oneDNN's blocked kernels and their scratchpads.
   const ModelConfig c = ModelConfig::from_json(
