@@ -1,5 +1,6 @@
 // GEMM throughput on this machine: f32 (both methods), bf16 and int8 at a large square size (the "peak" for
-// each precision) and at the Qwen3-30B-A3B calibration shapes, with 1 and 2 threads.
+// each precision) and at the Qwen3-30B-A3B calibration shapes, with 1 and 2 threads; bf16 and int8 both with
+// oneDNN's blocked copy of the weights and with the weights used in place.
 //
 //   gemm_bench [seconds_per_cell=0.3]
 //
@@ -45,25 +46,26 @@ struct Columns {
 
 double gflops(const Shape& s, double t) { return 2.0 * s.m * s.n * s.k / t / 1e9; }
 
-double run_float(const Shape& s, double seconds, GemmPrecision precision, F32GemmMethod method) {
+double run_float(const Shape& s, double seconds, GemmPrecision precision, F32GemmMethod method,
+                 WeightStorage storage = WeightStorage::kPacked) {
   set_f32_gemm_method(method);
   std::vector<float> x(static_cast<std::size_t>(s.m * s.k)), y(static_cast<std::size_t>(s.m * s.n));
   std::vector<std::uint16_t> w(static_cast<std::size_t>(s.n * s.k));
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = pattern(static_cast<std::int64_t>(i));
   for (std::size_t i = 0; i < w.size(); ++i) w[i] = moeslim::f32_to_bf16(0.05f * pattern(static_cast<std::int64_t>(i) + 3));
-  const PreparedWeight pw = PreparedWeight::from_bf16(w.data(), s.n, s.k, s.k, precision);
+  const PreparedWeight pw = PreparedWeight::from_bf16(w.data(), s.n, s.k, s.k, precision, storage);
   const double t = seconds_per_call([&] { gemm(x.data(), s.m, s.k, pw, y.data(), s.n); }, seconds);
   set_f32_gemm_method(F32GemmMethod::kAuto);
   return gflops(s, t);
 }
 
-double run_int8(const Shape& s, double seconds) {
+double run_int8(const Shape& s, double seconds, WeightStorage storage = WeightStorage::kPacked) {
   std::vector<std::uint8_t> x(static_cast<std::size_t>(s.m * s.k));
   std::vector<std::int8_t> w(static_cast<std::size_t>(s.n * s.k));
   std::vector<std::int32_t> acc(static_cast<std::size_t>(s.m * s.n));
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<std::uint8_t>((i * 37u) % 256u);
   for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<std::int8_t>(static_cast<int>((i * 101u) % 255u) - 127);
-  const PreparedInt8Weight pw = PreparedInt8Weight::from_s8(w.data(), s.n, s.k, s.k);
+  const PreparedInt8Weight pw = PreparedInt8Weight::from_s8(w.data(), s.n, s.k, s.k, storage);
   const double t = seconds_per_call([&] { gemm_u8s8_s32(x.data(), s.m, s.k, pw, acc.data(), s.n); }, seconds);
   return gflops(s, t);
 }
@@ -101,6 +103,12 @@ int main(int argc, char** argv) {
       {"f32 bf16x3", [](const Shape& s, double t) { return run_float(s, t, GemmPrecision::kF32, F32GemmMethod::kBf16x3); }},
       {"bf16", [](const Shape& s, double t) { return run_float(s, t, GemmPrecision::kBF16, F32GemmMethod::kAuto); }},
       {"int8 GOP/s", [](const Shape& s, double t) { return run_int8(s, t); }},
+      // The weights used in place (WeightStorage::kBorrowed), as the model's linears use them, against the
+      // blocked copies of the two columns before.
+      {"bf16 in place", [](const Shape& s, double t) {
+         return run_float(s, t, GemmPrecision::kBF16, F32GemmMethod::kAuto, WeightStorage::kBorrowed);
+       }},
+      {"int8 in place", [](const Shape& s, double t) { return run_int8(s, t, WeightStorage::kBorrowed); }},
   };
   const int thread_counts[] = {1, 2};
 

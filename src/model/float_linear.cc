@@ -23,8 +23,9 @@ class FloatLinear final : public Linear {
     switch (weight.dtype()) {
       case DType::kBF16:
         // The checkpoint's mapped bf16 used in place, no copy: a layer's experts are most of its memory, and a
-        // packed copy would hold them twice (measured: 2–15 % slower GEMMs at expert row counts, the same
-        // bits). Where the GEMM needs another form, from_tensor makes the packed copy itself.
+        // packed copy would hold them twice (5–16 % slower GEMMs at expert shapes on one thread, bench/gemm_bench's
+        // "bf16 in place" column; the same bits). Where the GEMM needs another form, from_tensor makes the
+        // packed copy itself.
         weight_ = kernels::PreparedWeight::from_tensor(weight, to_gemm(precision), kernels::WeightStorage::kBorrowed);
         break;
       case DType::kF32:

@@ -7,7 +7,7 @@
 
 namespace moeslim::model {
 
-float* ForwardScratch::slot(Slot slot, std::int64_t rows, std::int64_t cols, bool clear) {
+float* ForwardScratch::take(Slot slot, std::int64_t rows, std::int64_t cols, bool clear) {
   Tensor& t = slots_[slot];
   const std::size_t n = shape_numel({rows, cols});
   if (t.numel() < n) {
@@ -19,9 +19,9 @@ float* ForwardScratch::slot(Slot slot, std::int64_t rows, std::int64_t cols, boo
   return t.mutable_data<float>();
 }
 
-float* ForwardScratch::zeroed(Slot s, std::int64_t rows, std::int64_t cols) { return slot(s, rows, cols, true); }
+float* ForwardScratch::zeroed(Slot s, std::int64_t rows, std::int64_t cols) { return take(s, rows, cols, true); }
 
-float* ForwardScratch::overwritten(Slot s, std::int64_t rows, std::int64_t cols) { return slot(s, rows, cols, false); }
+float* ForwardScratch::overwritten(Slot s, std::int64_t rows, std::int64_t cols) { return take(s, rows, cols, false); }
 
 void ForwardScratch::prepare_workers(int count) {
   while (static_cast<int>(workers_.size()) < count) workers_.push_back(std::make_unique<ForwardScratch>());

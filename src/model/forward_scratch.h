@@ -48,7 +48,7 @@ class ForwardScratch {
   ForwardScratch& worker(int index);
 
  private:
-  float* slot(Slot slot, std::int64_t rows, std::int64_t cols, bool clear);
+  float* take(Slot slot, std::int64_t rows, std::int64_t cols, bool clear);  // both of the above
 
   std::array<Tensor, kSlotCount> slots_;
   std::vector<std::unique_ptr<ForwardScratch>> workers_;

@@ -77,8 +77,8 @@ kernels::PreparedInt8Weight prepare(const Tensor& weight) {
           "weight must be a non-empty 2-D I8 tensor, got " + std::string(dtype_name(weight.dtype())) + " " +
               shape_to_string(weight.shape()));
   // The codes used in place, no copy: a layer's experts are most of its memory, and a packed copy held them
-  // twice during the quantized pass (7.5 GB more for a Qwen3-Coder-480B layer). Measured on one AVX-512
-  // thread at expert shapes (768×2048, 2048×768): 2–12 % slower than oneDNN's blocked copy, the same bits.
+  // twice during the quantized pass (7.5 GB more for a Qwen3-Coder-480B layer). At expert shapes on one thread
+  // 4–14 % slower than oneDNN's blocked copy (bench/gemm_bench's "int8 in place" column), the same bits.
   return kernels::PreparedInt8Weight::from_tensor(weight, kernels::WeightStorage::kBorrowed);
 }
 

@@ -7,16 +7,13 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/scoped_threads.h"
 #include "core/error.h"
 
 namespace moeslim::kernels {
 namespace {
 
-class ScopedThreads {
- public:
-  explicit ScopedThreads(int n) { set_num_threads(n); }
-  ~ScopedThreads() { set_num_threads(1); }
-};
+using moeslim::testing::ScopedThreads;
 
 TEST(SerialKernelsScope, MakesThisThreadSerialAndNests) {
   ScopedThreads threads(3);

@@ -16,10 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/scoped_threads.h"
 #include "common/test_paths.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
-#include "kernels/threading.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
 #include "model/layer_loader.h"
@@ -171,14 +171,15 @@ TEST_F(LayerQuantizerTest, QuantizedWeightsAreReleasedBeforeTheQuantizedPass) {
   LayerQuantizerOptions o = options(quant::Propagation::kFloat);
   std::set<std::string> released;
   std::mutex mutex;  // the linears are quantized as tasks over the threads
-  kernels::set_num_threads(2);
   o.release_mapped = [&](const std::string& name) {
     const std::lock_guard<std::mutex> lock(mutex);
     EXPECT_EQ(times.seconds.count("quantized check"), 0u) << name << " released after the quantized pass";
     released.insert(name);
   };
-  const QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
-  kernels::set_num_threads(1);
+  const QuantizedLayer q = [&] {
+    const testing::ScopedThreads scoped(2);
+    return quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
+  }();
   std::set<std::string> expected;
   for (const auto& [id, linear] : q.linears) {
     if (linear.scheme != QuantScheme::kFloat) expected.insert(model::hf_weight_name(id));
@@ -198,13 +199,11 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 TEST_F(LayerQuantizerTest, W4A8LayerIsTheSameAtAnyThreadCount) {
   const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-30b-w4a8.yaml");
   const auto run = [&](int threads) {
-    kernels::set_num_threads(threads);
+    const testing::ScopedThreads scoped(threads);
     ActivationSet calib = embedded();
     PhaseTimes times;
-    QuantizedLayer q =
-        quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kFloat), times);
-    kernels::set_num_threads(1);
-    return q;
+    return quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kFloat),
+                          times);
   };
   const QuantizedLayer one = run(1), three = run(3);
   ASSERT_EQ(one.smoothing.size(), three.smoothing.size());

@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "common/scoped_threads.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "kernels/cpu_features.h"
-#include "kernels/threading.h"
 #include "quant_test_util.h"
 
 namespace moeslim::quant {
@@ -321,10 +321,13 @@ TEST(FlexSearch, StoppingEarlyPicksWhatTheFullGridPicksAtAnyThreadCount) {
   const Tensor w = random_matrix(2048, 32, rng, 0.05f, DType::kBF16);
   const FlexSearchResult ref = reference_search(x, {&w}, DType::kBF16);
   for (const int threads : {1, 2, 3}) {
-    kernels::set_num_threads(threads);
-    const FlexSearchResult r = search_flex_alpha_beta(x, {&w}, DType::kBF16);
-    const double e = flex_error(x, {&w}, 0.35, 0.4, DType::kBF16);
-    kernels::set_num_threads(1);
+    FlexSearchResult r;
+    double e = 0;
+    {
+      const moeslim::testing::ScopedThreads scoped(threads);
+      r = search_flex_alpha_beta(x, {&w}, DType::kBF16);
+      e = flex_error(x, {&w}, 0.35, 0.4, DType::kBF16);
+    }
     EXPECT_EQ(r.alpha, ref.alpha) << threads;
     EXPECT_EQ(r.beta, ref.beta) << threads;
     EXPECT_EQ(r.error, ref.error) << threads;
