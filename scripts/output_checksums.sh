@@ -10,7 +10,8 @@
 # MOESLIM defaults to build/src/cli/moeslim. Before a refactor or a speed change, record with the old binary;
 # after it, check with the new one. tests/data/output_checksums.txt is the recorded contract of the current
 # main. WORK (default: a fresh temporary directory) holds the outputs; CASES_FILTER (a grep -E pattern on the
-# case name) runs a subset. About 6 minutes on 2 cores.
+# case name) runs a subset; EXTRA_FLAGS go to every run (e.g. "--expert_group 3": the output must not depend
+# on it). About 8 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?usage: output_checksums.sh record|check FILE [MOESLIM]}
@@ -44,7 +45,7 @@ for MODEL in tiny-qwen3-moe tiny-qwen3-moe-outliers; do
       OUT="$WORK/$MODEL/$NAME-t$THREADS"
       mkdir -p "$WORK/$MODEL"
       # shellcheck disable=SC2086
-      if ! "$BIN" quant --model_path "models/$MODEL" --save_path "$OUT" --force --threads "$THREADS" $FLAGS \
+      if ! "$BIN" quant --model_path "models/$MODEL" --save_path "$OUT" --force --threads "$THREADS" $FLAGS ${EXTRA_FLAGS:-} \
         >/dev/null 2>"$WORK/stderr.txt"; then
         echo "output_checksums: quant failed for $MODEL $NAME --threads $THREADS:" >&2
         cat "$WORK/stderr.txt" >&2

@@ -34,6 +34,7 @@ struct QuantOptions {
   std::int64_t layer_count = 0;
   std::int64_t batch_size = 4;
   std::int64_t search_rows = 0;
+  std::int64_t expert_group = 0;
   int threads = 1;
   bool mindie_format = false;
   bool rot = false;
@@ -119,6 +120,7 @@ int run_quant(const QuantOptions& o) {
   p.quant_type = !o.quant_type.empty() ? o.quant_type : !r.quant_type.empty() ? r.quant_type : "";
   p.float_precision = o.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
   p.search_rows = o.search_rows;
+  p.experts_per_group = o.expert_group;
   const pipeline::QuantReport report = pipeline::run_quant(r, p).report;
   log_info("quant: wrote {} in {:.1f} s; report (every expert's token count, timings): {}/quant_report.json", o.save_path,
            report.timing_seconds.at("total"), o.save_path);
@@ -236,6 +238,12 @@ CommandRunner register_quant(CLI::App& app) {
   sub->add_option("--search_rows", o->search_rows,
                   "flex_smooth's alpha/beta search on at most this many activation rows per subgraph, evenly "
                   "strided (0 = all, msModelSlim's behaviour; large models may want e.g. 4096)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--expert_group", o->expert_group,
+                  "Experts held at once: each layer's experts are loaded, run, quantized and written this many at a "
+                  "time, which bounds the peak memory (0 = auto: groups of at most 1 GiB of float weights, two or "
+                  "more experts per thread). The output is the same for every value")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   add_threads_option(*sub, o->threads);

@@ -71,27 +71,12 @@ void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Ten
     layer.forward(config, hidden, layout, observer, &scratch);
     return;
   }
-  std::size_t s = 0;
-  while (s < layout.sequences.size()) {
-    // Gather whole sequences up to max_rows rows.
-    TokenLayout chunk;
-    const std::int64_t begin = layout.sequences[s].begin;
-    std::int64_t rows = 0;
-    std::int64_t count = 0;
-    while (s < layout.sequences.size() && count < max_sequences &&
-           (rows == 0 || rows + layout.sequences[s].length <= max_rows)) {
-      const SequenceSpan& span = layout.sequences[s];
-      chunk.add_sequence(span.length, layout.real.data() + span.begin);
-      // Keep the caller's positions (they may not start at 0 for continued sequences).
-      std::memcpy(chunk.positions.data() + rows, layout.positions.data() + span.begin, span.length * sizeof(std::int64_t));
-      rows += span.length;
-      ++s;
-      ++count;
-    }
+  for (const LayoutChunk& chunk : split_into_chunks(layout, max_rows, max_sequences)) {
+    const std::int64_t rows = chunk.layout.rows();
     Tensor part = Tensor::zeros(DType::kF32, {rows, H});
-    std::memcpy(part.mutable_data<float>(), hidden.data<float>() + begin * H, rows * H * sizeof(float));
-    layer.forward(config, part, chunk, observer, &scratch);
-    std::memcpy(hidden.mutable_data<float>() + begin * H, part.data<float>(), rows * H * sizeof(float));
+    std::memcpy(part.mutable_data<float>(), hidden.data<float>() + chunk.begin * H, rows * H * sizeof(float));
+    layer.forward(config, part, chunk.layout, observer, &scratch);
+    std::memcpy(hidden.mutable_data<float>() + chunk.begin * H, part.data<float>(), rows * H * sizeof(float));
   }
 }
 

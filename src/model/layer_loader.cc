@@ -142,8 +142,8 @@ SwiGluMlp build_swiglu(const LayerTensors& t, std::int64_t layer, std::int64_t e
 
 }  // namespace
 
-DecoderLayer build_layer(const ModelConfig& config, std::int64_t layer, const LayerTensors& t,
-                         const LinearFactory& make) {
+DecoderLayer build_layer_without_experts(const ModelConfig& config, std::int64_t layer, const LayerTensors& t,
+                                         const LinearFactory& make) {
   DecoderLayer d;
   d.index = layer;
   d.attn.input_norm = norm(t, {layer, ModuleRole::kInputNorm});
@@ -157,19 +157,36 @@ DecoderLayer build_layer(const ModelConfig& config, std::int64_t layer, const La
   d.mlp.is_moe = config.is_moe_layer(layer);
   if (d.mlp.is_moe) {
     d.mlp.router = linear(t, {layer, ModuleRole::kRouter}, make);
-    for (std::int64_t e = 0; e < config.num_experts; ++e) d.mlp.experts.push_back(build_swiglu(t, layer, e, make));
+    d.mlp.experts.resize(static_cast<std::size_t>(config.num_experts));
   } else {
     d.mlp.dense = build_swiglu(t, layer, -1, make);
   }
   return d;
 }
 
-DecoderLayer build_float_layer(const ModelConfig& config, std::int64_t layer, const LayerTensors& t,
-                               FloatPrecision precision) {
-  return build_layer(config, layer, t, [&](const ModuleId& module, const Tensor& weight, const Tensor& bias) {
+SwiGluMlp build_expert(std::int64_t layer, std::int64_t expert, const LayerTensors& t, const LinearFactory& make) {
+  return build_swiglu(t, layer, expert, make);
+}
+
+DecoderLayer build_layer(const ModelConfig& config, std::int64_t layer, const LayerTensors& t,
+                         const LinearFactory& make) {
+  DecoderLayer d = build_layer_without_experts(config, layer, t, make);
+  for (std::size_t e = 0; e < d.mlp.experts.size(); ++e) {
+    d.mlp.experts[e] = build_swiglu(t, layer, static_cast<std::int64_t>(e), make);
+  }
+  return d;
+}
+
+LinearFactory float_linear_factory(FloatPrecision precision) {
+  return [precision](const ModuleId& module, const Tensor& weight, const Tensor& bias) {
     // The router stays float32 in every mode: routing decisions are sensitive and the GEMM is tiny.
     return make_float_linear(weight, bias, module.role == ModuleRole::kRouter ? FloatPrecision::kF32 : precision);
-  });
+  };
+}
+
+DecoderLayer build_float_layer(const ModelConfig& config, std::int64_t layer, const LayerTensors& t,
+                               FloatPrecision precision) {
+  return build_layer(config, layer, t, float_linear_factory(precision));
 }
 
 }  // namespace moeslim::model

@@ -31,7 +31,17 @@ using LinearFactory =
 DecoderLayer build_layer(const ModelConfig& config, std::int64_t layer, const LayerTensors& tensors,
                          const LinearFactory& make_linear);
 
-// A float DecoderLayer over raw tensors (BF16/F16/F32 weights); the router is always float32.
+// build_layer without a MoE layer's experts (mlp.experts holds num_experts empty entries), for a pass that
+// builds them a group at a time with build_expert (grouped_layer_pass.h).
+DecoderLayer build_layer_without_experts(const ModelConfig& config, std::int64_t layer, const LayerTensors& tensors,
+                                         const LinearFactory& make_linear);
+SwiGluMlp build_expert(std::int64_t layer, std::int64_t expert, const LayerTensors& tensors,
+                       const LinearFactory& make_linear);
+
+// Float linears (BF16/F16/F32 weights) at `precision`; the router is always float32.
+LinearFactory float_linear_factory(FloatPrecision precision);
+
+// A float DecoderLayer over raw tensors: build_layer with float_linear_factory.
 DecoderLayer build_float_layer(const ModelConfig& config, std::int64_t layer, const LayerTensors& tensors,
                                FloatPrecision precision);
 

@@ -1,6 +1,7 @@
 #include "model/token_layout.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace moeslim::model {
 
@@ -25,6 +26,32 @@ TokenLayout packed_layout(const std::vector<std::int64_t>& lengths) {
   TokenLayout layout;
   for (std::int64_t n : lengths) layout.add_sequence(n);
   return layout;
+}
+
+std::vector<LayoutChunk> split_into_chunks(const TokenLayout& layout, std::int64_t max_rows,
+                                           std::int64_t max_sequences) {
+  if (max_sequences <= 0) max_sequences = static_cast<std::int64_t>(layout.sequences.size());
+  std::vector<LayoutChunk> chunks;
+  std::size_t s = 0;
+  while (s < layout.sequences.size()) {
+    LayoutChunk chunk;
+    chunk.begin = layout.sequences[s].begin;
+    std::int64_t rows = 0;
+    std::int64_t count = 0;
+    while (s < layout.sequences.size() && count < max_sequences &&
+           (rows == 0 || rows + layout.sequences[s].length <= max_rows)) {
+      const SequenceSpan& span = layout.sequences[s];
+      chunk.layout.add_sequence(span.length, layout.real.data() + span.begin);
+      // Keep the caller's positions (they may not start at 0 for continued sequences).
+      std::memcpy(chunk.layout.positions.data() + rows, layout.positions.data() + span.begin,
+                  static_cast<std::size_t>(span.length) * sizeof(std::int64_t));
+      rows += span.length;
+      ++s;
+      ++count;
+    }
+    chunks.push_back(std::move(chunk));
+  }
+  return chunks;
 }
 
 }  // namespace moeslim::model

@@ -33,4 +33,15 @@ struct TokenLayout {
 // A packed layout of unpadded sequences of the given lengths.
 TokenLayout packed_layout(const std::vector<std::int64_t>& lengths);
 
+// Rows [begin, begin + layout.rows()) of a larger layout, as a layout of their own (positions kept).
+struct LayoutChunk {
+  std::int64_t begin = 0;
+  TokenLayout layout;
+};
+
+// `layout` cut into chunks of whole sequences, in order: each takes sequences while it has fewer than
+// max_sequences (<= 0: no limit) and they fit in max_rows rows (a longer sequence goes alone).
+std::vector<LayoutChunk> split_into_chunks(const TokenLayout& layout, std::int64_t max_rows,
+                                           std::int64_t max_sequences);
+
 }  // namespace moeslim::model

@@ -6,12 +6,14 @@
 
 #include "core/error.h"
 #include "model/causal_lm.h"
+#include "model/grouped_layer_pass.h"
 #include "model/quantized_linear.h"
 #include "pipeline/layer_statistics.h"
 
 namespace moeslim::pipeline {
 namespace {
 
+using model::ExpertRange;
 using model::ModuleId;
 using model::ModuleRole;
 
@@ -51,6 +53,48 @@ quant::NormTensors norm_tensors(const quant::LayerContext& c, const ModuleId& no
   return n;
 }
 
+std::vector<ModuleId> expert_linears(std::int64_t layer, ExpertRange group) {
+  std::vector<ModuleId> out;
+  for (std::int64_t e = group.first; e < group.last; ++e) {
+    for (const ModuleRole r : {ModuleRole::kGateProj, ModuleRole::kUpProj, ModuleRole::kDownProj}) {
+      out.push_back(ModuleId::expert_proj(layer, r, e));
+    }
+  }
+  return out;
+}
+
+// The layer's parts into a QuantizedLayer, for callers without a sink.
+class CollectingSink final : public LayerSink {
+ public:
+  explicit CollectingSink(QuantizedLayer& out) : out_(out) {}
+  void linear(quant::QuantizedLinear l) override {
+    const ModuleId module = l.module;
+    out_.linears.insert_or_assign(module, std::move(l));
+  }
+  void norm(quant::NormTensors n) override {
+    const ModuleId module = n.module;
+    out_.norms.insert_or_assign(module, std::move(n));
+  }
+
+ private:
+  QuantizedLayer& out_;
+};
+
+// Consecutive phases of a layer, each timed from where the one before ended, so that work done inside a
+// pass's hooks (quantizing an expert group, writing it) is counted under its own phase, not the pass's.
+class PhaseClock {
+ public:
+  explicit PhaseClock(PhaseTimes& times) : times_(times), start_(PhaseTimes::mark()) {}
+  void end(const std::string& phase) {
+    times_.add(phase, start_);
+    start_ = PhaseTimes::mark();
+  }
+
+ private:
+  PhaseTimes& times_;
+  PhaseTimes::Mark start_;
+};
+
 }  // namespace
 
 void run_layer(const model::ModelConfig& config, const model::DecoderLayer& layer, ActivationSet& set,
@@ -75,48 +119,74 @@ double real_rows_squared_distance(const Tensor& a, const Tensor& b, const model:
 
 QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors raw,
                               const quant::StepList& steps, ActivationSet* anti, ActivationSet& calib,
-                              const LayerQuantizerOptions& options, PhaseTimes& times) {
+                              const LayerQuantizerOptions& options, PhaseTimes& times, LayerSink* sink) {
   const bool propagate_quantized = options.propagation == quant::Propagation::kQuantized;
+  QuantizedLayer out;
+  CollectingSink collecting(out);
+  LayerSink& parts = sink != nullptr ? *sink : collecting;
   quant::LayerContext c(config, layer, std::move(raw), options.settings);
   c.release_mapped = options.release_mapped;
+  const auto release = [&](const std::vector<ModuleId>& modules) {
+    if (!c.release_mapped) return;
+    for (const ModuleId& m : modules) c.release_mapped(model::hf_weight_name(m));
+  };
+  const bool moe = config.is_moe_layer(layer);
+  const std::vector<ExpertRange> groups =
+      moe ? model::expert_groups(config.num_experts,
+                                 options.experts_per_group > 0 ? options.experts_per_group : config.num_experts)
+          : std::vector<ExpertRange>();
+  const auto run = [&](model::DecoderLayer& l, ActivationSet& set, model::ForwardObserver* observer,
+                       const model::ExpertGroupHooks& hooks) {
+    model::run_layer_grouped(config, l, set.hidden, *set.layout, set.batch_size, groups, observer, hooks);
+  };
+
+  PhaseClock clock(times);
   for (const auto& step : steps) {
-    const auto start = PhaseTimes::mark();
     step->before_float_pass(c);
-    times.add(step->phase(), start);
+    clock.end(step->phase());
   }
 
-  // Float pass: what the steps observe, the routing, and the float outputs.
+  // Float pass: what the steps observe, the routing, and the float outputs. Each expert group's float linears
+  // exist while the group runs, and its mapped weights go back after it.
   quant::ObservationRequest request;
   for (const auto& step : steps) step->request(c, request);
   quant::LayerObservations observations;
   ObservationCollector collector(request, options.settings.include_padding,
                                  (anti != nullptr ? anti->layout : calib.layout)->real_rows());
-  ExpertTokenCounter tokens(config.is_moe_layer(layer) ? config.num_experts : 0);
+  ExpertTokenCounter tokens(moe ? config.num_experts : 0);
   // The float outputs go to `reference` (quantized propagation: calib keeps the input for the quantized pass)
   // or to calib itself, with the input kept aside for the quantized check (float propagation).
   ActivationSet reference{Tensor(), calib.layout, calib.batch_size};
   Tensor input;
   double update = 0;  // Σ‖float output − input‖², the relative error's denominator
   {
-    const model::DecoderLayer float_layer =
-        model::build_float_layer(config, layer, c.tensors, options.float_precision);
-    auto start = PhaseTimes::mark();
+    const model::LinearFactory make_float = model::float_linear_factory(options.float_precision);
+    model::DecoderLayer float_layer = model::build_layer_without_experts(config, layer, c.tensors, make_float);
+    model::ExpertGroupHooks hooks;
+    hooks.load_experts = [&](ExpertRange g) {
+      for (std::int64_t e = g.first; e < g.last; ++e) {
+        float_layer.mlp.experts[static_cast<std::size_t>(e)] = model::build_expert(layer, e, c.tensors, make_float);
+      }
+    };
+    hooks.unload_experts = [&](ExpertRange g) {
+      for (std::int64_t e = g.first; e < g.last; ++e) float_layer.mlp.experts[static_cast<std::size_t>(e)] = {};
+      release(expert_linears(layer, g));
+    };
     if (anti != nullptr && !request.empty()) {
-      run_layer(config, float_layer, *anti, &collector);
-      times.add("anti statistics", start);
-      start = PhaseTimes::mark();
+      run(float_layer, *anti, &collector, hooks);
+      clock.end("anti statistics");
     }
     ObserverFanOut observers({anti == nullptr ? &collector : nullptr, propagate_quantized ? nullptr : &tokens});
     if (propagate_quantized) {
       reference.hidden = calib.hidden.clone();
-      run_layer(config, float_layer, reference, &observers);
+      run(float_layer, reference, &observers, hooks);
       update = real_rows_squared_distance(reference.hidden, calib.hidden, *calib.layout);
-      times.add("float reference", start);
+      clock.end("float reference");
     } else {
       input = calib.hidden.clone();
-      run_layer(config, float_layer, calib, &observers);  // calib now holds the float outputs
+      run(float_layer, calib, &observers, hooks);  // calib now holds the float outputs
       update = real_rows_squared_distance(calib.hidden, input, *calib.layout);
-      times.add("float pass", start);
+      clock.end("float pass");
     }
   }
   collector.take(observations);
@@ -124,47 +194,104 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
 
   make_attention_editable(c);
   for (const auto& step : steps) {
-    const auto start = PhaseTimes::mark();
     step->apply(c);
-    times.add(step->phase(), start);
+    clock.end(step->phase());
   }
 
   // The quantized pass: every linear at its scheme's runtime arithmetic, or as a calibrating step supplies it.
-  auto start = PhaseTimes::mark();
+  // Each part goes to the sink as soon as it is final: the attention after its half of the pass, the router
+  // and each expert group after the group ran, the rest at the end.
+  const std::string pass_phase = propagate_quantized ? "calibration" : "quantized check";
   std::vector<std::unique_ptr<quant::CalibrationPass>> passes;
   for (const auto& step : steps) {
     if (auto pass = step->calibration(c)) passes.push_back(std::move(pass));
   }
-  QuantizedLayer out;
+  // Their calibration is final (the passes are told before a linear they supplied goes).
+  const auto finish_passes = [&](const std::vector<ModuleId>& modules) {
+    for (const auto& pass : passes) pass->finish(c, modules);
+  };
+  const auto hand_over = [&](const std::vector<ModuleId>& modules) {
+    clock.end(pass_phase);
+    for (const ModuleId& m : modules) {
+      auto it = c.linears.find(m);
+      if (it == c.linears.end()) throw Error(ErrorCode::kInternal, "linear not quantized", "", model::hf_module_name(m));
+      parts.linear(std::move(it->second));
+      c.linears.erase(it);
+    }
+    clock.end("writing");
+  };
   {
-    const model::DecoderLayer quantized = model::build_layer(
-        config, layer, c.tensors, [&](const ModuleId& module, const Tensor&, const Tensor&) {
-          const quant::QuantizedLinear& q = c.linears.at(module);
-          for (const auto& pass : passes) {
-            if (auto linear = pass->linear_for(module, q)) return linear;
-          }
-          return runtime_linear(q);
-        });
+    const model::LinearFactory make_runtime = [&](const ModuleId& module, const Tensor&, const Tensor&) {
+      const quant::QuantizedLinear& q = c.linears.at(module);
+      for (const auto& pass : passes) {
+        if (auto linear = pass->linear_for(module, q)) return linear;
+      }
+      return runtime_linear(q);
+    };
+    model::DecoderLayer quantized = model::build_layer_without_experts(config, layer, c.tensors, make_runtime);
+    bool router_handed_over = false;
+    model::ExpertGroupHooks hooks;
+    hooks.after_attention = [&] {
+      const std::vector<ModuleId> attention = {{layer, ModuleRole::kQProj}, {layer, ModuleRole::kKProj},
+                                               {layer, ModuleRole::kVProj}, {layer, ModuleRole::kOProj}};
+      finish_passes(attention);
+      hand_over(attention);
+      parts.norm(norm_tensors(c, {layer, ModuleRole::kQNorm}));
+      parts.norm(norm_tensors(c, {layer, ModuleRole::kKNorm}));
+      clock.end("writing");
+    };
+    hooks.load_experts = [&](ExpertRange g) {
+      if (!router_handed_over) {  // routing is done: the router's linear is no longer read
+        finish_passes({{layer, ModuleRole::kRouter}});
+        hand_over({{layer, ModuleRole::kRouter}});
+        router_handed_over = true;
+      }
+      clock.end(pass_phase);
+      for (const auto& step : steps) {
+        step->apply_to_experts(c, g);
+        clock.end(step->phase());
+      }
+      for (std::int64_t e = g.first; e < g.last; ++e) {
+        quantized.mlp.experts[static_cast<std::size_t>(e)] = model::build_expert(layer, e, c.tensors, make_runtime);
+      }
+    };
+    hooks.unload_experts = [&](ExpertRange g) {
+      const std::vector<ModuleId> modules = expert_linears(layer, g);
+      finish_passes(modules);  // before their linears go
+      for (std::int64_t e = g.first; e < g.last; ++e) quantized.mlp.experts[static_cast<std::size_t>(e)] = {};
+      std::vector<ModuleId> left_float;  // the quantize step released the others as it quantized them
+      for (const ModuleId& m : modules) {
+        if (c.linears.at(m).scheme == quant::QuantScheme::kFloat) left_float.push_back(m);
+      }
+      hand_over(modules);
+      release(left_float);  // written now
+    };
     std::vector<model::ForwardObserver*> watchers;
     for (const auto& pass : passes) watchers.push_back(pass.get());
     if (propagate_quantized) watchers.push_back(&tokens);
     ObserverFanOut observers(watchers);
     double error = 0;  // Σ‖quantized output − float output‖²
     if (propagate_quantized) {
-      run_layer(config, quantized, calib, &observers);  // calib now holds the quantized outputs
+      run(quantized, calib, &observers, hooks);  // calib now holds the quantized outputs
       error = real_rows_squared_distance(calib.hidden, reference.hidden, *calib.layout);
     } else {
       ActivationSet check{std::move(input), calib.layout, calib.batch_size};  // the input, run in place
-      run_layer(config, quantized, check, &observers);
+      run(quantized, check, &observers, hooks);
       error = real_rows_squared_distance(check.hidden, calib.hidden, *calib.layout);
     }
     out.relative_error = update > 0 ? std::sqrt(error / update) : 0.0;
-    for (const auto& pass : passes) pass->finish(c);  // while the layer (which owns their linears) exists
+    // What is left (a dense layer's MLP), while the layer (which owns the passes' linears) exists.
+    std::vector<ModuleId> rest;
+    for (const ModuleId& m : model::layer_linears(config, layer)) {
+      if (c.linears.count(m) > 0) rest.push_back(m);
+    }
+    finish_passes(rest);
+    hand_over(rest);
   }
-  times.add(propagate_quantized ? "calibration" : "quantized check", start);
+  parts.norm(norm_tensors(c, {layer, ModuleRole::kInputNorm}));
+  parts.norm(norm_tensors(c, {layer, ModuleRole::kPostAttentionNorm}));
+  clock.end("writing");
 
-  out.linears = std::move(c.linears);
-  for (const ModuleId& norm : model::layer_norms(layer)) out.norms.emplace(norm, norm_tensors(c, norm));
   out.expert_tokens = tokens.counts();
   out.smoothing = std::move(c.smoothing);
   return out;

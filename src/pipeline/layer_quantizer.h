@@ -5,7 +5,9 @@
 //                           calibration set; the float outputs on the calibration set are the reference
 //   steps                   in recipe order (smoothing, weight quantization)
 //   quantized pass          the quantized layer with the runtime's integer arithmetic on the same inputs, with
-//                           the steps' calibration hooks attached; gives the report's relative error
+//                           the steps' calibration hooks attached; gives the report's relative error. A MoE
+//                           layer's experts are quantized, run and handed to the LayerSink a group at a time
+//                           (both passes go group by group: model/grouped_layer_pass.h)
 //   propagation             the calibration set moves on to the quantized outputs (Propagation::kQuantized) or
 //                           the float ones (kFloat)
 #pragma once
@@ -28,16 +30,21 @@ struct LayerQuantizerOptions {
   model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // of the float pass
   // Hands a checkpoint tensor's mapped pages back (quant::LayerContext::release_mapped); may be empty.
   std::function<void(const std::string& name)> release_mapped;
+  // Experts per group in both passes (0: all of a layer's experts in one group). The output does not depend
+  // on it; the peak memory does.
+  std::int64_t experts_per_group = 0;
 };
 
 // `raw`: the layer's checkpoint tensors (views are fine; what a step edits is copied). `anti`: the set the
 // statistics are taken on, or nullptr to take them on the calibration set's float pass. Both sets are advanced
-// in place to the layer's outputs. `times` gets each phase's wall time.
+// in place to the layer's outputs. `times` gets each phase's wall time. The layer's linears and norms go to
+// `sink` as they are finished, or, without one, into the returned QuantizedLayer.
 QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors raw,
                               const quant::StepList& steps, ActivationSet* anti, ActivationSet& calib,
-                              const LayerQuantizerOptions& options, PhaseTimes& times);
+                              const LayerQuantizerOptions& options, PhaseTimes& times, LayerSink* sink = nullptr);
 
-// The layer over every batch of `set`, in place.
+// The layer over every batch of `set`, in place: DecoderLayer::forward batch by batch (the quantizer's grouped
+// passes give the same bits).
 void run_layer(const model::ModelConfig& config, const model::DecoderLayer& layer, ActivationSet& set,
                model::ForwardObserver* observer);
 

@@ -52,9 +52,21 @@ struct ActivationSet {
   std::int64_t batch_size = 1;  // sequences per forward batch (one observer batch each)
 };
 
+// Receives a layer's finished parts as soon as each is final, in the order a writer takes them (Hugging Face
+// module order): q, k, v, o_proj, q_norm, k_norm, then the router and the experts in ascending order (or the
+// dense MLP's gate, up, down_proj), then input_layernorm and post_attention_layernorm. A MoE layer's experts
+// arrive a group at a time, while the layer is still running, so they are never all held at once.
+class LayerSink {
+ public:
+  virtual ~LayerSink() = default;
+  virtual void linear(quant::QuantizedLinear linear) = 0;
+  virtual void norm(quant::NormTensors norm) = 0;
+};
+
 struct QuantizedLayer {
-  std::map<model::ModuleId, quant::QuantizedLinear> linears;  // every linear of the layer
-  std::map<model::ModuleId, quant::NormTensors> norms;        // every norm of the layer
+  // Every linear and norm of the layer, when no LayerSink took them.
+  std::map<model::ModuleId, quant::QuantizedLinear> linears;
+  std::map<model::ModuleId, quant::NormTensors> norms;
   double relative_error = 0;               // ‖quantized − float‖ / ‖float − input‖ on the calibration set
   std::vector<std::int64_t> expert_tokens;  // calibration tokens routed to each expert (MoE layers)
   std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose

@@ -31,29 +31,23 @@ namespace {
 using Clock = PhaseTimes::Clock;
 using model::ModuleId;
 
-// Hugging Face module order within a layer: q, k, v, o, q_norm, k_norm, the router and experts (or the dense
-// MLP), input_layernorm, post_attention_layernorm. MLP linears left float are written as a weight only.
-void write_layer(formats::FormatWriter& writer, const model::ModelConfig& config, std::int64_t layer,
-                 const QuantizedLayer& q) {
-  const std::vector<ModuleId> linears = model::layer_linears(config, layer);
-  const std::vector<ModuleId> norms = model::layer_norms(layer);
-  for (const ModuleId& id : linears) {
-    if (id.is_attention()) writer.add_linear(q.linears.at(id));
-  }
-  writer.add_norm(q.norms.at(norms[0]));
-  writer.add_norm(q.norms.at(norms[1]));
-  for (const ModuleId& id : linears) {
-    if (id.is_attention()) continue;
-    const quant::QuantizedLinear& l = q.linears.at(id);
-    if (l.scheme == quant::QuantScheme::kFloat) {
-      writer.add_float(model::hf_weight_name(l.module), l.weight);
+// A layer's parts into the format writer as the layer quantizer finishes them (in Hugging Face module order,
+// LayerSink's). MLP linears left float are written as a weight only.
+class WriterSink final : public LayerSink {
+ public:
+  explicit WriterSink(formats::FormatWriter& writer) : writer_(writer) {}
+  void linear(quant::QuantizedLinear l) override {
+    if (!l.module.is_attention() && l.scheme == quant::QuantScheme::kFloat) {
+      writer_.add_float(model::hf_weight_name(l.module), l.weight);
     } else {
-      writer.add_linear(l);
+      writer_.add_linear(l);
     }
   }
-  writer.add_norm(q.norms.at(norms[2]));
-  writer.add_norm(q.norms.at(norms[3]));
-}
+  void norm(quant::NormTensors n) override { writer_.add_norm(n); }
+
+ private:
+  formats::FormatWriter& writer_;
+};
 
 EvaluationReport evaluate_output(const QuantRunOptions& o, const std::filesystem::path& written,
                                  const text::Tokenizer& tokenizer) {
@@ -112,6 +106,7 @@ class QuantRun {
   CalibrationSet anti_, calib_;
   std::optional<exporter::OutputDir> out_;
   ResourceEstimate need_;
+  std::int64_t experts_per_group_ = 0;
   Tensor raw_embedding_;
   DType float_dtype_ = DType::kBF16;
   std::unique_ptr<formats::FormatWriter> writer_;
@@ -157,11 +152,17 @@ void QuantRun::setup() {
   work.threads = kernels::num_threads();
   const DType checkpoint_dtype = checkpoint_->info("model.embed_tokens.weight").dtype;
   work.float_bytes = static_cast<int>(dtype_size(checkpoint_dtype));
+  experts_per_group_ = o_.experts_per_group > 0
+                           ? std::min(o_.experts_per_group, std::max<std::int64_t>(1, config_.num_experts))
+                           : default_experts_per_group(config_, work.float_bytes, work.threads);
+  work.experts_per_group = experts_per_group_;
   work.output_tensor_bytes = formats::for_recipe(recipe_).estimate_bytes(
       config_, formats::linear_plan(recipe_), checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
   need_ = estimate_resources(recipe_, config_, work);
-  log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward), output {:.2f} GiB",
+  log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward; {} of {} experts at "
+           "a time), output {:.2f} GiB",
            static_cast<double>(need_.peak_memory_bytes) / (1 << 30), batch_size_, work.rows_per_chunk,
+           experts_per_group_, config_.num_experts,
            static_cast<double>(need_.output_bytes) / (1 << 30));
   if (!o_.skip_disk_space_check) check_free_disk_space(need_, out_->temp_path());
 
@@ -185,6 +186,7 @@ void QuantRun::setup() {
   layer_options_.propagation = d.propagation;
   layer_options_.float_precision = o_.float_precision;
   layer_options_.release_mapped = [this](const std::string& name) { checkpoint_->release(name); };
+  layer_options_.experts_per_group = experts_per_group_;
   times_.add("setup", start);
 }
 
@@ -198,10 +200,11 @@ void QuantRun::quantize_layers() {
     std::vector<std::string> names;
     for (const auto& [name, tensor] : raw) names.push_back(name);
     times_.add("load", start);
+    WriterSink sink(*writer_);
     const QuantizedLayer q = quantize_layer(config_, l, std::move(raw), recipe_.steps,
-                                            anti_pass_ ? &anti_set_ : nullptr, calib_set_, layer_options_, times_);
+                                            anti_pass_ ? &anti_set_ : nullptr, calib_set_, layer_options_, times_,
+                                            &sink);
     start = PhaseTimes::mark();
-    write_layer(*writer_, config_, l, q);
     for (const std::string& name : names) checkpoint_->release(name);
     times_.add("writing", start);
     per_layer_.push_back(LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens});
@@ -268,6 +271,7 @@ QuantReport QuantRun::report_and_commit() {
   r.expected_output_bytes = need_.output_bytes;
   r.expected_peak_memory_bytes = need_.peak_memory_bytes;
   r.threads = kernels::num_threads();
+  r.experts_per_group = experts_per_group_;
   r.peak_rss_bytes = peak_rss_bytes();
   const std::filesystem::path report_path = out_->temp_path() / "quant_report.json";
   {

@@ -6,7 +6,8 @@
 // report (typed, quant_report.h; with eval_data the written directory is evaluated against the float model
 // first) and the rename into place.
 //
-// Peak memory is one layer's weights plus the activation sets, whatever the depth.
+// Peak memory is one layer's attention and one group of its experts, plus the activation sets, whatever the depth
+// and however many experts a layer has.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,9 @@ struct QuantRunOptions {
   std::string quant_type;  // "w8a8" / "w4a8" / "" (recorded in the report)
   model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // float passes (statistics, reference)
   std::int64_t search_rows = 0;  // flex_smooth α/β search: at most this many activation rows (0 = all)
+  // Experts a pass holds at once (0: default_experts_per_group, resource_estimate.h). Bounds the peak memory;
+  // the output does not depend on it.
+  std::int64_t experts_per_group = 0;
   bool skip_disk_space_check = false;  // write even when the estimated output exceeds the free space
 };
 

@@ -77,6 +77,7 @@ ordered_json to_json(const QuantReport& q) {
   r["expected_output_bytes"] = q.expected_output_bytes;
   r["expected_peak_memory_bytes"] = q.expected_peak_memory_bytes;
   r["threads"] = q.threads;
+  r["experts_per_group"] = q.experts_per_group;
   r["peak_rss_bytes"] = q.peak_rss_bytes;
   ordered_json timing = ordered_json::object();
   for (const auto& [phase, s] : q.timing_seconds) {

@@ -61,6 +61,7 @@ struct QuantReport {
   std::uint64_t expected_peak_memory_bytes = 0;
   // These vary run to run, or with --threads: comparisons of reports drop them.
   int threads = 1;  // compute threads used
+  std::int64_t experts_per_group = 0;  // experts a pass held at once (by default it follows the threads)
   std::uint64_t peak_rss_bytes = 0;
   std::map<std::string, double> timing_seconds;  // per phase, and "total"
   std::map<std::string, FlopTotals> gemm_work;   // per phase, only when profiling (benchmarks; not in the JSON)

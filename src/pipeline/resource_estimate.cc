@@ -19,6 +19,18 @@ std::string gib(std::uint64_t bytes) { return fmt::format("{:.2f} GiB", static_c
 
 }  // namespace
 
+std::int64_t default_experts_per_group(const model::ModelConfig& config, int float_bytes, int threads) {
+  const std::int64_t experts = config.num_experts;
+  if (experts <= 0) return 0;
+  const std::uint64_t expert_bytes = 3 * static_cast<std::uint64_t>(config.hidden_size) *
+                                     static_cast<std::uint64_t>(config.moe_intermediate_size) *
+                                     static_cast<std::uint64_t>(std::max(1, float_bytes));
+  const std::uint64_t layer_bytes = expert_bytes * static_cast<std::uint64_t>(experts);
+  const auto groups = static_cast<std::int64_t>(std::max<std::uint64_t>(1, (layer_bytes + kExpertGroupBytes - 1) / kExpertGroupBytes));
+  const std::int64_t even = (experts + groups - 1) / groups;
+  return std::min(experts, std::max(even, 2 * static_cast<std::int64_t>(std::max(1, threads))));
+}
+
 ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::ModelConfig& config,
                                     const WorkloadShape& work) {
   const auto fb = static_cast<std::uint64_t>(work.float_bytes);
@@ -28,28 +40,36 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   // The format's tensor data, and the side files (tokenizer, config, index, description, report: the real
   // Qwen3 tokenizer.json alone is 11 MB).
   e.output_bytes = work.output_tensor_bytes + 16 * kMiB;
-  std::uint64_t largest_layer = 0;
+  const std::int64_t per_group =
+      work.experts_per_group > 0 ? std::min(work.experts_per_group, config.num_experts) : config.num_experts;
+  std::uint64_t largest_layer = 0;  // the weights a layer holds at once: all but its experts, and one group
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
     std::uint64_t layer = 0;
     for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
-      layer += static_cast<std::uint64_t>(shape_numel(t.shape)) * fb;
+      const bool expert = t.name.find(".mlp.experts.") != std::string::npos;
+      if (!expert) layer += static_cast<std::uint64_t>(shape_numel(t.shape)) * fb;
+    }
+    if (config.is_moe_layer(l)) {
+      const std::uint64_t expert = 3 * hidden * static_cast<std::uint64_t>(config.moe_intermediate_size) * fb;
+      layer += expert * static_cast<std::uint64_t>(per_group);
     }
     largest_layer = std::max(largest_layer, layer);
   }
 
   // Peak memory, a model fitted to the peaks bench/quant_bench measures at Qwen3-30B-A3B and
-  // Qwen3-Coder-480B-A35B shapes (it overestimates them by 5–15 %): the process and its libraries; the
-  // activation sets in float32 (input and output of the layer for every prompt set, the float reference, and in
-  // the v1 flow the float and quantized streams, and the α/β search's rows and products); and the larger of two
-  // moments. At setup, the embedding (mapped and read once, then released). In a layer, its weights as mapped:
-  // the float passes read them in place, and the quantized codes (int8, half the bytes of bf16) replace them
-  // weight by weight, the mapped pages handed back as each is quantized, the quantized pass reading the codes
-  // in place too; plus the forward's buffers, which a pass keeps for all its chunks
-  // (model/forward_scratch.h). Per row of the largest chunk: the attention's normed input, q, k, v, context
-  // and output, the MLP's normed input and output, the router logits, and the experts' outputs (a group of
-  // experts holds about one chunk of rows per 16 threads). Each thread running experts keeps an input, gate
-  // and up buffer for the largest expert it met: counted as four times an expert's mean share of the chunk
-  // (or the whole chunk for a dense MLP).
+  // Qwen3-Coder-480B-A35B shapes: the process and its libraries; the activation sets in float32 (input and
+  // output of the layer for every prompt set, the float reference, and in the v1 flow the float and quantized
+  // streams, and the α/β search's rows and products); and the larger of two moments. At setup, the embedding
+  // (mapped and read once, then released). In a layer, the weights it holds at once: its attention and router,
+  // and one group of experts (model/grouped_layer_pass.h), as mapped: the float passes read them in place and
+  // release each group after it ran, and the quantized codes (int8, half the bytes of bf16) replace them weight
+  // by weight, the codes going to the writer after their group ran. Plus the forward's buffers, which a pass
+  // keeps for all its chunks (model/forward_scratch.h): per row of the largest chunk, the attention's normed
+  // input, q, k, v, context and output, the MLP's normed input and output, and the router logits; per row of
+  // the whole set, the MoE block's input and output, which the grouped pass keeps for every chunk, and the
+  // group's expert outputs (K rows per token, spread over the experts). Each thread running experts keeps an
+  // input, gate and up buffer for the largest expert it met: counted as four times an expert's mean share of
+  // the chunk (or the whole chunk for a dense MLP).
   const std::uint64_t process = 160 * kMiB;
   const std::uint64_t row_bytes = hidden * 4;
   const std::uint64_t activations =
@@ -59,7 +79,11 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   const std::int64_t threads = std::max(1, work.threads);
   const auto shared_row = static_cast<std::uint64_t>(4 * config.hidden_size + 2 * config.q_width() +
                                                      2 * config.kv_width() + config.num_experts);
-  const std::uint64_t expert_output_rows = static_cast<std::uint64_t>(rows * ((threads + 15) / 16));
+  const auto set_rows = static_cast<std::uint64_t>(std::max(work.calibration_tokens, work.anti_tokens));
+  const std::uint64_t group_output_rows =
+      config.num_experts > 0 ? set_rows * static_cast<std::uint64_t>(config.num_experts_per_tok * per_group) /
+                                   static_cast<std::uint64_t>(config.num_experts)
+                             : 0;
   std::uint64_t worker_bytes = 0;  // one thread's expert buffers
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
     const bool moe = config.is_moe_layer(l);
@@ -69,7 +93,8 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
             : rows;
     worker_bytes = std::max(worker_bytes, static_cast<std::uint64_t>(expert_rows * (config.hidden_size + 2 * width)) * 4);
   }
-  const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 + expert_output_rows * row_bytes +
+  const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 +
+                              (2 * set_rows + group_output_rows) * row_bytes +
                               static_cast<std::uint64_t>(threads) * worker_bytes;
   e.peak_memory_bytes =
       process + activations + std::max(embedding, largest_layer + chunk);

@@ -24,8 +24,16 @@ struct WorkloadShape {
   bool v1 = false;                      // the one-click (W4A8) flow, which carries float and quantized streams
   int threads = 1;                      // kernel threads: each runs experts with buffers of its own
   int float_bytes = 2;                  // the checkpoint's float dtype size
+  std::int64_t experts_per_group = 0;   // the passes' expert groups (0: a layer's experts all at once)
   std::uint64_t output_tensor_bytes = 0;  // the output format's tensor data (formats::OutputFormat::estimate_bytes)
 };
+
+// How many experts the quantizer's passes hold at once when the user does not say: the layer's experts cut into
+// the fewest even groups of at most kExpertGroupBytes of float weights each, but at least two experts per
+// thread (fewer would leave threads idle while a group runs), and never more than the layer has. 0 for a model
+// without experts.
+inline constexpr std::uint64_t kExpertGroupBytes = std::uint64_t{1} << 30;
+std::int64_t default_experts_per_group(const model::ModelConfig& config, int float_bytes, int threads);
 
 // `config` already limited to the layers that will be written.
 ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::ModelConfig& config,

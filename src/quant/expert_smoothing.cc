@@ -50,13 +50,18 @@ void apply_expert_smoothing(LayerContext& c, const ExpertSmoothingParams& params
   const DType dt = c.settings.float_dtype;
   auto plan = std::make_shared<ExpertScales>();
   if (params.moe_input) {
-    std::vector<const Tensor*> gate_up;
+    // moe_input_scales over every expert's gate/up, read one weight at a time: each weight's mapped pages go
+    // back as soon as it is read, so the scan never holds the layer's experts (the max is order-free).
+    const std::vector<float> act = c.observations->stats({c.layer, ModuleRole::kRouter}).abs_max();
+    std::vector<float> weight_max(act.size(), 0.0f);
     for (std::int64_t e = 0; e < c.config.num_experts; ++e) {
-      gate_up.push_back(&c.weight(ModuleId::expert_proj(c.layer, ModuleRole::kGateProj, e)));
-      gate_up.push_back(&c.weight(ModuleId::expert_proj(c.layer, ModuleRole::kUpProj, e)));
+      for (const ModuleRole role : {ModuleRole::kGateProj, ModuleRole::kUpProj}) {
+        const ModuleId module = ModuleId::expert_proj(c.layer, role, e);
+        accumulate_column_abs_max(c.weight(module), weight_max);
+        if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));
+      }
     }
-    plan->input_scale = moe_input_scales(gate_up, c.observations->stats({c.layer, ModuleRole::kRouter}).abs_max(),
-                                         params.alpha, params.beta, dt);
+    plan->input_scale = flex_scales(act, weight_max, params.alpha, params.beta, dt);
     scale_norm(c.editable_weight({c.layer, ModuleRole::kPostAttentionNorm}), plan->input_scale, dt);
     scale_columns(c.editable_weight({c.layer, ModuleRole::kRouter}), plan->input_scale, dt);
     c.smoothing.push_back({"moe-input", params.alpha, params.beta});
@@ -70,6 +75,7 @@ void apply_expert_smoothing(LayerContext& c, const ExpertSmoothingParams& params
       if (h.rows_observed() == 0) continue;  // no token: s = 1
       plan->up_down_scale[static_cast<std::size_t>(e)] = up_down_scales(c.weight(down), h.abs_max(), params.alpha,
                                                                         params.beta, dt);
+      if (c.release_mapped) c.release_mapped(model::hf_weight_name(down));
       ++smoothed;
     }
     SmoothingChoice choice{"up-down", params.alpha, params.beta};

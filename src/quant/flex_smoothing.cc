@@ -22,9 +22,9 @@ using flex::torch_pow;
 
 constexpr float kScaleMin = 1e-5f;  // FlexSmoothScaleCalculator's clamp, applied in float32 before the dtype cast
 
-// max over rows of |W[:, j]|, accumulated into `out`; W of any float dtype, a mapped view included (read row by
-// row, so a bf16 expert is never copied whole).
-void column_abs_max(const Tensor& w, std::vector<float>& out) {
+}  // namespace
+
+void accumulate_column_abs_max(const Tensor& w, std::vector<float>& out) {
   const std::int64_t rows = w.dim(0), cols = w.dim(1);
   std::vector<float> row(static_cast<std::size_t>(cols));
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -32,6 +32,8 @@ void column_abs_max(const Tensor& w, std::vector<float>& out) {
     for (std::int64_t c = 0; c < cols; ++c) out[c] = std::max(out[c], std::fabs(row[c]));
   }
 }
+
+namespace {
 
 // msModelSlim's `1.0 / scales` on the dtype tensor: the producer side is multiplied by this, never divided by s.
 std::vector<float> reciprocals(const std::vector<float>& s, DType dt) {
@@ -73,7 +75,7 @@ void flex_smooth_norm_linear(Tensor& norm_weight, const std::vector<Tensor*>& li
   require_size(act_abs_max, c, "norm output statistics");
 
   std::vector<float> w(static_cast<std::size_t>(c), 0.0f);
-  for (const Tensor* t : linears) column_abs_max(*t, w);
+  for (const Tensor* t : linears) accumulate_column_abs_max(*t, w);
   const std::vector<float> s = flex_scales(act_abs_max, w, alpha, beta, dt);
   for (Tensor* t : linears) scale_columns(*t, s, dt);
   scale_norm(norm_weight, s, dt);
@@ -95,7 +97,7 @@ void flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>
 
   // Group max over the g q heads of each kv head, of a and of the clamped dtype weight statistic separately.
   std::vector<float> w_col(static_cast<std::size_t>(q_heads * head_dim), 0.0f);
-  column_abs_max(o_weight, w_col);
+  accumulate_column_abs_max(o_weight, w_col);
   const std::int64_t g = q_heads / kv_heads;
   std::vector<float> a_max(static_cast<std::size_t>(kv_heads * head_dim), 0.0f), w_max(a_max.size(), 0.0f);
   for (std::int64_t k = 0; k < kv_heads; ++k) {
@@ -145,7 +147,7 @@ std::vector<float> moe_input_scales(const std::vector<const Tensor*>& expert_gat
   // The router is not in w: it stays float, so its column range is no quantization concern; it only follows
   // the scales so that routing does not move.
   std::vector<float> w(act_abs_max.size(), 0.0f);
-  for (const Tensor* t : expert_gate_up) column_abs_max(*t, w);
+  for (const Tensor* t : expert_gate_up) accumulate_column_abs_max(*t, w);
   return flex_scales(act_abs_max, w, alpha, beta, dt);
 }
 
@@ -153,7 +155,7 @@ std::vector<float> up_down_scales(const Tensor& down, const std::vector<float>& 
                                   double beta, DType dt) {
   if (inter_abs_max.empty()) return {};  // the expert saw no token: nothing to balance, s = 1
   std::vector<float> w(inter_abs_max.size(), 0.0f);
-  column_abs_max(down, w);
+  accumulate_column_abs_max(down, w);
   return flex_scales(inter_abs_max, w, alpha, beta, dt);
 }
 

@@ -46,11 +46,15 @@ void flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>
 //   scale_columns             W[:, j] ← dt(W[:, j] · s_j)              (the consumer side; W F32 [out, C], owned)
 //   scale_rows_by_reciprocal  W[n, :] ← dt(W[n, :] · dt(1/s_n))        (a producer linear; W F32 [C, in], owned)
 //   scale_norm                γ_j ← dt(γ_j · dt(1/s_j))                 (a producer norm; γ F32 [C], owned)
-//   moe_input_scales          smooth_moe_input's s from the experts' gate/up weights (any float dtype, views fine)
+//   accumulate_column_abs_max running[j] ← max(running[j], max_i |W[i, j]|) (any float dtype, views fine; read
+//                             row by row, so a bf16 expert is never copied whole)
+//   moe_input_scales          smooth_moe_input's s from the experts' gate/up weights (any float dtype, views fine):
+//                             flex_scales of the activation maxima and the weights' accumulated column maxima
 //   up_down_scales            smooth_up_down's s from down_proj (any float dtype, views fine); empty statistics
 //                             give an empty vector (s = 1)
 // They check nothing beyond what the smooth_* functions below check before calling them.
 void scale_columns(Tensor& w, const std::vector<float>& s, DType float_dtype);
+void accumulate_column_abs_max(const Tensor& w, std::vector<float>& running);
 void scale_rows_by_reciprocal(Tensor& w, const std::vector<float>& s, DType float_dtype);
 void scale_norm(Tensor& gamma, const std::vector<float>& s, DType float_dtype);
 std::vector<float> moe_input_scales(const std::vector<const Tensor*>& expert_gate_up,

@@ -169,12 +169,30 @@ nlohmann::ordered_json QuantizeStep::settings() const {
 }
 
 void QuantizeStep::apply(LayerContext& c) const {
+  std::vector<model::ModuleId> modules;
+  for (const model::ModuleId& m : model::layer_linears(c.config, c.layer)) {
+    if (!m.is_expert()) modules.push_back(m);
+  }
+  quantize_linears(c, modules);
+}
+
+void QuantizeStep::apply_to_experts(LayerContext& c, model::ExpertRange group) const {
+  std::vector<model::ModuleId> modules;
+  for (std::int64_t e = group.first; e < group.last; ++e) {
+    for (const model::ModuleRole r : {model::ModuleRole::kGateProj, model::ModuleRole::kUpProj,
+                                      model::ModuleRole::kDownProj}) {
+      modules.push_back(model::ModuleId::expert_proj(c.layer, r, e));
+    }
+  }
+  quantize_linears(c, modules);
+}
+
+void QuantizeStep::quantize_linears(LayerContext& c, const std::vector<model::ModuleId>& modules) const {
   // The linears are independent and a layer has hundreds (its experts): each is quantized as a task on one
   // thread, its kernels serial, which scales where splitting one expert's rows over the threads did not (the
   // rows of one expert are too few to pay for a parallel region each). The layer's tensors are only read here;
   // the results enter c.linears afterwards, in the linears' order. A method gives the same bits on one thread
   // as on many (kernels/threading.h), so the output does not depend on the thread count.
-  const std::vector<model::ModuleId> modules = model::layer_linears(c.config, c.layer);
   std::vector<QuantizedLinear> quantized(modules.size());
   kernels::run_tasks(static_cast<std::int64_t>(modules.size()), true, [&](std::int64_t i, int /*worker*/) {
     throw_if_interrupted();  // a layer has hundreds of experts: stop between them

@@ -27,7 +27,9 @@ class QuantizeStep final : public LayerStep {
   std::string name() const override { return "quantize"; }
   nlohmann::ordered_json settings() const override;
   std::string phase() const override { return "weight quantization"; }
+  // Every linear but a MoE layer's experts; those in apply_to_experts, group by group.
   void apply(LayerContext& context) const override;
+  void apply_to_experts(LayerContext& context, model::ExpertRange group) const override;
 
   const std::vector<QuantGroup>& groups() const { return groups_; }
   // The group that claims `module`, or nullptr (it stays float). lm_head is always float.
@@ -37,6 +39,8 @@ class QuantizeStep final : public LayerStep {
   QuantScheme scheme_for(const model::ModuleId& module) const;
 
  private:
+  void quantize_linears(LayerContext& context, const std::vector<model::ModuleId>& modules) const;
+
   std::vector<QuantGroup> groups_;
 };
 

@@ -19,7 +19,8 @@ class StaticCalibrationPass final : public CalibrationPass {
   }
 
   bool wants_linear_input(const model::ModuleId& module) const override { return linears_.count(module) > 0; }
-  // linears_ is filled before the pass starts; a call changes only its own module's linear.
+  // linears_ changes only between the pass's parallel parts (as linears are built or finished); a call changes
+  // only its own module's linear.
   bool accepts_concurrent_modules() const override { return true; }
 
   void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
@@ -27,8 +28,13 @@ class StaticCalibrationPass final : public CalibrationPass {
     linears_.at(module)->observe(x, rows, cols, real);
   }
 
-  void finish(LayerContext& context) override {
-    for (const auto& [module, linear] : linears_) context.linears.at(module) = linear->quantized();
+  void finish(LayerContext& context, const std::vector<model::ModuleId>& modules) override {
+    for (const model::ModuleId& module : modules) {
+      const auto it = linears_.find(module);
+      if (it == linears_.end()) continue;
+      context.linears.at(module) = it->second->quantized();
+      linears_.erase(it);
+    }
   }
 
  private:

@@ -3,10 +3,16 @@
 //   1. before_float_pass    each step may change the float layer's basis (rotation: the same function)
 //   2. float pass           the float layer over the calibration activations, observing the union of what the
 //                           steps request (channel statistics, input rows) and the routing
-//   3. apply                each step in recipe order: smoothing edits the layer's tensors, weight quantization
-//                           fills the layer's QuantizedLinears
+//   3. apply                each step in recipe order: smoothing edits the layer's tensors (and plans what it
+//                           will do to the experts), weight quantization fills the layer's QuantizedLinears
+//                           except a MoE layer's experts
 //   4. quantized pass       the quantized layer (the runtime's integer arithmetic) over the same activations;
-//                           steps that calibrate (static activation ranges) hook into it
+//                           steps that calibrate (static activation ranges) hook into it. A MoE layer's experts
+//                           go a group at a time (model/grouped_layer_pass.h): apply_to_experts of each step
+//                           quantizes the group, the group runs over every batch, its calibration finishes,
+//                           and its linears are handed to the writer before the next group is made, so a
+//                           layer's experts never all exist as codes (nor as mapped float weights: the float
+//                           pass goes group by group as well)
 //   5. propagation          the next layer gets the float or the quantized pass's outputs (the recipe's
 //                           apiversion default, StepDefaults::propagation)
 // A step is immutable once parsed (a recipe can run many times); what it learns about one layer lives in the
@@ -29,6 +35,7 @@
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/grouped_layer_pass.h"
 #include "model/layer_loader.h"
 #include "model/linear.h"
 #include "model/module_id.h"
@@ -126,12 +133,17 @@ struct LayerContext {
 };
 
 // A step's hook into the quantized pass: it may supply the runtime linear of the modules it calibrates and
-// watches their inputs; after the pass it writes what it calibrated back into the context.
+// watches their inputs; once they have seen every batch it writes what it calibrated back into the context.
 class CalibrationPass : public model::ForwardObserver {
  public:
   // The linear `module` runs as during the pass, or nullptr for the default runtime linear of its scheme.
+  // Called as the linear is built: the attention's and the dense MLP's before the pass, an expert's when its
+  // group is loaded.
   virtual std::unique_ptr<model::Linear> linear_for(const model::ModuleId& module, const QuantizedLinear& q) = 0;
-  virtual void finish(LayerContext& context) = 0;
+  // `modules` have seen every batch and their linears are about to go: write their calibration into
+  // context.linears and forget them. Called for the attention after its half of the pass, for each expert group
+  // after it ran, and for the rest at the end.
+  virtual void finish(LayerContext& context, const std::vector<model::ModuleId>& modules) = 0;
 };
 
 class LayerStep {
@@ -159,6 +171,9 @@ class LayerStep {
   virtual void before_float_pass(LayerContext& context) const {}
   virtual void request(const LayerContext& context, ObservationRequest& request) const {}
   virtual void apply(LayerContext& context) const {}
+  // The step's part for one group of a MoE layer's experts, in step order, as the quantized pass reaches the
+  // group (after every step's apply): weight quantization fills the group's QuantizedLinears here.
+  virtual void apply_to_experts(LayerContext& context, model::ExpertRange group) const {}
   // nullptr unless the step must see the quantized pass.
   virtual std::unique_ptr<CalibrationPass> calibration(const LayerContext& context) const { return nullptr; }
 };

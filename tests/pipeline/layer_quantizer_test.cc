@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -163,30 +164,38 @@ TEST_F(LayerQuantizerTest, W4A8RecipeStepsSearchSmoothAndPropagateTheFloatOutput
   EXPECT_EQ(times.seconds.count("quantized check"), 1u);
 }
 
-// Every quantized weight's mapped pages are handed back as it is quantized; the router (float) is kept.
-TEST_F(LayerQuantizerTest, QuantizedWeightsAreReleasedBeforeTheQuantizedPass) {
+// Each expert weight's mapped pages go back twice: after its group ran in the float pass and after it was
+// quantized. Attention weights go back once, after they were quantized; the router (float) is kept.
+TEST_F(LayerQuantizerTest, MappedWeightsAreReleasedAfterEachUse) {
   const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-30b-w4a8.yaml");
   ActivationSet calib = embedded();
   PhaseTimes times;
   LayerQuantizerOptions o = options(quant::Propagation::kFloat);
-  std::set<std::string> released;
+  o.experts_per_group = 3;
+  std::map<std::string, int> released;
+  std::vector<std::int64_t> first_release;  // the expert of each expert weight's first release, in order
   std::mutex mutex;  // the linears are quantized as tasks over the threads
   o.release_mapped = [&](const std::string& name) {
     const std::lock_guard<std::mutex> lock(mutex);
-    EXPECT_EQ(times.seconds.count("quantized check"), 0u) << name << " released after the quantized pass";
-    released.insert(name);
+    if (released[name]++ == 0 && name.find(".experts.") != std::string::npos) {
+      first_release.push_back(std::stoll(name.substr(name.find(".experts.") + 9)));
+    }
   };
   const QuantizedLayer q = [&] {
     const testing::ScopedThreads scoped(2);
     return quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
   }();
-  std::set<std::string> expected;
-  for (const auto& [id, linear] : q.linears) {
-    if (linear.scheme != QuantScheme::kFloat) expected.insert(model::hf_weight_name(id));
+  for (const ModuleId& id : model::layer_linears(config_, kLayer)) {
+    const std::string name = model::hf_weight_name(id);
+    const int expected = id.role == ModuleRole::kRouter ? 0 : id.is_expert() ? 2 : 1;
+    EXPECT_EQ(released.count(name) > 0 ? released.at(name) : 0, expected) << name;
   }
-  EXPECT_EQ(released, expected);
-  EXPECT_EQ(released.count(model::hf_weight_name({kLayer, ModuleRole::kRouter})), 0u);
   EXPECT_EQ(released.size(), model::layer_linears(config_, kLayer).size() - 1);
+  // The float pass goes group by group, releasing each group before it loads the next.
+  ASSERT_EQ(static_cast<std::int64_t>(first_release.size()), 3 * config_.num_experts);
+  for (std::size_t i = 1; i < first_release.size(); ++i) {
+    EXPECT_LE(first_release[i - 1] / 3, first_release[i] / 3) << "release " << i;
+  }
 }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
@@ -221,6 +230,78 @@ TEST_F(LayerQuantizerTest, W4A8LayerIsTheSameAtAnyThreadCount) {
   }
 }
 
+bool same_layer(const QuantizedLayer& a, const QuantizedLayer& b) {
+  bool same = a.relative_error == b.relative_error && a.expert_tokens == b.expert_tokens &&
+              a.linears.size() == b.linears.size() && a.norms.size() == b.norms.size();
+  for (const auto& [id, l] : a.linears) {
+    const quant::QuantizedLinear& m = b.linears.at(id);
+    for (const auto& [x, y] : {std::pair{&l.weight, &m.weight}, {&l.weight_scale, &m.weight_scale}, {&l.bias, &m.bias},
+                               {&l.input_scale, &m.input_scale}, {&l.input_offset, &m.input_offset}}) {
+      if (!same_bytes(*x, *y)) {
+        ADD_FAILURE() << model::hf_module_name(id) << " differs";
+        same = false;
+      }
+    }
+  }
+  for (const auto& [id, n] : a.norms) same = same && same_bytes(n.weight, b.norms.at(id).weight);
+  return same;
+}
+
+// The passes run a MoE layer's experts a group at a time: the layer must come out the same, bit for bit, for
+// any group size, with quantized propagation and static calibration (W8A8) and with float propagation (W4A8).
+TEST_F(LayerQuantizerTest, TheLayerIsTheSameForAnyExpertGroupSize) {
+  for (const char* recipe_file : {"qwen3-moe-w8a8.yaml", "qwen3-30b-w4a8-plus.yaml"}) {
+    const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / recipe_file);
+    const quant::Propagation propagation = r.defaults.propagation;
+    const auto run = [&](std::int64_t per_group, Tensor& hidden) {
+      ActivationSet anti = embedded(), calib = embedded();
+      if (propagation == quant::Propagation::kFloat) calib.batch_size = 1;
+      PhaseTimes times;
+      LayerQuantizerOptions o = options(propagation);
+      o.experts_per_group = per_group;
+      const testing::ScopedThreads scoped(2);
+      QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps,
+                                        r.defaults.statistics_on_anti_set ? &anti : nullptr, calib, o, times);
+      hidden = calib.hidden;
+      return q;
+    };
+    Tensor whole_hidden, one_hidden, five_hidden;
+    const QuantizedLayer whole = run(0, whole_hidden), one = run(1, one_hidden), five = run(5, five_hidden);
+    EXPECT_TRUE(same_layer(whole, one)) << recipe_file;
+    EXPECT_TRUE(same_layer(whole, five)) << recipe_file;
+    EXPECT_TRUE(same_bits(whole_hidden, one_hidden)) << recipe_file;
+    EXPECT_TRUE(same_bits(whole_hidden, five_hidden)) << recipe_file;
+  }
+}
+
+// The sink gets the layer in the writer's order, the experts a group at a time while the layer runs.
+TEST_F(LayerQuantizerTest, TheSinkGetsTheLayerInWriteOrder) {
+  struct RecordingSink final : LayerSink {
+    std::vector<std::string> names;
+    void linear(quant::QuantizedLinear l) override { names.push_back(model::hf_module_name(l.module)); }
+    void norm(quant::NormTensors n) override { names.push_back(model::hf_module_name(n.module)); }
+  } sink;
+  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-30b-w4a8.yaml");
+  ActivationSet calib = embedded();
+  PhaseTimes times;
+  LayerQuantizerOptions o = options(quant::Propagation::kFloat);
+  o.experts_per_group = 4;
+  const QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times, &sink);
+  EXPECT_TRUE(q.linears.empty());
+  EXPECT_TRUE(q.norms.empty());
+  std::vector<std::string> expected;
+  const std::vector<ModuleId> linears = model::layer_linears(config_, kLayer);
+  const std::vector<ModuleId> norms = model::layer_norms(kLayer);
+  for (std::size_t i = 0; i < 4; ++i) expected.push_back(model::hf_module_name(linears[i]));  // q, k, v, o
+  expected.push_back(model::hf_module_name(norms[0]));
+  expected.push_back(model::hf_module_name(norms[1]));
+  for (std::size_t i = 4; i < linears.size(); ++i) expected.push_back(model::hf_module_name(linears[i]));
+  expected.push_back(model::hf_module_name(norms[2]));
+  expected.push_back(model::hf_module_name(norms[3]));
+  EXPECT_EQ(sink.names, expected);
+  EXPECT_EQ(times.seconds.count("writing"), 1u);
+}
+
 // A step that exists only here: it records the order of its hooks, checks what it asked for arrived, zeroes
 // expert 0's up_proj through a deferred edit, and counts the rows its calibration pass sees.
 struct Probe {
@@ -228,7 +309,8 @@ struct Probe {
   std::int64_t stats_rows = 0;       // o_proj input rows seen on the float pass
   std::int64_t input_rows = 0;       // k_proj input rows kept
   std::int64_t calibration_rows = 0; // q_proj input rows seen on the quantized pass
-  bool finished = false;
+  std::set<ModuleId> finished;              // modules its calibration pass was told are done
+  std::vector<model::ExpertRange> groups;  // apply_to_experts, in call order
 };
 
 class ProbeStep final : public quant::LayerStep {
@@ -256,6 +338,12 @@ class ProbeStep final : public quant::LayerStep {
     });
   }
 
+  void apply_to_experts(quant::LayerContext& c, model::ExpertRange group) const override {
+    EXPECT_EQ(c.linears.count(ModuleId::expert_proj(c.layer, ModuleRole::kUpProj, group.first)), 0u)
+        << "the probe runs before quantize";
+    probe_.groups.push_back(group);
+  }
+
   class Pass final : public quant::CalibrationPass {
    public:
     explicit Pass(Probe& probe) : probe_(probe) {}
@@ -267,9 +355,11 @@ class ProbeStep final : public quant::LayerStep {
         override {
       for (std::int64_t r = 0; r < rows; ++r) probe_.calibration_rows += real[r];
     }
-    void finish(quant::LayerContext& c) override {
-      probe_.finished = true;
-      EXPECT_EQ(c.linears.size(), model::layer_linears(c.config, c.layer).size());
+    void finish(quant::LayerContext& c, const std::vector<ModuleId>& modules) override {
+      for (const ModuleId& m : modules) {
+        EXPECT_EQ(c.linears.count(m), 1u) << model::hf_module_name(m) << " is finished while it is quantized";
+        EXPECT_TRUE(probe_.finished.insert(m).second) << model::hf_module_name(m) << " is finished once";
+      }
     }
 
    private:
@@ -292,14 +382,21 @@ TEST_F(LayerQuantizerTest, ATestOnlyStepGetsWhatItRequestsInOrder) {
   r.steps.insert(r.steps.begin(), std::make_shared<ProbeStep>(probe));
   ActivationSet calib = embedded();
   PhaseTimes times;
-  const QuantizedLayer q =
-      quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kFloat), times);
+  LayerQuantizerOptions o = options(quant::Propagation::kFloat);
+  o.experts_per_group = 3;
+  const QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
 
   EXPECT_EQ(probe.events, (std::vector<std::string>{"before_float_pass", "request", "apply", "calibration"}));
   EXPECT_EQ(probe.stats_rows, real_tokens());
   EXPECT_EQ(probe.input_rows, real_tokens());
   EXPECT_EQ(probe.calibration_rows, real_tokens());
-  EXPECT_TRUE(probe.finished);
+  const std::vector<ModuleId> all = model::layer_linears(config_, kLayer);
+  EXPECT_EQ(probe.finished, std::set<ModuleId>(all.begin(), all.end()));
+  ASSERT_EQ(static_cast<std::int64_t>(probe.groups.size()), (config_.num_experts + 2) / 3);
+  for (std::size_t i = 0; i < probe.groups.size(); ++i) {
+    EXPECT_EQ(probe.groups[i].first, static_cast<std::int64_t>(3 * i));
+    EXPECT_EQ(probe.groups[i].last, std::min<std::int64_t>(3 * static_cast<std::int64_t>(i) + 3, config_.num_experts));
+  }
   const auto zeroed = q.linears.at(ModuleId::expert_proj(kLayer, ModuleRole::kUpProj, 0)).weight;
   const auto kept = q.linears.at(ModuleId::expert_proj(kLayer, ModuleRole::kUpProj, 1)).weight;
   const auto nonzero = [](const Tensor& t) {

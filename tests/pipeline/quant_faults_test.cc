@@ -102,6 +102,7 @@ std::map<std::string, std::string> output_files(const fs::path& dir) {
     if (e.path().filename() == "quant_report.json") {
       json report = json::parse(content);
       report.erase("threads");
+      report.erase("experts_per_group");
       report.erase("timing_seconds");
       report.erase("peak_rss_bytes");
       report.erase("expected_peak_memory_bytes");

@@ -7,6 +7,7 @@
 #include "common/test_paths.h"
 #include "core/error.h"
 #include "model/config.h"
+#include "model/synthetic_checkpoint.h"
 #include "pipeline/resource_estimate.h"
 #include "recipe/recipe.h"
 
@@ -43,6 +44,39 @@ TEST(ResourceEstimate, PeakMemoryGrowsWithTheCalibrationSetAndTheChunk) {
   const std::uint64_t base = estimate_resources(recipe, config, small).peak_memory_bytes;
   EXPECT_GT(estimate_resources(recipe, config, more_tokens).peak_memory_bytes, base);
   EXPECT_GT(estimate_resources(recipe, config, bigger_batch).peak_memory_bytes, base);
+}
+
+model::ModelConfig preset(const std::string& name) {
+  return model::ModelConfig::from_json(model::synthetic_config_json(name, 1), name);
+}
+
+// The layer's experts in the fewest even groups of at most 1 GiB of bf16, at least two experts per thread.
+TEST(ResourceEstimate, DefaultExpertGroupsHoldAboutOneGibOfFloatWeights) {
+  // Qwen3-30B-A3B: 128 experts of 9.4 MB, 1.2 GB in all: two groups of 64.
+  EXPECT_EQ(default_experts_per_group(preset("qwen3-30b-a3b"), 2, 2), 64);
+  // Qwen3-Coder-480B-A35B: 160 experts of 94 MB, 15.1 GB: 15 groups, of 11.
+  EXPECT_EQ(default_experts_per_group(preset("qwen3-coder-480b-a35b"), 2, 2), 11);
+  EXPECT_EQ(default_experts_per_group(preset("qwen3-coder-480b-a35b"), 2, 16), 32);   // two per thread
+  EXPECT_EQ(default_experts_per_group(preset("qwen3-coder-480b-a35b"), 2, 128), 160);  // never more than all
+  EXPECT_EQ(default_experts_per_group(tiny_config(), 2, 1), tiny_config().num_experts);
+}
+
+// A layer's expert weights enter the peak once per group, not once per layer.
+TEST(ResourceEstimate, PeakMemoryFollowsTheExpertGroupNotTheLayer) {
+  const model::ModelConfig config = preset("qwen3-coder-480b-a35b");
+  const recipe::Recipe recipe = bundled("qwen3-moe-w8a8.yaml");
+  WorkloadShape work;
+  work.calibration_tokens = 2000;
+  work.rows_per_chunk = 500;
+  work.threads = 2;
+  work.experts_per_group = 11;
+  const std::uint64_t grouped = estimate_resources(recipe, config, work).peak_memory_bytes;
+  work.experts_per_group = 0;  // all 160
+  const std::uint64_t whole = estimate_resources(recipe, config, work).peak_memory_bytes;
+  const std::uint64_t expert_bytes = 3ull * 6144 * 2560 * 2;
+  // The 149 experts outside the group (14.1 GB) leave the peak (which at one group is the setup's embedding).
+  EXPECT_GT(whole - grouped, (160 - 11) * expert_bytes);
+  EXPECT_LT(grouped, std::uint64_t{4} << 30);
 }
 
 TEST(ResourceEstimate, RefusesAnOutputLargerThanTheFreeSpace) {

@@ -1,0 +1,179 @@
+#include "model/grouped_layer_pass.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "core/profiler.h"
+#include "kernels/ops.h"
+#include "kernels/threading.h"
+#include "model/forward_scratch.h"
+#include "model/moe_block.h"
+
+namespace moeslim::model {
+namespace {
+
+// Rows [chunk.begin, +rows) of `all` as a tensor of their own, or `all` itself when the chunk is all of it.
+class ChunkRows {
+ public:
+  ChunkRows(Tensor& all, const LayoutChunk& chunk, std::int64_t cols) : all_(all), chunk_(chunk), cols_(cols) {
+    if (chunk.layout.rows() == all.dim(0)) return;
+    part_ = Tensor::zeros(DType::kF32, {chunk.layout.rows(), cols});
+    std::memcpy(part_.mutable_data<float>(), all.data<float>() + chunk.begin * cols, bytes());
+  }
+  ~ChunkRows() = default;
+  Tensor& tensor() { return part_.empty() ? all_ : part_; }
+  // Copies the rows back into `all` (nothing to do when they are `all`).
+  void store() {
+    if (!part_.empty()) std::memcpy(all_.mutable_data<float>() + chunk_.begin * cols_, part_.data<float>(), bytes());
+  }
+
+ private:
+  std::size_t bytes() const { return static_cast<std::size_t>(chunk_.layout.rows() * cols_) * sizeof(float); }
+  Tensor& all_;
+  const LayoutChunk& chunk_;
+  std::int64_t cols_;
+  Tensor part_;
+};
+
+// Step 4 for one group: each expert over its rows of every chunk, then their outputs added to `out` in
+// ascending expert order.
+void run_group(const ModelConfig& config, const DecoderLayer& layer, ExpertRange group,
+               const std::vector<LayoutChunk>& chunks, const std::vector<ExpertRouting>& routing, const float* normed,
+               ForwardObserver* observer, ForwardScratch& scratch, float* out) {
+  const std::int64_t H = config.hidden_size;
+  const bool parallel = experts_in_parallel(observer);
+  scratch.prepare_workers(kernels::task_worker_count(parallel));
+  struct Task {
+    std::int64_t expert = 0;
+    std::int64_t rows = 0;    // over every chunk
+    std::int64_t offset = 0;  // its first row in the group's output
+  };
+  std::vector<Task> tasks;
+  std::int64_t total = 0;
+  for (std::int64_t e = group.first; e < group.last; ++e) {
+    std::int64_t rows = 0;
+    for (const ExpertRouting& r : routing) rows += r.rows_in(e);
+    if (rows == 0) continue;
+    tasks.push_back({e, rows, total});
+    total += rows;
+  }
+  if (tasks.empty()) return;
+  std::vector<std::size_t> order(tasks.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (parallel) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return tasks[a].rows > tasks[b].rows; });
+  }
+  float* y = scratch.overwritten(ForwardScratch::kExpertOutput, total, H);
+  kernels::run_tasks(static_cast<std::int64_t>(order.size()), parallel, [&](std::int64_t t, int worker) {
+    throw_if_interrupted();
+    const Task& task = tasks[order[static_cast<std::size_t>(t)]];
+    const SwiGluMlp& expert = layer.mlp.experts[static_cast<std::size_t>(task.expert)];
+    if (!expert.gate_proj || !expert.up_proj || !expert.down_proj) {
+      throw Error(ErrorCode::kInternal, "expert " + std::to_string(task.expert) + " of layer " +
+                                            std::to_string(layer.index) + " was not loaded before its group ran");
+    }
+    std::int64_t row = task.offset;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      const std::int64_t n = routing[c].rows_in(task.expert);
+      if (n == 0) continue;
+      run_expert_rows(expert, layer.index, task.expert, normed + chunks[c].begin * H, H, chunks[c].layout,
+                      routing[c].rows_of[static_cast<std::size_t>(task.expert)].data(), n, observer,
+                      scratch.worker(worker), y + row * H);
+      row += n;
+    }
+  });
+  ProfileScope scope(ProfileKind::kMoeDispatch);
+  for (const Task& task : tasks) {
+    std::int64_t row = task.offset;
+    const auto e = static_cast<std::size_t>(task.expert);
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      const std::int64_t n = routing[c].rows_in(task.expert);
+      if (n == 0) continue;
+      kernels::add_weighted_rows(y + row * H, n, H, routing[c].rows_of[e].data(), routing[c].weight_of[e].data(),
+                                 out + chunks[c].begin * H);
+      row += n;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<ExpertRange> expert_groups(std::int64_t num_experts, std::int64_t per_group) {
+  if (per_group <= 0) throw Error(ErrorCode::kInvalidArgument, "experts per group must be at least 1");
+  std::vector<ExpertRange> groups;
+  for (std::int64_t first = 0; first < num_experts; first += per_group) {
+    groups.push_back({first, std::min(num_experts, first + per_group)});
+  }
+  return groups;
+}
+
+void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& hidden, const TokenLayout& layout,
+                       std::int64_t max_sequences, const std::vector<ExpertRange>& groups, ForwardObserver* observer,
+                       const ExpertGroupHooks& hooks) {
+  const std::int64_t H = config.hidden_size;
+  const std::int64_t N = layout.rows();
+  if (hidden.rank() != 2 || hidden.dim(0) != N || hidden.dim(1) != H) {
+    throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
+                                          " does not match the token layout's " + std::to_string(N) + " rows");
+  }
+  std::int64_t covered = 0;  // the groups must be [0, num_experts) in order, or some output would be missing
+  for (const ExpertRange& g : groups) {
+    if (g.first != covered || g.last <= g.first) break;
+    covered = g.last;
+  }
+  if (layer.mlp.is_moe && covered != config.num_experts) {
+    throw Error(ErrorCode::kInternal, "the expert groups of layer " + std::to_string(layer.index) +
+                                          " do not cover its experts in order");
+  }
+  const std::vector<LayoutChunk> chunks =
+      split_into_chunks(layout, std::numeric_limits<std::int64_t>::max(), max_sequences);
+  ForwardScratch scratch;  // one set of activation buffers for every chunk (model/forward_scratch.h)
+
+  for (const LayoutChunk& chunk : chunks) {
+    ChunkRows rows(hidden, chunk, H);
+    layer.forward_attention(config, rows.tensor(), chunk.layout, observer, scratch);
+    rows.store();
+  }
+  if (hooks.after_attention) hooks.after_attention();
+
+  if (!layer.mlp.is_moe) {
+    for (const LayoutChunk& chunk : chunks) {
+      ChunkRows rows(hidden, chunk, H);
+      layer.forward_mlp(config, rows.tensor(), chunk.layout, observer, scratch);
+      rows.store();
+    }
+    return;
+  }
+
+  // The MoE block's input and routing for every chunk, then its output, summed group by group.
+  Tensor normed = Tensor::zeros(DType::kF32, {N, H});
+  std::vector<ExpertRouting> routing;
+  routing.reserve(chunks.size());
+  for (const LayoutChunk& chunk : chunks) {
+    const std::int64_t rows = chunk.layout.rows();
+    float* x = normed.mutable_data<float>() + chunk.begin * H;
+    {
+      ProfileScope scope(ProfileKind::kNormRope);
+      layer.mlp.post_norm.apply(hidden.data<float>() + chunk.begin * H, rows, H, config.rms_norm_eps, x);
+    }
+    routing.push_back(route_tokens(config, layer.mlp, layer.index, x, chunk.layout, observer, scratch));
+  }
+  Tensor out = Tensor::zeros(DType::kF32, {N, H});
+  if (static_cast<std::int64_t>(layer.mlp.experts.size()) < config.num_experts) {
+    layer.mlp.experts.resize(static_cast<std::size_t>(config.num_experts));
+  }
+  for (const ExpertRange& group : groups) {
+    if (hooks.load_experts) hooks.load_experts(group);
+    run_group(config, layer, group, chunks, routing, normed.data<float>(), observer, scratch, out.mutable_data<float>());
+    if (hooks.unload_experts) hooks.unload_experts(group);
+  }
+  float* h = hidden.mutable_data<float>();
+  const float* o = out.data<float>();
+  for (std::int64_t i = 0; i < N * H; ++i) h[i] += o[i];
+}
+
+}  // namespace moeslim::model
