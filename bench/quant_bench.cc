@@ -3,7 +3,8 @@
 // checkpoint, timed per phase, with the GEMM peaks of this machine measured in the same run (bf16 for the float
 // passes, int8 for the calibration pass and the α/β search) and the peak RSS, overall and per phase. Projects
 // the time for a full-depth model from the per-layer cost. Usage:
-//   quant_bench --model DIR [--recipe FILE] [--search-rows N] [--project-layers 48] [--precision bf16|f32]
+//   quant_bench --model DIR [--recipe FILE] [--search-rows N] [--expert-group N] [--project-layers 48]
+//               [--precision bf16|f32]
 //               [--threads N (default: all usable CPUs)] [--out DIR]
 
 #include <algorithm>
@@ -38,6 +39,7 @@ struct Args {
   std::string precision = "bf16";
   std::string recipe = std::string(MOESLIM_SOURCE_DIR) + "/configs/qwen3_moe/qwen3-moe-w8a8.yaml";
   std::int64_t search_rows = 0;
+  std::int64_t expert_group = 0;  // 0: the pipeline's default
   std::int64_t project_layers = 0;  // 0: the model's own depth
   int threads = usable_cpus();  // as the commands: every CPU this process may use
 };
@@ -55,6 +57,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--precision") a.precision = value();
     else if (k == "--recipe") a.recipe = value();
     else if (k == "--search-rows") a.search_rows = std::stoll(value());
+    else if (k == "--expert-group") a.expert_group = std::stoll(value());
     else if (k == "--project-layers") a.project_layers = std::stoll(value());
     else if (k == "--threads") a.threads = std::stoi(value());
     else throw Error(ErrorCode::kInvalidArgument, "unknown option", "", k);
@@ -112,6 +115,7 @@ int run(const Args& a) {
   o.anti_dataset = src + "/data/qwen3-moe_anti_prompt_50.json";
   o.calib_dataset = src + "/data/qwen3-moe_calib_prompt_50.json";
   o.search_rows = a.search_rows;
+  o.experts_per_group = a.expert_group;
   o.float_precision = a.precision == "f32" ? model::FloatPrecision::kF32 : model::FloatPrecision::kBF16;
 
   const double float_peak = kernels::measure_gemm_peak(
@@ -140,9 +144,9 @@ int run(const Args& a) {
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
   std::printf("cpu: %s; threads %d; float passes %s; OMP_WAIT_POLICY=%s\n", kernels::describe_cpu().c_str(),
               a.threads, a.precision.c_str(), wait_policy != nullptr ? wait_policy : "(libgomp default)");
-  std::printf("anti tokens %lld, calibration tokens %lld, batch %lld\n",
+  std::printf("anti tokens %lld, calibration tokens %lld, batch %lld, %lld experts per group\n",
               static_cast<long long>(r.report.anti_tokens), static_cast<long long>(r.report.calibration_tokens),
-              static_cast<long long>(r.report.batch_size));
+              static_cast<long long>(r.report.batch_size), static_cast<long long>(r.report.experts_per_group));
   std::printf("GEMM peaks (2048^3, same run): %s %.1f GFLOP/s, int8 %.1f GOP/s\n\n", a.precision.c_str(), float_peak,
               int8_peak);
   // Per phase: the GEMM work done in it (the forward passes', and the α/β search's in the smoothing phase;

@@ -57,7 +57,7 @@ void apply_expert_smoothing(LayerContext& c, const ExpertSmoothingParams& params
     for (std::int64_t e = 0; e < c.config.num_experts; ++e) {
       for (const ModuleRole role : {ModuleRole::kGateProj, ModuleRole::kUpProj}) {
         const ModuleId module = ModuleId::expert_proj(c.layer, role, e);
-        accumulate_column_abs_max(c.weight(module), weight_max);
+        accumulate_column_abs_max(c.read_weight(module), weight_max);
         if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));
       }
     }
@@ -73,7 +73,7 @@ void apply_expert_smoothing(LayerContext& c, const ExpertSmoothingParams& params
       const ModuleId down = ModuleId::expert_proj(c.layer, ModuleRole::kDownProj, e);
       const ChannelStatsObserver& h = c.observations->stats(down);
       if (h.rows_observed() == 0) continue;  // no token: s = 1
-      plan->up_down_scale[static_cast<std::size_t>(e)] = up_down_scales(c.weight(down), h.abs_max(), params.alpha,
+      plan->up_down_scale[static_cast<std::size_t>(e)] = up_down_scales(c.read_weight(down), h.abs_max(), params.alpha,
                                                                         params.beta, dt);
       if (c.release_mapped) c.release_mapped(model::hf_weight_name(down));
       ++smoothed;

@@ -199,7 +199,7 @@ void QuantizeStep::quantize_linears(LayerContext& c, const std::vector<model::Mo
     const model::ModuleId& module = modules[static_cast<std::size_t>(i)];
     const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
     if (group == nullptr) {
-      quantized[static_cast<std::size_t>(i)] = float_linear(module, c.weight(module), c.bias(module));
+      quantized[static_cast<std::size_t>(i)] = float_linear(module, c.read_weight(module), c.bias(module));
       return;
     }
     quantized[static_cast<std::size_t>(i)] = group->method->quantize(module, group->scheme, c.weight_to_quantize(module),

@@ -1,6 +1,8 @@
 // The rotate step (`--rot`, docs/msmodelslim-algorithms.md §5): a change of basis of the float model, so it
 // runs before the float pass and everything after it (statistics, smoothing, the written float tensors) sees
 // the rotated weights; each tensor is rotated once, as it streams by. The arithmetic is rotation.h's.
+#include <memory>
+
 #include "quant/rotation.h"
 #include "quant/step_registry.h"
 
@@ -21,7 +23,15 @@ class RotateStep final : public LayerStep {
     final_norm = unit_norm_weight(final_norm);
   }
   void before_float_pass(LayerContext& c) const override {
-    rotate_layer(c.config, c.layer, c.tensors, Rotation::for_config(c.config));
+    // The experts are rotated as each is read (LayerContext::expert_basis_changes): every read rotates again,
+    // which costs less than holding a layer's rotated experts (15 GB at Qwen3-Coder-480B-A35B's shapes).
+    auto rotation = std::make_shared<const Rotation>(Rotation::for_config(c.config));
+    const Tensor post_norm = c.weight({c.layer, model::ModuleRole::kPostAttentionNorm});
+    rotate_layer_except_experts(c.config, c.layer, c.tensors, *rotation);
+    if (!c.config.is_moe_layer(c.layer)) return;
+    c.expert_basis_changes.push_back([rotation, post_norm](const model::ModuleId& module, const Tensor& w) {
+      return rotate_expert_weight(module, w, post_norm, *rotation);
+    });
   }
 };
 

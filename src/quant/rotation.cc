@@ -53,6 +53,21 @@ Rotation Rotation::for_config(const model::ModelConfig& config) {
 
 void rotate_layer(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors& tensors,
                   const Rotation& rotation) {
+  const Tensor post_norm = tensor_at(tensors, model::layer_prefix(layer) + "post_attention_layernorm.weight");
+  rotate_layer_except_experts(config, layer, tensors, rotation);
+  if (!config.is_moe_layer(layer)) return;
+  for (std::int64_t e = 0; e < config.num_experts; ++e) {
+    for (const model::ModuleRole r : {model::ModuleRole::kGateProj, model::ModuleRole::kUpProj,
+                                      model::ModuleRole::kDownProj}) {
+      const model::ModuleId module = model::ModuleId::expert_proj(layer, r, e);
+      Tensor& w = tensor_at(tensors, model::hf_weight_name(module));
+      w = rotate_expert_weight(module, w, post_norm, rotation);
+    }
+  }
+}
+
+void rotate_layer_except_experts(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors& tensors,
+                                 const Rotation& rotation) {
   if (config.hidden_size != rotation.hidden_size || config.head_dim != rotation.head_dim) {
     throw Error(ErrorCode::kInvalidArgument,
                 "rotation built for hidden " + std::to_string(rotation.hidden_size) + ", head_dim " +
@@ -76,30 +91,33 @@ void rotate_layer(const model::ModelConfig& config, std::int64_t layer, model::L
   o = left_multiply_transposed(rotation.r1, right_multiply(o, rotation.r2));  // undo R2 per q head, then R1ᵀ
 
   // MLP: everything reading the post-attention norm gets it folded and ·R1; what writes the residual, R1ᵀ·.
-  std::vector<std::string> readers, writers;
+  // A MoE layer's experts are left to rotate_expert_weight.
   if (config.is_moe_layer(layer)) {
-    readers.push_back(p + "mlp.gate.weight");  // the router
-    for (std::int64_t e = 0; e < config.num_experts; ++e) {
-      const std::string ep = p + "mlp.experts." + std::to_string(e) + ".";
-      readers.push_back(ep + "gate_proj.weight");
-      readers.push_back(ep + "up_proj.weight");
-      writers.push_back(ep + "down_proj.weight");
-    }
+    Tensor& router = tensor_at(tensors, p + "mlp.gate.weight");
+    router = right_multiply(router, rotation.r1, post_norm);
   } else {
-    readers = {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"};
-    writers = {p + "mlp.down_proj.weight"};
+    for (const char* m : {"gate_proj", "up_proj"}) {
+      Tensor& w = tensor_at(tensors, p + "mlp." + m + ".weight");
+      w = right_multiply(w, rotation.r1, post_norm);
+    }
+    Tensor& down = tensor_at(tensors, p + "mlp.down_proj.weight");
+    down = left_multiply_transposed(rotation.r1, down);
   }
-  for (const std::string& name : readers) {
-    Tensor& w = tensor_at(tensors, name);
-    w = right_multiply(w, rotation.r1, post_norm);
-  }
-  for (const std::string& name : writers) {
-    Tensor& w = tensor_at(tensors, name);
-    w = left_multiply_transposed(rotation.r1, w);
-  }
-
   tensor_at(tensors, p + "input_layernorm.weight") = unit_norm_weight(input_norm);
   tensor_at(tensors, p + "post_attention_layernorm.weight") = unit_norm_weight(post_norm);
+}
+
+Tensor rotate_expert_weight(const model::ModuleId& module, const Tensor& weight, const Tensor& post_norm,
+                            const Rotation& rotation) {
+  switch (module.role) {
+    case model::ModuleRole::kGateProj:
+    case model::ModuleRole::kUpProj:
+      return right_multiply(weight, rotation.r1, post_norm);
+    case model::ModuleRole::kDownProj:
+      return left_multiply_transposed(rotation.r1, weight);
+    default:
+      throw Error(ErrorCode::kInternal, "not an expert projection", "", model::hf_module_name(module));
+  }
 }
 
 Tensor rotate_embedding(const Tensor& embedding, const Rotation& rotation) {

@@ -51,6 +51,16 @@ struct Rotation {
 void rotate_layer(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors& tensors,
                   const Rotation& rotation);
 
+// rotate_layer for all but a MoE layer's experts, which keep their entries: rotate_expert_weight gives each
+// expert weight its rotation when it is read (the pipeline never holds a layer's experts at once). Keep the
+// layer's post_attention_layernorm weight from before the call for it.
+void rotate_layer_except_experts(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors& tensors,
+                                 const Rotation& rotation);
+// An expert's weight as rotate_layer leaves it: gate/up_proj with `post_norm` (the layer's
+// post_attention_layernorm weight before rotation) folded in, then ·R1; down_proj R1ᵀ·. A new owned tensor.
+Tensor rotate_expert_weight(const model::ModuleId& module, const Tensor& weight, const Tensor& post_norm,
+                            const Rotation& rotation);
+
 // dtype(E·R1) for the embedding [vocab, hidden].
 Tensor rotate_embedding(const Tensor& embedding, const Rotation& rotation);
 

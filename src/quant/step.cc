@@ -23,6 +23,10 @@ const Tensor& LayerObservations::rows(const model::ModuleId& module) const {
 }
 
 Tensor& LayerContext::weight(const model::ModuleId& module) {
+  if (module.is_expert() && !expert_basis_changes.empty()) {
+    throw Error(ErrorCode::kInternal, "an expert weight with a pending change of basis is read with read_weight", "",
+                model::hf_weight_name(module));
+  }
   const auto it = tensors.find(model::hf_weight_name(module));
   if (it == tensors.end()) throw Error(ErrorCode::kInternal, "layer tensor not loaded", "", model::hf_weight_name(module));
   return it->second;
@@ -37,8 +41,17 @@ Tensor LayerContext::bias(const model::ModuleId& module) const {
   return it == tensors.end() ? Tensor() : it->second;
 }
 
+Tensor LayerContext::read_weight(const model::ModuleId& module) const {
+  if (!module.is_expert()) return weight(module);
+  const auto it = tensors.find(model::hf_weight_name(module));
+  if (it == tensors.end()) throw Error(ErrorCode::kInternal, "layer tensor not loaded", "", model::hf_weight_name(module));
+  Tensor w = it->second;
+  for (const DeferredWeightEdit& change : expert_basis_changes) w = change(module, w);
+  return w;
+}
+
 Tensor LayerContext::weight_to_quantize(const model::ModuleId& module) const {
-  Tensor w = weight(module);
+  Tensor w = read_weight(module);
   for (const DeferredWeightEdit& edit : deferred_edits) w = edit(module, w);
   return w;
 }

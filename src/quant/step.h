@@ -116,6 +116,10 @@ struct LayerContext {
 
   std::map<model::ModuleId, QuantizedLinear> linears;  // filled by the weight-quantization step
   std::vector<DeferredWeightEdit> deferred_edits;      // applied in order by weight_to_quantize
+  // A change of basis of the experts' weights that a step decides before the float pass and that reaches each
+  // expert weight only as it is read (rotation), so that a layer's experts never all exist in the new basis.
+  // Applied in order by read_weight; weight() refuses an expert's weight while one is set.
+  std::vector<DeferredWeightEdit> expert_basis_changes;
   std::vector<SmoothingChoice> smoothing;              // what the smoothing steps chose
   bool norm_bias = false;                              // every norm is written with a bias (m4's NormBias)
   // When set: hands the mapped pages of a checkpoint tensor (by name) back to the OS. The weight-quantization
@@ -125,8 +129,11 @@ struct LayerContext {
 
   Tensor& weight(const model::ModuleId& module);
   const Tensor& weight(const model::ModuleId& module) const;
+  // The module's weight in the layer's current basis: weight(), with expert_basis_changes applied to an
+  // expert's. What every reader of an expert weight uses.
+  Tensor read_weight(const model::ModuleId& module) const;
   Tensor bias(const model::ModuleId& module) const;  // empty when the module has none
-  // The module's weight with every deferred edit applied.
+  // read_weight with every deferred edit applied.
   Tensor weight_to_quantize(const model::ModuleId& module) const;
   // Replaces the module's weight by a new F32 copy (exact) that a step may edit in place; call it once per module.
   Tensor& editable_weight(const model::ModuleId& module);

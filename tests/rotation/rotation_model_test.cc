@@ -8,6 +8,9 @@
 // hadamard_test.cc.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <optional>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -312,6 +315,30 @@ TEST(Rotation, LayerTensorsKeepTheirDtypeAndNormsBecomeOnes) {
   const Tensor q = checkpoint.tensor("model.layers.1.self_attn.q_proj.weight");
   EXPECT_EQ(q.bytes(), before.at("model.layers.1.self_attn.q_proj.weight").bytes());
   EXPECT_NE(t.at("model.layers.1.self_attn.q_proj.weight").bytes(), q.bytes());
+}
+
+// The pipeline rotates a MoE layer's experts one weight at a time, as each is read: the same tensors, bit for
+// bit, as rotating the whole layer, and nothing of an expert touched by the rest.
+TEST(Rotation, ExpertsRotatedOneAtATimeEqualTheWholeLayersRotation) {
+  const auto dir = testing::bundled_model_dir();
+  const model::ModelConfig config = model::ModelConfig::load(dir);
+  const io::Checkpoint checkpoint = io::Checkpoint::open(dir);
+  const Rotation rotation = Rotation::for_config(config);
+  const model::LayerTensors original = model::read_layer_tensors(checkpoint, config, 1);
+  model::LayerTensors whole = original, parts = original;
+  rotate_layer(config, 1, whole, rotation);
+  rotate_layer_except_experts(config, 1, parts, rotation);
+  const Tensor post_norm = original.at("model.layers.1.post_attention_layernorm.weight");
+  for (const auto& [name, tensor] : whole) {
+    Tensor got = parts.at(name);
+    const std::optional<model::ModuleId> module = model::parse_hf_module_name(name.substr(0, name.rfind('.')));
+    if (module && module->is_expert()) {
+      EXPECT_EQ(got.bytes(), original.at(name).bytes()) << name << " is left for rotate_expert_weight";
+      got = rotate_expert_weight(*module, got, post_norm, rotation);
+    }
+    ASSERT_EQ(got.nbytes(), tensor.nbytes()) << name;
+    EXPECT_EQ(std::memcmp(got.bytes(), tensor.bytes(), tensor.nbytes()), 0) << name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedTinyModels, RotatedTinyModel, ::testing::ValuesIn(testing::kSharedTinyModels),
