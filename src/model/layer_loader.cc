@@ -94,7 +94,8 @@ Tensor read_checked(const io::Checkpoint& checkpoint, const std::string& name, c
   return t;
 }
 
-LayerTensors read_layer_tensors(const io::Checkpoint& checkpoint, const ModelConfig& config, std::int64_t layer) {
+LayerTensors read_layer_tensors(const io::Checkpoint& checkpoint, const ModelConfig& config, std::int64_t layer,
+                                bool release_checked) {
   // The finiteness scan reads every byte of the layer (and faults its pages in): one tensor per task, over the
   // threads. A bad tensor fails its task, and run_tasks reports the first bad one in the expected order.
   const std::vector<ExpectedTensor> expected = expected_layer_tensors(config, layer);
@@ -102,6 +103,7 @@ LayerTensors read_layer_tensors(const io::Checkpoint& checkpoint, const ModelCon
   kernels::run_tasks(static_cast<std::int64_t>(expected.size()), true, [&](std::int64_t i, int /*worker*/) {
     const ExpectedTensor& e = expected[static_cast<std::size_t>(i)];
     tensors[static_cast<std::size_t>(i)] = read_checked(checkpoint, e.name, e.shape);
+    if (release_checked) checkpoint.release(e.name);
   });
   LayerTensors out;
   for (std::size_t i = 0; i < expected.size(); ++i) out.emplace(expected[i].name, std::move(tensors[i]));

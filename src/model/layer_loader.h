@@ -20,7 +20,11 @@ namespace moeslim::model {
 // A layer's raw tensors by full name, shape-checked against the config.
 using LayerTensors = std::map<std::string, Tensor>;
 
-LayerTensors read_layer_tensors(const io::Checkpoint& checkpoint, const ModelConfig& config, std::int64_t layer);
+// Every tensor is read once to check it (check_finite), which faults its mapped pages in. `release_checked`
+// hands each one's pages back as soon as it is checked, for a caller that will not read the layer whole (the
+// quantizer's expert groups): the scan then never holds the layer's pages at once.
+LayerTensors read_layer_tensors(const io::Checkpoint& checkpoint, const ModelConfig& config, std::int64_t layer,
+                                bool release_checked = false);
 
 // Makes the Linear for one module from its weight and bias (empty if none).
 using LinearFactory =

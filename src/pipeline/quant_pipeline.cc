@@ -196,7 +196,7 @@ void QuantRun::quantize_layers() {
   for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     throw_if_interrupted();
     auto start = PhaseTimes::mark();
-    model::LayerTensors raw = model::read_layer_tensors(*checkpoint_, config_, l);
+    model::LayerTensors raw = model::read_layer_tensors(*checkpoint_, config_, l, /*release_checked=*/true);
     std::vector<std::string> names;
     for (const auto& [name, tensor] : raw) names.push_back(name);
     times_.add("load", start);
