@@ -242,8 +242,9 @@ CommandRunner register_quant(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--expert_group", o->expert_group,
                   "Experts held at once: each layer's experts are loaded, run, quantized and written this many at a "
-                  "time, which bounds the peak memory (0 = auto: groups of at most 1 GiB of float weights, two or "
-                  "more experts per thread). The output is the same for every value")
+                  "time, which bounds the peak memory (0 = auto: groups of at most 1.5 GiB of float weights, two "
+                  "or more experts per thread). The output is the same for every value; with --rot, groups "
+                  "smaller than the layer rotate each expert weight at each read (slower, less memory)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   add_threads_option(*sub, o->threads);

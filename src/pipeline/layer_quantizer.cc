@@ -133,7 +133,8 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   const bool moe = config.is_moe_layer(layer);
   const std::vector<ExpertRange> groups =
       moe ? model::expert_groups(config.num_experts,
-                                 options.experts_per_group > 0 ? options.experts_per_group : config.num_experts)
+                                 options.settings.experts_in_one_group(config) ? config.num_experts
+                                                                               : options.settings.experts_per_group)
           : std::vector<ExpertRange>();
   const auto run = [&](model::DecoderLayer& l, ActivationSet& set, model::ForwardObserver* observer,
                        const model::ExpertGroupHooks& hooks) {

@@ -30,9 +30,6 @@ struct LayerQuantizerOptions {
   model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // of the float pass
   // Hands a checkpoint tensor's mapped pages back (quant::LayerContext::release_mapped); may be empty.
   std::function<void(const std::string& name)> release_mapped;
-  // Experts per group in both passes (0: all of a layer's experts in one group). The output does not depend
-  // on it; the peak memory does.
-  std::int64_t experts_per_group = 0;
 };
 
 // `raw`: the layer's checkpoint tensors (views are fine; what a step edits is copied). `anti`: the set the

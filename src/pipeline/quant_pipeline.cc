@@ -186,7 +186,7 @@ void QuantRun::setup() {
   layer_options_.propagation = d.propagation;
   layer_options_.float_precision = o_.float_precision;
   layer_options_.release_mapped = [this](const std::string& name) { checkpoint_->release(name); };
-  layer_options_.experts_per_group = experts_per_group_;
+  layer_options_.settings.experts_per_group = experts_per_group_;
   times_.add("setup", start);
 }
 

@@ -32,7 +32,9 @@ struct WorkloadShape {
 // the fewest even groups of at most kExpertGroupBytes of float weights each, but at least two experts per
 // thread (fewer would leave threads idle while a group runs), and never more than the layer has. 0 for a model
 // without experts.
-inline constexpr std::uint64_t kExpertGroupBytes = std::uint64_t{1} << 30;
+// 1.5 GiB keeps a Qwen3-30B-A3B layer (1.2 GB of experts) in one group: it fits any machine that runs it, and
+// one group is the fast path for --rot (quant/rotate_step.cc).
+inline constexpr std::uint64_t kExpertGroupBytes = std::uint64_t{3} << 29;
 std::int64_t default_experts_per_group(const model::ModelConfig& config, int float_bytes, int threads);
 
 // `config` already limited to the layers that will be written.

@@ -23,8 +23,15 @@ class RotateStep final : public LayerStep {
     final_norm = unit_norm_weight(final_norm);
   }
   void before_float_pass(LayerContext& c) const override {
-    // The experts are rotated as each is read (LayerContext::expert_basis_changes): every read rotates again,
-    // which costs less than holding a layer's rotated experts (15 GB at Qwen3-Coder-480B-A35B's shapes).
+    // With the layer's experts in one group the whole layer is rotated now, once. With smaller groups the
+    // experts are rotated as each is read (LayerContext::expert_basis_changes), so that a layer's rotated
+    // experts never exist at once (15 GB at Qwen3-Coder-480B-A35B's shapes); each read rotates again: the
+    // float pass (twice with an anti set) and quantization, +41 % time at Qwen3-30B-A3B shapes (README).
+    // Both give the same bits (Rotation.ExpertsRotatedOneAtATimeEqualTheWholeLayersRotation).
+    if (c.settings.experts_in_one_group(c.config)) {
+      rotate_layer(c.config, c.layer, c.tensors, Rotation::for_config(c.config));
+      return;
+    }
     auto rotation = std::make_shared<const Rotation>(Rotation::for_config(c.config));
     const Tensor post_norm = c.weight({c.layer, model::ModuleRole::kPostAttentionNorm});
     rotate_layer_except_experts(c.config, c.layer, c.tensors, *rotation);

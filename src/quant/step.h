@@ -67,6 +67,12 @@ struct RunSettings {
   DType float_dtype = DType::kBF16;    // the model's float dtype: what smoothed weights are rounded to
   bool include_padding = false;        // pads enter the statistics (msModelSlim's padded batches)
   std::int64_t search_rows = 0;        // flex_smooth's α/β search: at most this many rows (0 = all)
+  // Experts per group in the layer quantizer's passes (0: all of a layer's experts in one group). The output
+  // does not depend on it; the peak memory does, and so may a step's choice of when to do its work.
+  std::int64_t experts_per_group = 0;
+  bool experts_in_one_group(const model::ModelConfig& config) const {
+    return experts_per_group <= 0 || experts_per_group >= config.num_experts;
+  }
 };
 
 // What steps want to see on the float pass.

@@ -172,7 +172,7 @@ TEST_F(LayerQuantizerTest, MappedWeightsAreReleasedAfterEachUse) {
   ActivationSet calib = embedded();
   PhaseTimes times;
   LayerQuantizerOptions o = options(quant::Propagation::kFloat);
-  o.experts_per_group = 3;
+  o.settings.experts_per_group = 3;
   std::map<std::string, int> released;
   std::vector<std::int64_t> first_release;  // the expert of each expert weight's first release, in order
   std::mutex mutex;  // the linears are quantized as tasks over the threads
@@ -263,7 +263,7 @@ TEST_F(LayerQuantizerTest, TheLayerIsTheSameForAnyExpertGroupSize) {
       if (propagation == quant::Propagation::kFloat) calib.batch_size = 1;
       PhaseTimes times;
       LayerQuantizerOptions o = options(propagation);
-      o.experts_per_group = per_group;
+      o.settings.experts_per_group = per_group;
       const testing::ScopedThreads scoped(2);
       QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps,
                                         r.defaults.statistics_on_anti_set ? &anti : nullptr, calib, o, times);
@@ -288,7 +288,7 @@ TEST_F(LayerQuantizerTest, TheSinkGetsTheLayerInWriteOrder) {
   ActivationSet calib = embedded();
   PhaseTimes times;
   LayerQuantizerOptions o = options(quant::Propagation::kFloat);
-  o.experts_per_group = 4;
+  o.settings.experts_per_group = 4;
   const QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times, &sink);
   EXPECT_TRUE(q.linears.empty());
   EXPECT_TRUE(q.norms.empty());
@@ -386,7 +386,7 @@ TEST_F(LayerQuantizerTest, ATestOnlyStepGetsWhatItRequestsInOrder) {
   ActivationSet calib = embedded();
   PhaseTimes times;
   LayerQuantizerOptions o = options(quant::Propagation::kFloat);
-  o.experts_per_group = 3;
+  o.settings.experts_per_group = 3;
   const QuantizedLayer q = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
 
   EXPECT_EQ(probe.events, (std::vector<std::string>{"before_float_pass", "request", "apply", "calibration"}));

@@ -50,12 +50,14 @@ model::ModelConfig preset(const std::string& name) {
   return model::ModelConfig::from_json(model::synthetic_config_json(name, 1), name);
 }
 
-// The layer's experts in the fewest even groups of at most 1 GiB of bf16, at least two experts per thread.
-TEST(ResourceEstimate, DefaultExpertGroupsHoldAboutOneGibOfFloatWeights) {
-  // Qwen3-30B-A3B: 128 experts of 9.4 MB, 1.2 GB in all: two groups of 64.
-  EXPECT_EQ(default_experts_per_group(preset("qwen3-30b-a3b"), 2, 2), 64);
-  // Qwen3-Coder-480B-A35B: 160 experts of 94 MB, 15.1 GB: 15 groups, of 11.
-  EXPECT_EQ(default_experts_per_group(preset("qwen3-coder-480b-a35b"), 2, 2), 11);
+// The layer's experts in the fewest even groups of at most 1.5 GiB of bf16, at least two experts per thread.
+TEST(ResourceEstimate, DefaultExpertGroupsHoldAtMostOneAndAHalfGibOfFloatWeights) {
+  // Qwen3-30B-A3B: 128 experts of 9.4 MB, 1.2 GB in all: one group.
+  EXPECT_EQ(default_experts_per_group(preset("qwen3-30b-a3b"), 2, 2), 128);
+  // Qwen3-235B-A22B: 128 experts of 37.7 MB, 4.83 GB: three groups of 43.
+  EXPECT_EQ(default_experts_per_group(preset("qwen3-235b-a22b"), 2, 2), 43);
+  // Qwen3-Coder-480B-A35B: 160 experts of 94 MB, 15.1 GB: ten groups of 16.
+  EXPECT_EQ(default_experts_per_group(preset("qwen3-coder-480b-a35b"), 2, 2), 16);
   EXPECT_EQ(default_experts_per_group(preset("qwen3-coder-480b-a35b"), 2, 16), 32);   // two per thread
   EXPECT_EQ(default_experts_per_group(preset("qwen3-coder-480b-a35b"), 2, 128), 160);  // never more than all
   EXPECT_EQ(default_experts_per_group(tiny_config(), 2, 1), tiny_config().num_experts);
