@@ -38,64 +38,71 @@ class ChunkRows {
   Tensor part_;
 };
 
-// Step 4 for one group: each expert over its rows of every chunk, then their outputs added to `out` in
-// ascending expert order.
+// Step 4 for one group: each expert over its rows of every chunk, its outputs added to `out` in ascending
+// expert order. To bound memory the group goes in batches of consecutive experts whose outputs fit about the
+// set's rows per 16 workers (as DecoderLayer::forward bounds a chunk's), each batch added before the next runs.
 void run_group(const ModelConfig& config, const DecoderLayer& layer, ExpertRange group,
                const std::vector<LayoutChunk>& chunks, const std::vector<ExpertRouting>& routing, const float* normed,
-               ForwardObserver* observer, ForwardScratch& scratch, float* out) {
+               std::int64_t set_rows, ForwardObserver* observer, ForwardScratch& scratch, float* out) {
   const std::int64_t H = config.hidden_size;
   const bool parallel = experts_in_parallel(observer);
-  scratch.prepare_workers(kernels::task_worker_count(parallel));
+  const int workers = kernels::task_worker_count(parallel);
+  scratch.prepare_workers(workers);
+  const std::int64_t budget = set_rows * ((workers + 15) / 16);
   struct Task {
     std::int64_t expert = 0;
     std::int64_t rows = 0;    // over every chunk
-    std::int64_t offset = 0;  // its first row in the group's output
+    std::int64_t offset = 0;  // its first row in the batch's output
   };
-  std::vector<Task> tasks;
-  std::int64_t total = 0;
-  for (std::int64_t e = group.first; e < group.last; ++e) {
-    std::int64_t rows = 0;
-    for (const ExpertRouting& r : routing) rows += r.rows_in(e);
-    if (rows == 0) continue;
-    tasks.push_back({e, rows, total});
-    total += rows;
-  }
-  if (tasks.empty()) return;
-  std::vector<std::size_t> order(tasks.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  if (parallel) {
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t a, std::size_t b) { return tasks[a].rows > tasks[b].rows; });
-  }
-  float* y = scratch.overwritten(ForwardScratch::kExpertOutput, total, H);
-  kernels::run_tasks(static_cast<std::int64_t>(order.size()), parallel, [&](std::int64_t t, int worker) {
-    throw_if_interrupted();
-    const Task& task = tasks[order[static_cast<std::size_t>(t)]];
-    const SwiGluMlp& expert = layer.mlp.experts[static_cast<std::size_t>(task.expert)];
-    if (!expert.gate_proj || !expert.up_proj || !expert.down_proj) {
-      throw Error(ErrorCode::kInternal, "expert " + std::to_string(task.expert) + " of layer " +
-                                            std::to_string(layer.index) + " was not loaded before its group ran");
+  std::int64_t next = group.first;
+  while (next < group.last) {
+    std::vector<Task> tasks;  // ascending
+    std::int64_t total = 0;
+    for (; next < group.last; ++next) {
+      std::int64_t rows = 0;
+      for (const ExpertRouting& r : routing) rows += r.rows_in(next);
+      if (rows == 0) continue;
+      if (total > 0 && total + rows > budget) break;
+      tasks.push_back({next, rows, total});
+      total += rows;
     }
-    std::int64_t row = task.offset;
-    for (std::size_t c = 0; c < chunks.size(); ++c) {
-      const std::int64_t n = routing[c].rows_in(task.expert);
-      if (n == 0) continue;
-      run_expert_rows(expert, layer.index, task.expert, normed + chunks[c].begin * H, H, chunks[c].layout,
-                      routing[c].rows_of[static_cast<std::size_t>(task.expert)].data(), n, observer,
-                      scratch.worker(worker), y + row * H);
-      row += n;
+    if (tasks.empty()) continue;
+    std::vector<std::size_t> order(tasks.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    if (parallel) {
+      std::stable_sort(order.begin(), order.end(),
+                       [&](std::size_t a, std::size_t b) { return tasks[a].rows > tasks[b].rows; });
     }
-  });
-  ProfileScope scope(ProfileKind::kMoeDispatch);
-  for (const Task& task : tasks) {
-    std::int64_t row = task.offset;
-    const auto e = static_cast<std::size_t>(task.expert);
-    for (std::size_t c = 0; c < chunks.size(); ++c) {
-      const std::int64_t n = routing[c].rows_in(task.expert);
-      if (n == 0) continue;
-      kernels::add_weighted_rows(y + row * H, n, H, routing[c].rows_of[e].data(), routing[c].weight_of[e].data(),
-                                 out + chunks[c].begin * H);
-      row += n;
+    float* y = scratch.overwritten(ForwardScratch::kExpertOutput, total, H);
+    kernels::run_tasks(static_cast<std::int64_t>(order.size()), parallel, [&](std::int64_t t, int worker) {
+      throw_if_interrupted();
+      const Task& task = tasks[order[static_cast<std::size_t>(t)]];
+      const SwiGluMlp& expert = layer.mlp.experts[static_cast<std::size_t>(task.expert)];
+      if (!expert.gate_proj || !expert.up_proj || !expert.down_proj) {
+        throw Error(ErrorCode::kInternal, "expert " + std::to_string(task.expert) + " of layer " +
+                                              std::to_string(layer.index) + " was not loaded before its group ran");
+      }
+      std::int64_t row = task.offset;
+      for (std::size_t c = 0; c < chunks.size(); ++c) {
+        const std::int64_t n = routing[c].rows_in(task.expert);
+        if (n == 0) continue;
+        run_expert_rows(expert, layer.index, task.expert, normed + chunks[c].begin * H, H, chunks[c].layout,
+                        routing[c].rows_of[static_cast<std::size_t>(task.expert)].data(), n, observer,
+                        scratch.worker(worker), y + row * H);
+        row += n;
+      }
+    });
+    ProfileScope scope(ProfileKind::kMoeDispatch);
+    for (const Task& task : tasks) {
+      std::int64_t row = task.offset;
+      const auto e = static_cast<std::size_t>(task.expert);
+      for (std::size_t c = 0; c < chunks.size(); ++c) {
+        const std::int64_t n = routing[c].rows_in(task.expert);
+        if (n == 0) continue;
+        kernels::add_weighted_rows(y + row * H, n, H, routing[c].rows_of[e].data(), routing[c].weight_of[e].data(),
+                                   out + chunks[c].begin * H);
+        row += n;
+      }
     }
   }
 }
@@ -168,7 +175,8 @@ void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& h
   }
   for (const ExpertRange& group : groups) {
     if (hooks.load_experts) hooks.load_experts(group);
-    run_group(config, layer, group, chunks, routing, normed.data<float>(), observer, scratch, out.mutable_data<float>());
+    run_group(config, layer, group, chunks, routing, normed.data<float>(), N, observer, scratch,
+              out.mutable_data<float>());
     if (hooks.unload_experts) hooks.unload_experts(group);
   }
   float* h = hidden.mutable_data<float>();

@@ -5,8 +5,8 @@
 //   2. hooks.after_attention
 //   3. the MoE block's norm and router, chunk by chunk; every chunk's routing is kept
 //   4. for each group of experts, in ascending order: hooks.load_experts; each expert of the group over its
-//      rows of every chunk (one task per expert, over the threads, heaviest first); their outputs added;
-//      hooks.unload_experts
+//      rows of every chunk (one task per expert, over the threads, heaviest first) and their outputs added, in
+//      batches of experts whose outputs fit about the set's rows per 16 threads; hooks.unload_experts
 //   5. the MoE outputs added to the residual stream
 // A dense layer runs its MLP chunk by chunk after step 2. Per row, the experts' outputs are added in ascending
 // expert order and each expert's GEMMs see the same rows per chunk as in run_layer_chunked, so the result is

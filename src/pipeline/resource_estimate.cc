@@ -66,8 +66,8 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   // by weight, the codes going to the writer after their group ran. Plus the forward's buffers, which a pass
   // keeps for all its chunks (model/forward_scratch.h): per row of the largest chunk, the attention's normed
   // input, q, k, v, context and output, the MLP's normed input and output, and the router logits; per row of
-  // the whole set, the MoE block's input and output, which the grouped pass keeps for every chunk, and the
-  // group's expert outputs (K rows per token, spread over the experts). Each thread running experts keeps an
+  // the whole set, the MoE block's input and output, which the grouped pass keeps for every chunk, and a
+  // batch of expert outputs (about the set's rows per 16 threads). Each thread running experts keeps an
   // input, gate and up buffer for the largest expert it met: counted as four times an expert's mean share of
   // the chunk (or the whole chunk for a dense MLP).
   const std::uint64_t process = 160 * kMiB;
@@ -80,10 +80,12 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   const auto shared_row = static_cast<std::uint64_t>(4 * config.hidden_size + 2 * config.q_width() +
                                                      2 * config.kv_width() + config.num_experts);
   const auto set_rows = static_cast<std::uint64_t>(std::max(work.calibration_tokens, work.anti_tokens));
+  // The grouped pass adds a group's expert outputs in batches of about the set's rows per 16 threads.
   const std::uint64_t group_output_rows =
-      config.num_experts > 0 ? set_rows * static_cast<std::uint64_t>(config.num_experts_per_tok * per_group) /
-                                   static_cast<std::uint64_t>(config.num_experts)
-                             : 0;
+      std::min(set_rows * static_cast<std::uint64_t>((threads + 15) / 16),
+               config.num_experts > 0 ? set_rows * static_cast<std::uint64_t>(config.num_experts_per_tok * per_group) /
+                                            static_cast<std::uint64_t>(config.num_experts)
+                                      : 0);
   std::uint64_t worker_bytes = 0;  // one thread's expert buffers
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
     const bool moe = config.is_moe_layer(l);
