@@ -230,15 +230,17 @@ TEST_F(QuantFaults, EstimatesItsOutputAndPeakMemoryUpFront) {
 
 // The same command twice, and with 1 and 2 threads: byte-identical files (the report compared without its
 // timings and measured peak), for the W8A8 script's flow and the one-click W4A8 flow.
-TEST_F(QuantFaults, OutputIsByteIdenticalAcrossRunsAndThreadCounts) {
+// Also across expert group sizes: the third run holds 3 of the tiny model's experts at a time.
+TEST_F(QuantFaults, OutputIsByteIdenticalAcrossRunsThreadCountsAndExpertGroups) {
   for (const auto* flow : {&kW8A8, &kW4A8}) {
     SCOPED_TRACE(flow == &kW8A8 ? "w8a8" : "w4a8");
     const fs::path a = dir_.path() / "a", b = dir_.path() / "b", c = dir_.path() / "c";
     run_to_completion(a, "1", *flow);
     run_to_completion(b, "1", *flow);
-    run_to_completion(c, "2", *flow);
+    run_to_completion(c, "2", *flow, "--expert_group 3");
     expect_same_files(a, b);
     expect_same_files(a, c);
+    EXPECT_EQ(json::parse(read_whole_file(c / "quant_report.json"))["experts_per_group"], 3);
     for (const fs::path& p : {a, b, c}) fs::remove_all(p);
   }
 }
