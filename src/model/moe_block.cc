@@ -71,7 +71,9 @@ void run_expert_rows(const SwiGluMlp& expert, std::int64_t layer, std::int64_t i
   {
     ProfileScope scope(ProfileKind::kMoeDispatch);
     kernels::gather_rows(x, hidden, rows, n, g);
-    for (std::int64_t i = 0; i < n; ++i) mask[static_cast<std::size_t>(i)] = layout.real[static_cast<std::size_t>(rows[i])];
+    for (std::int64_t i = 0; i < n; ++i) {
+      mask[static_cast<std::size_t>(i)] = layout.real[static_cast<std::size_t>(rows[i])];
+    }
   }
   swiglu_forward(expert, layer, index, g, n, hidden, mask.data(), observer, scratch, y);
 }

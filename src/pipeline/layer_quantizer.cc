@@ -167,7 +167,9 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     hooks.load_experts = [&](ExpertRange g) {
       for (std::int64_t e = g.first; e < g.last; ++e) {
         model::LayerTensors weights;  // in the layer's current basis (a rotation reaches experts as they are read)
-        for (const ModuleId& m : expert_linears(layer, {e, e + 1})) weights.emplace(model::hf_weight_name(m), c.read_weight(m));
+        for (const ModuleId& m : expert_linears(layer, {e, e + 1})) {
+          weights.emplace(model::hf_weight_name(m), c.read_weight(m));
+        }
         float_layer.mlp.experts[static_cast<std::size_t>(e)] = model::build_expert(layer, e, weights, make_float);
       }
     };

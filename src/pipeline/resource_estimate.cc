@@ -26,7 +26,8 @@ std::int64_t default_experts_per_group(const model::ModelConfig& config, int flo
                                      static_cast<std::uint64_t>(config.moe_intermediate_size) *
                                      static_cast<std::uint64_t>(std::max(1, float_bytes));
   const std::uint64_t layer_bytes = expert_bytes * static_cast<std::uint64_t>(experts);
-  const auto groups = static_cast<std::int64_t>(std::max<std::uint64_t>(1, (layer_bytes + kExpertGroupBytes - 1) / kExpertGroupBytes));
+  const auto groups = static_cast<std::int64_t>(
+      std::max<std::uint64_t>(1, (layer_bytes + kExpertGroupBytes - 1) / kExpertGroupBytes));
   const std::int64_t even = (experts + groups - 1) / groups;
   return std::min(experts, std::max(even, 2 * static_cast<std::int64_t>(std::max(1, threads))));
 }

@@ -111,7 +111,9 @@ TEST_F(GroupedLayerPass, HooksComeInOrderAndObserversSeeEachModuleAsInTheChunked
   std::vector<std::string> events;
   ExpertGroupHooks hooks;
   hooks.after_attention = [&] { events.push_back("attention"); };
-  hooks.load_experts = [&](ExpertRange g) { events.push_back("load " + std::to_string(g.first) + "-" + std::to_string(g.last)); };
+  hooks.load_experts = [&](ExpertRange g) {
+    events.push_back("load " + std::to_string(g.first) + "-" + std::to_string(g.last));
+  };
   hooks.unload_experts = [&](ExpertRange g) { events.push_back("unload " + std::to_string(g.first)); };
   InputLog grouped_log;
   Tensor hidden = input_.clone();
