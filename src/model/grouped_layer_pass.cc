@@ -109,6 +109,29 @@ void run_group(const ModelConfig& config, const DecoderLayer& layer, ExpertRange
 
 }  // namespace
 
+std::int64_t ExpertGroupInputs::rows(std::int64_t expert) const {
+  std::int64_t n = 0;
+  for (const ExpertRouting& r : routing_) n += r.rows_in(expert);
+  return n;
+}
+
+Tensor ExpertGroupInputs::gather(std::int64_t expert, std::vector<std::uint8_t>* real) const {
+  const std::int64_t n = rows(expert);
+  Tensor out = Tensor::zeros(DType::kF32, {n, hidden_});
+  if (real != nullptr) real->clear();
+  std::int64_t row = 0;
+  for (std::size_t c = 0; c < chunks_.size(); ++c) {
+    const std::vector<std::int32_t>& rows_of = routing_[c].rows_of[static_cast<std::size_t>(expert)];
+    kernels::gather_rows(normed_ + chunks_[c].begin * hidden_, hidden_, rows_of.data(),
+                         static_cast<std::int64_t>(rows_of.size()), out.mutable_data<float>() + row * hidden_);
+    row += static_cast<std::int64_t>(rows_of.size());
+    if (real != nullptr) {
+      for (const std::int32_t r : rows_of) real->push_back(chunks_[c].layout.real[static_cast<std::size_t>(r)]);
+    }
+  }
+  return out;
+}
+
 std::vector<ExpertRange> expert_groups(std::int64_t num_experts, std::int64_t per_group) {
   if (per_group <= 0) throw Error(ErrorCode::kInvalidArgument, "experts per group must be at least 1");
   std::vector<ExpertRange> groups;
@@ -174,7 +197,7 @@ void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& h
     layer.mlp.experts.resize(static_cast<std::size_t>(config.num_experts));
   }
   for (const ExpertRange& group : groups) {
-    if (hooks.load_experts) hooks.load_experts(group);
+    if (hooks.load_experts) hooks.load_experts(group, ExpertGroupInputs(chunks, routing, normed.data<float>(), H));
     run_group(config, layer, group, chunks, routing, normed.data<float>(), N, observer, scratch,
               out.mutable_data<float>());
     if (hooks.unload_experts) hooks.unload_experts(group);

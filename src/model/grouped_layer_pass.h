@@ -35,11 +35,32 @@ struct ExpertRange {
 // [0, num_experts) cut into consecutive ranges of `per_group` experts (the last may be shorter).
 std::vector<ExpertRange> expert_groups(std::int64_t num_experts, std::int64_t per_group);
 
+struct ExpertRouting;
+
+// What a group's experts see in the running pass, for a hook that needs their inputs (GPTQ's Hessians): each
+// expert's routed rows of every chunk, in chunk order, as the pass feeds them to it. Valid during the hook.
+class ExpertGroupInputs {
+ public:
+  ExpertGroupInputs(const std::vector<LayoutChunk>& chunks, const std::vector<ExpertRouting>& routing,
+                    const float* normed, std::int64_t hidden)
+      : chunks_(chunks), routing_(routing), normed_(normed), hidden_(hidden) {}
+  // Rows routed to `expert`, pads included.
+  std::int64_t rows(std::int64_t expert) const;
+  // Its input rows: F32 [rows(expert), hidden]; `real` (optional) gets each row's flag (1 real token, 0 pad).
+  Tensor gather(std::int64_t expert, std::vector<std::uint8_t>* real = nullptr) const;
+
+ private:
+  const std::vector<LayoutChunk>& chunks_;
+  const std::vector<ExpertRouting>& routing_;
+  const float* normed_;
+  std::int64_t hidden_;
+};
+
 struct ExpertGroupHooks {
   std::function<void()> after_attention;
   // Fills layer.mlp.experts[first, last) where they are not built yet (the pass first resizes the vector to
-  // num_experts, with empty entries).
-  std::function<void(ExpertRange)> load_experts;
+  // num_experts, with empty entries). `inputs`: what the group's experts are about to see.
+  std::function<void(ExpertRange, const ExpertGroupInputs& inputs)> load_experts;
   // The group has run over every chunk: its experts may go.
   std::function<void(ExpertRange)> unload_experts;
 };

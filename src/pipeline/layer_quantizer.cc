@@ -164,7 +164,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     const model::LinearFactory make_float = model::float_linear_factory(options.float_precision);
     model::DecoderLayer float_layer = model::build_layer_without_experts(config, layer, c.tensors, make_float);
     model::ExpertGroupHooks hooks;
-    hooks.load_experts = [&](ExpertRange g) {
+    hooks.load_experts = [&](ExpertRange g, const model::ExpertGroupInputs&) {
       for (std::int64_t e = g.first; e < g.last; ++e) {
         model::LayerTensors weights;  // in the layer's current basis (a rotation reaches experts as they are read)
         for (const ModuleId& m : expert_linears(layer, {e, e + 1})) {
@@ -245,17 +245,19 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       parts.norm(norm_tensors(c, {layer, ModuleRole::kKNorm}));
       clock.end("writing");
     };
-    hooks.load_experts = [&](ExpertRange g) {
+    hooks.load_experts = [&](ExpertRange g, const model::ExpertGroupInputs& inputs) {
       if (!router_handed_over) {  // routing is done: the router's linear is no longer read
         finish_passes({{layer, ModuleRole::kRouter}});
         hand_over({{layer, ModuleRole::kRouter}});
         router_handed_over = true;
       }
       clock.end(pass_phase);
+      c.expert_inputs = &inputs;
       for (const auto& step : steps) {
         step->apply_to_experts(c, g);
         clock.end(step->phase());
       }
+      c.expert_inputs = nullptr;
       for (std::int64_t e = g.first; e < g.last; ++e) {
         quantized.mlp.experts[static_cast<std::size_t>(e)] = model::build_expert(layer, e, c.tensors, make_runtime);
       }

@@ -119,6 +119,9 @@ struct LayerContext {
   model::LayerTensors tensors;  // the checkpoint's tensors (views), or the copies steps made and edited
   RunSettings settings;
   const LayerObservations* observations = nullptr;  // set after the float pass
+  // During apply_to_experts: the rows the group's experts see in the quantized pass (each expert's routed
+  // rows of every batch), for a step that fits its weights to them.
+  const model::ExpertGroupInputs* expert_inputs = nullptr;
 
   std::map<model::ModuleId, QuantizedLinear> linears;  // filled by the weight-quantization step
   std::vector<DeferredWeightEdit> deferred_edits;      // applied in order by weight_to_quantize

@@ -3,6 +3,7 @@
 // in the same order, and only the loaded group's experts used.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -87,7 +88,7 @@ TEST_F(GroupedLayerPass, GivesTheChunkedForwardsBitsForAnyGroupSizeAndThreadCoun
     for (const std::int64_t per_group : {std::int64_t{1}, std::int64_t{5}, config_.num_experts}) {
       DecoderLayer layer = build_layer_without_experts(config_, kLayer, tensors_, make);
       ExpertGroupHooks hooks;
-      hooks.load_experts = [&](ExpertRange g) {
+      hooks.load_experts = [&](ExpertRange g, const ExpertGroupInputs&) {
         for (std::int64_t e = g.first; e < g.last; ++e) {
           layer.mlp.experts[static_cast<std::size_t>(e)] = build_expert(kLayer, e, tensors_, make);
         }
@@ -111,7 +112,7 @@ TEST_F(GroupedLayerPass, HooksComeInOrderAndObserversSeeEachModuleAsInTheChunked
   std::vector<std::string> events;
   ExpertGroupHooks hooks;
   hooks.after_attention = [&] { events.push_back("attention"); };
-  hooks.load_experts = [&](ExpertRange g) {
+  hooks.load_experts = [&](ExpertRange g, const ExpertGroupInputs&) {
     events.push_back("load " + std::to_string(g.first) + "-" + std::to_string(g.last));
   };
   hooks.unload_experts = [&](ExpertRange g) { events.push_back("unload " + std::to_string(g.first)); };
@@ -128,6 +129,53 @@ TEST_F(GroupedLayerPass, HooksComeInOrderAndObserversSeeEachModuleAsInTheChunked
   EXPECT_EQ(events, expected);
   EXPECT_EQ(grouped_log.rows_, chunked_log.rows_);
   EXPECT_EQ(grouped_log.routing_, chunked_log.routing_);
+}
+
+// Records every expert's gate_proj input rows (values and pad flags), in the order the pass feeds them.
+class ExpertInputLog final : public ForwardObserver {
+ public:
+  bool wants_linear_input(const ModuleId& module) const override {
+    return module.is_expert() && module.role == ModuleRole::kGateProj;
+  }
+  void on_linear_input(const ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
+                       const std::uint8_t* real) override {
+    std::vector<float>& v = values[module.expert];
+    v.insert(v.end(), x, x + rows * cols);
+    std::vector<std::uint8_t>& r = real_flags[module.expert];
+    r.insert(r.end(), real, real + rows);
+  }
+  std::map<std::int64_t, std::vector<float>> values;
+  std::map<std::int64_t, std::vector<std::uint8_t>> real_flags;
+};
+
+// What a load hook is shown of its group's inputs is what the group's experts then see, row for row.
+TEST_F(GroupedLayerPass, GroupInputsAreTheRowsEachExpertThenSees) {
+  DecoderLayer layer = build_float_layer(config_, kLayer, tensors_, FloatPrecision::kF32);
+  std::map<std::int64_t, std::vector<float>> shown;
+  std::map<std::int64_t, std::vector<std::uint8_t>> shown_real;
+  ExpertGroupHooks hooks;
+  hooks.load_experts = [&](ExpertRange g, const ExpertGroupInputs& inputs) {
+    for (std::int64_t e = g.first; e < g.last; ++e) {
+      std::vector<std::uint8_t> real;
+      const Tensor rows = inputs.gather(e, &real);
+      ASSERT_EQ(rows.dim(0), inputs.rows(e));
+      if (rows.dim(0) == 0) continue;
+      shown[e].assign(rows.data<float>(), rows.data<float>() + rows.numel());
+      shown_real[e] = real;
+    }
+  };
+  ExpertInputLog seen;
+  Tensor hidden = input_.clone();
+  run_layer_grouped(config_, layer, hidden, layout_, kSequencesPerChunk, expert_groups(config_.num_experts, 3), &seen,
+                    hooks);
+  EXPECT_EQ(shown.size(), seen.values.size());
+  for (const auto& [e, values] : seen.values) {
+    EXPECT_TRUE(shown[e] == values) << "expert " << e;
+    EXPECT_EQ(shown_real[e], seen.real_flags[e]) << "expert " << e;
+  }
+  std::int64_t pads = 0;
+  for (const auto& [e, flags] : shown_real) pads += std::count(flags.begin(), flags.end(), 0);
+  EXPECT_EQ(pads, 2 * config_.num_experts_per_tok) << "the padded prompt's two pads, each routed to k experts";
 }
 
 TEST_F(GroupedLayerPass, AnExpertOutsideTheLoadedGroupsIsAnInternalError) {

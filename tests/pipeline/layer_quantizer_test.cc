@@ -314,6 +314,7 @@ struct Probe {
   std::int64_t calibration_rows = 0; // q_proj input rows seen on the quantized pass
   std::set<ModuleId> finished;              // modules its calibration pass was told are done
   std::vector<model::ExpertRange> groups;  // apply_to_experts, in call order
+  std::int64_t expert_input_rows = 0;      // rows its groups' experts see in the quantized pass
 };
 
 class ProbeStep final : public quant::LayerStep {
@@ -345,6 +346,8 @@ class ProbeStep final : public quant::LayerStep {
     EXPECT_EQ(c.linears.count(ModuleId::expert_proj(c.layer, ModuleRole::kUpProj, group.first)), 0u)
         << "the probe runs before quantize";
     probe_.groups.push_back(group);
+    ASSERT_NE(c.expert_inputs, nullptr);
+    for (std::int64_t e = group.first; e < group.last; ++e) probe_.expert_input_rows += c.expert_inputs->rows(e);
   }
 
   class Pass final : public quant::CalibrationPass {
@@ -395,6 +398,7 @@ TEST_F(LayerQuantizerTest, ATestOnlyStepGetsWhatItRequestsInOrder) {
   EXPECT_EQ(probe.calibration_rows, real_tokens());
   const std::vector<ModuleId> all = model::layer_linears(config_, kLayer);
   EXPECT_EQ(probe.finished, std::set<ModuleId>(all.begin(), all.end()));
+  EXPECT_EQ(probe.expert_input_rows, real_tokens() * config_.num_experts_per_tok);  // packed: no pads
   ASSERT_EQ(static_cast<std::int64_t>(probe.groups.size()), (config_.num_experts + 2) / 3);
   for (std::size_t i = 0; i < probe.groups.size(); ++i) {
     EXPECT_EQ(probe.groups[i].first, static_cast<std::int64_t>(3 * i));
