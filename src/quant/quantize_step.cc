@@ -199,7 +199,9 @@ void QuantizeStep::quantize_linears(LayerContext& c, const std::vector<model::Mo
     const model::ModuleId& module = modules[static_cast<std::size_t>(i)];
     const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
     if (group == nullptr) {
-      quantized[static_cast<std::size_t>(i)] = float_linear(module, c.read_weight(module), c.bias(module));
+      // Left float, but with the edits the smoothing steps planned for it (an expert's moe-input and up-down
+      // scales): its input was rescaled, so the weight must follow even unquantized.
+      quantized[static_cast<std::size_t>(i)] = float_linear(module, c.weight_to_quantize(module), c.bias(module));
       return;
     }
     quantized[static_cast<std::size_t>(i)] = group->method->quantize(module, group->scheme, c.weight_to_quantize(module),

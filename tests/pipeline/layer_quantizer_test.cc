@@ -305,6 +305,27 @@ TEST_F(LayerQuantizerTest, TheSinkGetsTheLayerInWriteOrder) {
   EXPECT_EQ(times.seconds.count("writing"), 1u);
 }
 
+// MoE smoothing rescales the experts' input (post_attention_layernorm) and plans each expert's weight to
+// follow; an expert the recipe leaves float must follow too, or the layer computes something else.
+TEST_F(LayerQuantizerTest, ExpertsLeftFloatTakeTheSmoothingPlannedForThem) {
+  const recipe::Recipe r = recipe_from(
+      "apiversion: modelslim_v1\nprocess:\n"
+      "  - smooth: {method: flex_smooth, subgraphs: [norm-linear, ov, moe-input, up-down], alpha: 0.5}\n"
+      "  - quantize:\n      - {include: ['*self_attn*'], scheme: w8a8_dynamic}\n");
+  ActivationSet calib = embedded();
+  calib.batch_size = 1;
+  PhaseTimes times;
+  const QuantizedLayer q =
+      quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, options(quant::Propagation::kFloat), times);
+  EXPECT_LT(q.relative_error, 0.1) << "only attention is quantized";
+  const ModuleId up = ModuleId::expert_proj(kLayer, ModuleRole::kUpProj, 0);
+  const quant::QuantizedLinear& l = q.linears.at(up);
+  EXPECT_EQ(l.scheme, QuantScheme::kFloat);
+  const Tensor original = raw().at(model::hf_weight_name(up)).to_f32();
+  EXPECT_FALSE(std::equal(original.data<float>(), original.data<float>() + original.numel(), l.weight.to_f32().data<float>()))
+      << "the written float weight carries the smoothing";
+}
+
 // A step that exists only here: it records the order of its hooks, checks what it asked for arrived, zeroes
 // expert 0's up_proj through a deferred edit, and counts the rows its calibration pass sees.
 struct Probe {
