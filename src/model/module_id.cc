@@ -98,14 +98,24 @@ std::vector<ModuleId> layer_linears(const ModelConfig& config, std::int64_t laye
                                {layer, ModuleRole::kKProj},
                                {layer, ModuleRole::kVProj},
                                {layer, ModuleRole::kOProj}};
-  constexpr ModuleRole kProjs[] = {ModuleRole::kGateProj, ModuleRole::kUpProj, ModuleRole::kDownProj};
   if (config.is_moe_layer(layer)) {
     out.push_back({layer, ModuleRole::kRouter});
-    for (std::int64_t e = 0; e < config.num_experts; ++e) {
-      for (const ModuleRole r : kProjs) out.push_back({layer, r, e});
-    }
+    const std::vector<ModuleId> experts = expert_linears(layer, 0, config.num_experts);
+    out.insert(out.end(), experts.begin(), experts.end());
   } else {
-    for (const ModuleRole r : kProjs) out.push_back({layer, r});
+    for (const ModuleRole r : {ModuleRole::kGateProj, ModuleRole::kUpProj, ModuleRole::kDownProj}) {
+      out.push_back({layer, r});
+    }
+  }
+  return out;
+}
+
+std::vector<ModuleId> expert_linears(std::int64_t layer, std::int64_t first, std::int64_t last) {
+  std::vector<ModuleId> out;
+  for (std::int64_t e = first; e < last; ++e) {
+    for (const ModuleRole r : {ModuleRole::kGateProj, ModuleRole::kUpProj, ModuleRole::kDownProj}) {
+      out.push_back({layer, r, e});
+    }
   }
   return out;
 }

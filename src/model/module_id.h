@@ -62,6 +62,8 @@ std::optional<ModuleId> parse_hf_module_name(std::string_view name);
 // down (MoE layers) or the dense MLP's gate, up, down.
 std::vector<ModuleId> layer_linears(const ModelConfig& config, std::int64_t layer);
 // A layer's norms in module order: q_norm, k_norm, input_layernorm, post_attention_layernorm.
+// The gate, up and down_proj of experts [first, last) of a MoE layer, in layer_linears' order.
+std::vector<ModuleId> expert_linears(std::int64_t layer, std::int64_t first, std::int64_t last);
 std::vector<ModuleId> layer_norms(std::int64_t layer);
 
 }  // namespace moeslim::model

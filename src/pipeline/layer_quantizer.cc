@@ -53,16 +53,6 @@ quant::NormTensors norm_tensors(const quant::LayerContext& c, const ModuleId& no
   return n;
 }
 
-std::vector<ModuleId> expert_linears(std::int64_t layer, ExpertRange group) {
-  std::vector<ModuleId> out;
-  for (std::int64_t e = group.first; e < group.last; ++e) {
-    for (const ModuleRole r : {ModuleRole::kGateProj, ModuleRole::kUpProj, ModuleRole::kDownProj}) {
-      out.push_back(ModuleId::expert_proj(layer, r, e));
-    }
-  }
-  return out;
-}
-
 // The layer's parts into a QuantizedLayer, for callers without a sink.
 class CollectingSink final : public LayerSink {
  public:
@@ -167,7 +157,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     hooks.load_experts = [&](ExpertRange g, const model::ExpertGroupInputs&) {
       for (std::int64_t e = g.first; e < g.last; ++e) {
         model::LayerTensors weights;  // in the layer's current basis (a rotation reaches experts as they are read)
-        for (const ModuleId& m : expert_linears(layer, {e, e + 1})) {
+        for (const ModuleId& m : model::expert_linears(layer, e, e + 1)) {
           weights.emplace(model::hf_weight_name(m), c.read_weight(m));
         }
         float_layer.mlp.experts[static_cast<std::size_t>(e)] = model::build_expert(layer, e, weights, make_float);
@@ -175,7 +165,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     };
     hooks.unload_experts = [&](ExpertRange g) {
       for (std::int64_t e = g.first; e < g.last; ++e) float_layer.mlp.experts[static_cast<std::size_t>(e)] = {};
-      release(expert_linears(layer, g));
+      release(model::expert_linears(layer, g.first, g.last));
     };
     if (anti != nullptr && !request.empty()) {
       run(float_layer, *anti, &collector, hooks);
@@ -263,7 +253,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       }
     };
     hooks.unload_experts = [&](ExpertRange g) {
-      const std::vector<ModuleId> modules = expert_linears(layer, g);
+      const std::vector<ModuleId> modules = model::expert_linears(layer, g.first, g.last);
       finish_passes(modules);  // before their linears go
       for (std::int64_t e = g.first; e < g.last; ++e) quantized.mlp.experts[static_cast<std::size_t>(e)] = {};
       std::vector<ModuleId> left_float;  // the quantize step released the others as it quantized them

@@ -177,14 +177,7 @@ void QuantizeStep::apply(LayerContext& c) const {
 }
 
 void QuantizeStep::apply_to_experts(LayerContext& c, model::ExpertRange group) const {
-  std::vector<model::ModuleId> modules;
-  for (std::int64_t e = group.first; e < group.last; ++e) {
-    for (const model::ModuleRole r : {model::ModuleRole::kGateProj, model::ModuleRole::kUpProj,
-                                      model::ModuleRole::kDownProj}) {
-      modules.push_back(model::ModuleId::expert_proj(c.layer, r, e));
-    }
-  }
-  quantize_linears(c, modules);
+  quantize_linears(c, model::expert_linears(c.layer, group.first, group.last));
 }
 
 void QuantizeStep::quantize_linears(LayerContext& c, const std::vector<model::ModuleId>& modules) const {

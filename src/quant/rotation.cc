@@ -56,13 +56,9 @@ void rotate_layer(const model::ModelConfig& config, std::int64_t layer, model::L
   const Tensor post_norm = tensor_at(tensors, model::layer_prefix(layer) + "post_attention_layernorm.weight");
   rotate_layer_except_experts(config, layer, tensors, rotation);
   if (!config.is_moe_layer(layer)) return;
-  for (std::int64_t e = 0; e < config.num_experts; ++e) {
-    for (const model::ModuleRole r : {model::ModuleRole::kGateProj, model::ModuleRole::kUpProj,
-                                      model::ModuleRole::kDownProj}) {
-      const model::ModuleId module = model::ModuleId::expert_proj(layer, r, e);
-      Tensor& w = tensor_at(tensors, model::hf_weight_name(module));
-      w = rotate_expert_weight(module, w, post_norm, rotation);
-    }
+  for (const model::ModuleId& module : model::expert_linears(layer, 0, config.num_experts)) {
+    Tensor& w = tensor_at(tensors, model::hf_weight_name(module));
+    w = rotate_expert_weight(module, w, post_norm, rotation);
   }
 }
 
