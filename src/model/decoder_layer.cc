@@ -1,6 +1,5 @@
 #include "model/decoder_layer.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -9,64 +8,10 @@
 #include "core/profiler.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
-#include "kernels/threading.h"
 #include "model/linear_call.h"
 #include "model/moe_block.h"
 
 namespace moeslim::model {
-namespace {
-
-// out[t] += Σ weight · expert(x[t]) over each token's chosen experts. The experts run as tasks over the
-// threads when the observer allows it (kernels/threading.h: each expert's GEMMs on one thread, with buffers
-// of its worker's own), heaviest first. Their outputs are added in ascending expert order, as Hugging Face
-// adds them, so the sum does not depend on the threads; to bound memory, experts go in groups whose outputs
-// fit about one chunk's rows per 16 workers, each group added before the next starts.
-void run_experts(const MlpBlock& mlp, std::int64_t layer, const float* x, std::int64_t H, const TokenLayout& layout,
-                 const ExpertRouting& routing, ForwardObserver* observer, ForwardScratch& scratch, float* out) {
-  const bool parallel = experts_in_parallel(observer);
-  const int workers = kernels::task_worker_count(parallel);
-  scratch.prepare_workers(workers);
-  const auto E = static_cast<std::int64_t>(routing.rows_of.size());
-  const std::int64_t budget = layout.rows() * ((workers + 15) / 16);
-  std::int64_t first = 0;
-  while (first < E) {
-    std::vector<std::int64_t> group;   // experts with rows in [first, last), ascending
-    std::vector<std::int64_t> offset;  // each one's first row in the group's output
-    std::int64_t total = 0;
-    std::int64_t last = first;
-    for (; last < E && (total == 0 || total + routing.rows_in(last) <= budget); ++last) {
-      if (routing.rows_in(last) == 0) continue;
-      group.push_back(last);
-      offset.push_back(total);
-      total += routing.rows_in(last);
-    }
-    first = last;
-    if (group.empty()) continue;
-    std::vector<std::size_t> order(group.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    if (parallel) {
-      std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-        return routing.rows_in(group[a]) > routing.rows_in(group[b]);
-      });
-    }
-    float* y = scratch.overwritten(ForwardScratch::kExpertOutput, total, H);
-    kernels::run_tasks(static_cast<std::int64_t>(order.size()), parallel, [&](std::int64_t task, int worker) {
-      const std::size_t i = order[static_cast<std::size_t>(task)];
-      const std::int64_t e = group[i];
-      run_expert_rows(mlp.experts[static_cast<std::size_t>(e)], layer, e, x, H, layout,
-                      routing.rows_of[static_cast<std::size_t>(e)].data(), routing.rows_in(e), observer,
-                      scratch.worker(worker), y + offset[i] * H);
-    });
-    ProfileScope scope(ProfileKind::kMoeDispatch);
-    for (std::size_t i = 0; i < group.size(); ++i) {
-      const auto e = static_cast<std::size_t>(group[i]);
-      kernels::add_weighted_rows(y + offset[i] * H, routing.rows_in(group[i]), H, routing.rows_of[e].data(),
-                                 routing.weight_of[e].data(), out);
-    }
-  }
-}
-
-}  // namespace
 
 void RmsNorm::apply(const float* x, std::int64_t rows, std::int64_t n, double eps, float* out) const {
   kernels::rms_norm(x, rows, n, weight.data<float>(), static_cast<float>(eps), out);
@@ -172,7 +117,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
     swiglu_forward(mlp.dense, index, -1, normed, N, H, real, observer, scratch, out);
   } else {
     const ExpertRouting routing = route_tokens(c, mlp, index, normed, layout, observer, scratch);
-    run_experts(mlp, index, normed, H, layout, routing, observer, scratch, out);
+    run_expert_group(c, *this, {0, c.num_experts}, {{0, &layout, &routing}}, normed, N, observer, scratch, out);
   }
   float* h = hidden.mutable_data<float>();
   for (std::int64_t i = 0; i < N * H; ++i) h[i] += out[i];

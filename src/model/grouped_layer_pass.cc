@@ -1,14 +1,11 @@
 #include "model/grouped_layer_pass.h"
 
-#include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "core/error.h"
-#include "core/interrupt.h"
 #include "core/profiler.h"
 #include "kernels/ops.h"
-#include "kernels/threading.h"
 #include "model/forward_scratch.h"
 #include "model/moe_block.h"
 
@@ -38,80 +35,11 @@ class ChunkRows {
   Tensor part_;
 };
 
-// Step 4 for one group: each expert over its rows of every chunk, its outputs added to `out` in ascending
-// expert order. To bound memory the group goes in batches of consecutive experts whose outputs fit about the
-// set's rows per 16 workers (as DecoderLayer::forward bounds a chunk's), each batch added before the next runs.
-void run_group(const ModelConfig& config, const DecoderLayer& layer, ExpertRange group,
-               const std::vector<LayoutChunk>& chunks, const std::vector<ExpertRouting>& routing, const float* normed,
-               std::int64_t set_rows, ForwardObserver* observer, ForwardScratch& scratch, float* out) {
-  const std::int64_t H = config.hidden_size;
-  const bool parallel = experts_in_parallel(observer);
-  const int workers = kernels::task_worker_count(parallel);
-  scratch.prepare_workers(workers);
-  const std::int64_t budget = set_rows * ((workers + 15) / 16);
-  struct Task {
-    std::int64_t expert = 0;
-    std::int64_t rows = 0;    // over every chunk
-    std::int64_t offset = 0;  // its first row in the batch's output
-  };
-  std::int64_t next = group.first;
-  while (next < group.last) {
-    std::vector<Task> tasks;  // ascending
-    std::int64_t total = 0;
-    for (; next < group.last; ++next) {
-      std::int64_t rows = 0;
-      for (const ExpertRouting& r : routing) rows += r.rows_in(next);
-      if (rows == 0) continue;
-      if (total > 0 && total + rows > budget) break;
-      tasks.push_back({next, rows, total});
-      total += rows;
-    }
-    if (tasks.empty()) continue;
-    std::vector<std::size_t> order(tasks.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    if (parallel) {
-      std::stable_sort(order.begin(), order.end(),
-                       [&](std::size_t a, std::size_t b) { return tasks[a].rows > tasks[b].rows; });
-    }
-    float* y = scratch.overwritten(ForwardScratch::kExpertOutput, total, H);
-    kernels::run_tasks(static_cast<std::int64_t>(order.size()), parallel, [&](std::int64_t t, int worker) {
-      throw_if_interrupted();
-      const Task& task = tasks[order[static_cast<std::size_t>(t)]];
-      const SwiGluMlp& expert = layer.mlp.experts[static_cast<std::size_t>(task.expert)];
-      if (!expert.gate_proj || !expert.up_proj || !expert.down_proj) {
-        throw Error(ErrorCode::kInternal, "expert " + std::to_string(task.expert) + " of layer " +
-                                              std::to_string(layer.index) + " was not loaded before its group ran");
-      }
-      std::int64_t row = task.offset;
-      for (std::size_t c = 0; c < chunks.size(); ++c) {
-        const std::int64_t n = routing[c].rows_in(task.expert);
-        if (n == 0) continue;
-        run_expert_rows(expert, layer.index, task.expert, normed + chunks[c].begin * H, H, chunks[c].layout,
-                        routing[c].rows_of[static_cast<std::size_t>(task.expert)].data(), n, observer,
-                        scratch.worker(worker), y + row * H);
-        row += n;
-      }
-    });
-    ProfileScope scope(ProfileKind::kMoeDispatch);
-    for (const Task& task : tasks) {
-      std::int64_t row = task.offset;
-      const auto e = static_cast<std::size_t>(task.expert);
-      for (std::size_t c = 0; c < chunks.size(); ++c) {
-        const std::int64_t n = routing[c].rows_in(task.expert);
-        if (n == 0) continue;
-        kernels::add_weighted_rows(y + row * H, n, H, routing[c].rows_of[e].data(), routing[c].weight_of[e].data(),
-                                   out + chunks[c].begin * H);
-        row += n;
-      }
-    }
-  }
-}
-
 }  // namespace
 
 std::int64_t ExpertGroupInputs::rows(std::int64_t expert) const {
   std::int64_t n = 0;
-  for (const ExpertRouting& r : routing_) n += r.rows_in(expert);
+  for (const RoutedChunk& c : chunks_) n += c.routing->rows_in(expert);
   return n;
 }
 
@@ -121,12 +49,12 @@ Tensor ExpertGroupInputs::gather(std::int64_t expert, std::vector<std::uint8_t>*
   if (real != nullptr) real->clear();
   std::int64_t row = 0;
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
-    const std::vector<std::int32_t>& rows_of = routing_[c].rows_of[static_cast<std::size_t>(expert)];
+    const std::vector<std::int32_t>& rows_of = chunks_[c].routing->rows_of[static_cast<std::size_t>(expert)];
     kernels::gather_rows(normed_ + chunks_[c].begin * hidden_, hidden_, rows_of.data(),
                          static_cast<std::int64_t>(rows_of.size()), out.mutable_data<float>() + row * hidden_);
     row += static_cast<std::int64_t>(rows_of.size());
     if (real != nullptr) {
-      for (const std::int32_t r : rows_of) real->push_back(chunks_[c].layout.real[static_cast<std::size_t>(r)]);
+      for (const std::int32_t r : rows_of) real->push_back(chunks_[c].layout->real[static_cast<std::size_t>(r)]);
     }
   }
   return out;
@@ -196,10 +124,12 @@ void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& h
   if (static_cast<std::int64_t>(layer.mlp.experts.size()) < config.num_experts) {
     layer.mlp.experts.resize(static_cast<std::size_t>(config.num_experts));
   }
+  std::vector<RoutedChunk> routed;
+  for (std::size_t c = 0; c < chunks.size(); ++c) routed.push_back({chunks[c].begin, &chunks[c].layout, &routing[c]});
   for (const ExpertRange& group : groups) {
-    if (hooks.load_experts) hooks.load_experts(group, ExpertGroupInputs(chunks, routing, normed.data<float>(), H));
-    run_group(config, layer, group, chunks, routing, normed.data<float>(), N, observer, scratch,
-              out.mutable_data<float>());
+    if (hooks.load_experts) hooks.load_experts(group, ExpertGroupInputs(routed, normed.data<float>(), H));
+    run_expert_group(config, layer, group, routed, normed.data<float>(), N, observer, scratch,
+                     out.mutable_data<float>());
     if (hooks.unload_experts) hooks.unload_experts(group);
   }
   float* h = hidden.mutable_data<float>();

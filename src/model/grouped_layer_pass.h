@@ -21,37 +21,28 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/decoder_layer.h"
+#include "model/moe_block.h"
 #include "model/observer.h"
 #include "model/token_layout.h"
 
 namespace moeslim::model {
 
-// Experts [first, last) of a layer.
-struct ExpertRange {
-  std::int64_t first = 0;
-  std::int64_t last = 0;
-};
-
 // [0, num_experts) cut into consecutive ranges of `per_group` experts (the last may be shorter).
 std::vector<ExpertRange> expert_groups(std::int64_t num_experts, std::int64_t per_group);
-
-struct ExpertRouting;
 
 // What a group's experts see in the running pass, for a hook that needs their inputs (GPTQ's Hessians): each
 // expert's routed rows of every chunk, in chunk order, as the pass feeds them to it. Valid during the hook.
 class ExpertGroupInputs {
  public:
-  ExpertGroupInputs(const std::vector<LayoutChunk>& chunks, const std::vector<ExpertRouting>& routing,
-                    const float* normed, std::int64_t hidden)
-      : chunks_(chunks), routing_(routing), normed_(normed), hidden_(hidden) {}
+  ExpertGroupInputs(const std::vector<RoutedChunk>& chunks, const float* normed, std::int64_t hidden)
+      : chunks_(chunks), normed_(normed), hidden_(hidden) {}
   // Rows routed to `expert`, pads included.
   std::int64_t rows(std::int64_t expert) const;
   // Its input rows: F32 [rows(expert), hidden]; `real` (optional) gets each row's flag (1 real token, 0 pad).
   Tensor gather(std::int64_t expert, std::vector<std::uint8_t>* real = nullptr) const;
 
  private:
-  const std::vector<LayoutChunk>& chunks_;
-  const std::vector<ExpertRouting>& routing_;
+  const std::vector<RoutedChunk>& chunks_;
   const float* normed_;
   std::int64_t hidden_;
 };

@@ -40,6 +40,29 @@ void run_expert_rows(const SwiGluMlp& expert, std::int64_t layer, std::int64_t i
                      std::int64_t hidden, const TokenLayout& layout, const std::int32_t* rows, std::int64_t n,
                      ForwardObserver* observer, ForwardScratch& scratch, float* y);
 
+// Experts [first, last) of a layer.
+struct ExpertRange {
+  std::int64_t first = 0;
+  std::int64_t last = 0;
+};
+
+// One chunk of a pass as the experts see it: its first row in the pass's rows, its layout and its routing.
+struct RoutedChunk {
+  std::int64_t begin = 0;
+  const TokenLayout* layout = nullptr;
+  const ExpertRouting* routing = nullptr;
+};
+
+// Experts `group` of `layer` over their rows of every chunk, their outputs added to out ([rows, hidden], the
+// chunks' rows at their `begin`) in ascending expert order, as Hugging Face adds them, so the sum does not
+// depend on the threads. Each expert is one task over the threads when the observer allows it
+// (kernels/threading.h: its GEMMs on one thread, chunk after chunk, with buffers of its worker's own), heaviest
+// first. To bound memory the group goes in batches of consecutive experts whose outputs fit about `rows` per
+// 16 workers, each batch added before the next runs. x: the MoE block's input, laid out like out.
+void run_expert_group(const ModelConfig& config, const DecoderLayer& layer, ExpertRange group,
+                      const std::vector<RoutedChunk>& chunks, const float* x, std::int64_t rows,
+                      ForwardObserver* observer, ForwardScratch& scratch, float* out);
+
 // Whether experts may run as tasks over the threads with this observer (kernels/threading.h).
 inline bool experts_in_parallel(const ForwardObserver* observer) {
   return observer == nullptr || observer->accepts_concurrent_modules();
