@@ -78,14 +78,14 @@ int run_recipes(const RecipesOptions& o) {
     throw Error(ErrorCode::kNotFound, "no bundled recipe named '" + o.show + "'; available: " + names,
                 configs.string(), "--show");
   }
-  std::printf("%-22s %-34s %-13s %-22s %-31s %s\n", "NAME", "FILE (under configs/)", "APIVERSION",
-              "ONE-CLICK MATCH", "STEPS", "DESCRIPTION");
+  std::printf("%-24s %-39s %-13s %-26s %-31s %s\n", "NAME", "FILE (under configs/)", "APIVERSION",
+              "ONE-CLICK MATCH", "STEPS", "PICK IT WHEN");
   for (const auto& r : all) {
     std::string steps;
     for (const std::string& s : r.step_names()) steps += (steps.empty() ? "" : ",") + s;
-    std::printf("%-22s %-34s %-13s %-22s %-31s %s\n", r.name.c_str(),
+    std::printf("%-24s %-39s %-13s %-26s %-31s %s\n", r.name.c_str(),
                 r.file.lexically_relative(configs).generic_string().c_str(), r.defaults.apiversion.c_str(),
-                match_text(r).c_str(), steps.c_str(), one_line(r.description).c_str());
+                match_text(r).c_str(), steps.c_str(), one_line(r.use_when.empty() ? r.description : r.use_when).c_str());
   }
   return 0;
 }
@@ -97,8 +97,8 @@ CommandRunner register_recipes(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "recipes",
       "List the bundled quantization recipes (configs/**/*.yaml): name, file, msModelSlim API version, the\n"
-      "--model_type/--quant_type pair the one-click path resolves to it (if any), its steps in order and a\n"
-      "one-line description.\n"
+      "--model_type/--quant_type pair the one-click path resolves to it (if any), its steps in order and\n"
+      "when to pick it (the recipe's use_when line).\n"
       "--show NAME prints a recipe's YAML, a starting point for your own `moeslim quant --config FILE`;\n"
       "--steps lists the steps a recipe's process may name and the weight methods its quantize groups may use.\n"
       "Example: moeslim recipes --show qwen3-30b-w4a8");

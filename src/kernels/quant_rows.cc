@@ -85,6 +85,21 @@ struct RowCodes {
   }
 };
 
+template <bool kResidual>
+struct ElementwiseCodes {
+  template <class Round>
+  MOESLIM_ROW_INLINE static void run(const float* x, const float* scale, const float* zero, std::int64_t n,
+                                     CodeRange range, std::int8_t* codes, const float* base, float* residual) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float z = zero[i];
+      const float q =
+          round_half_even_small(std::min(std::max(Round::apply(x[i] / scale[i]), range.lo - z), range.hi - z)) + z;
+      codes[i] = static_cast<std::int8_t>(static_cast<int>(q));
+      if constexpr (kResidual) residual[i] = base[i] - (q - z) * scale[i];
+    }
+  }
+};
+
 struct RowCodeErrorSums {
   template <class Round>
   MOESLIM_ROW_INLINE static void add(float w, float scale, CodeRange range, int lane, float* e, float* wq,
@@ -304,6 +319,15 @@ MOESLIM_AVX512 void dequantize_dynamic_avx512(float* y, std::int64_t n, const st
 void quantize_row_codes(const float* x, std::int64_t n, float scale, DType dtype, CodeRange range,
                         std::int8_t* codes) {
   run_for_dtype<RowCodes>(dtype, x, n, scale, range, codes);
+}
+
+void quantize_codes_elementwise(const float* x, const float* scale, const float* zero, std::int64_t n, DType dtype,
+                                CodeRange range, std::int8_t* codes, const float* base, float* residual) {
+  if (residual != nullptr) {
+    run_for_dtype<ElementwiseCodes<true>>(dtype, x, scale, zero, n, range, codes, base, residual);
+  } else {
+    run_for_dtype<ElementwiseCodes<false>>(dtype, x, scale, zero, n, range, codes, base, residual);
+  }
 }
 
 CodeErrorSums code_error_sums(const float* w, std::int64_t n, float scale, DType dtype, CodeRange range) {

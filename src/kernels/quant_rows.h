@@ -1,6 +1,6 @@
-// Row kernels of quantization: integer codes of a row from a scale, the error sums of a code choice, the
-// activation rows of the int8 linears and their dequantisation. Each has a portable path and an AVX-512 path,
-// chosen at run time (cpu_features.h); both give the same bits on every input.
+// Row kernels of quantization: integer codes of a row from a scale (or of a vector with a scale per element), the
+// error sums of a code choice, the activation rows of the int8 linears and their dequantisation. Each has a
+// portable path and an AVX-512 path, chosen at run time (cpu_features.h); both give the same bits on every input.
 //
 // dt(·) is the rounding to the model's float dtype, to nearest, ties to even, returned as float32 (PyTorch's
 // cast to the dtype and back): BF16 and F16 round, F32 rounds nothing. rne(·) rounds half to even.
@@ -22,6 +22,16 @@ struct CodeRange {
 // codes[i] = clamp(rne(dt(x[i] / scale)), lo, hi). x holds no NaN.
 void quantize_row_codes(const float* x, std::int64_t n, float scale, DType dtype, CodeRange range,
                         std::int8_t* codes);
+
+// The codes of a vector whose elements each have their own scale and zero point (GPTQ quantizes a column of a
+// weight, one element per output row): codes[i] = clamp(rne(dt(x[i] / scale[i])) + zero[i], lo, hi), computed as
+// rne(clamp(dt(x[i] / scale[i]), lo − zero[i], hi − zero[i])) + zero[i] (the same, zero points being integers),
+// so with zero[i] = 0 exactly quantize_row_codes' code of x[i] for scale[i]. When residual is not null, also
+// residual[i] = base[i] − (codes[i] − zero[i])·scale[i] in float32 (base: the value the codes stand for, which
+// need not be x). x holds no NaN; scales are positive.
+void quantize_codes_elementwise(const float* x, const float* scale, const float* zero, std::int64_t n, DType dtype,
+                                CodeRange range, std::int8_t* codes, const float* base = nullptr,
+                                float* residual = nullptr);
 
 // Sums over a row of what the codes q = clamp(rne(dt(w / scale)), lo, hi) leave behind, each in float32 over
 // 16 interleaved partial sums (element i goes to partial i mod 16) combined pairwise (scalar_math.h's

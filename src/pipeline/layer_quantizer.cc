@@ -151,7 +151,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   Tensor input;
   double update = 0;  // Σ‖float output − input‖², the relative error's denominator
   {
-    const model::LinearFactory make_float = model::float_linear_factory(options.float_precision);
+    const model::LinearFactory make_float = model::float_linear_factory(options.settings.float_precision);
     model::DecoderLayer float_layer = model::build_layer_without_experts(config, layer, c.tensors, make_float);
     model::ExpertGroupHooks hooks;
     hooks.load_experts = [&](ExpertRange g, const model::ExpertGroupInputs&) {
@@ -186,6 +186,8 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   }
   collector.take(observations);
   c.observations = &observations;
+  // What the quantized pass will run on: the calibration set's input to this layer.
+  c.pass_input = {propagate_quantized ? &calib.hidden : &input, calib.layout, calib.batch_size};
 
   make_attention_editable(c);
   for (const auto& step : steps) {
@@ -291,6 +293,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
 
   out.expert_tokens = tokens.counts();
   out.smoothing = std::move(c.smoothing);
+  out.weight_fallbacks = std::move(c.weight_fallbacks);
   return out;
 }
 

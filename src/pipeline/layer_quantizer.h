@@ -27,7 +27,6 @@ namespace moeslim::pipeline {
 struct LayerQuantizerOptions {
   quant::RunSettings settings;
   quant::Propagation propagation = quant::Propagation::kQuantized;
-  model::FloatPrecision float_precision = model::FloatPrecision::kF32;  // of the float pass
   // Hands a checkpoint tensor's mapped pages back (quant::LayerContext::release_mapped); may be empty.
   std::function<void(const std::string& name)> release_mapped;
 };

@@ -70,6 +70,7 @@ struct QuantizedLayer {
   double relative_error = 0;               // ‖quantized − float‖ / ‖float − input‖ on the calibration set
   std::vector<std::int64_t> expert_tokens;  // calibration tokens routed to each expert (MoE layers)
   std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose
+  std::vector<quant::WeightFallback> weight_fallbacks;  // linears a data-fitted method left to its fallback
 };
 
 }  // namespace moeslim::pipeline

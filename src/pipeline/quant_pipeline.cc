@@ -184,7 +184,7 @@ void QuantRun::setup() {
   layer_options_.settings.float_dtype = float_dtype_;
   layer_options_.settings.search_rows = o_.search_rows;
   layer_options_.propagation = d.propagation;
-  layer_options_.float_precision = o_.float_precision;
+  layer_options_.settings.float_precision = o_.float_precision;
   layer_options_.release_mapped = [this](const std::string& name) { checkpoint_->release(name); };
   layer_options_.settings.experts_per_group = experts_per_group_;
   times_.add("setup", start);
@@ -207,7 +207,7 @@ void QuantRun::quantize_layers() {
     start = PhaseTimes::mark();
     for (const std::string& name : names) checkpoint_->release(name);
     times_.add("writing", start);
-    per_layer_.push_back(LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens});
+    per_layer_.push_back(LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens, q.weight_fallbacks});
     progress.set_detail(fmt::format("layer {} relative error {:.4f}", l, q.relative_error));
     progress.advance();
   }

@@ -27,6 +27,13 @@ ordered_json layer_json(const LayerReport& l) {
     r["expert_tokens"] = l.expert_tokens;
     r["experts_without_tokens"] = l.experts_without_tokens();
   }
+  if (!l.weight_fallbacks.empty()) {
+    ordered_json fallbacks = ordered_json::array();
+    for (const quant::WeightFallback& f : l.weight_fallbacks) {
+      fallbacks.push_back({{"module", f.module}, {"reason", f.reason}});
+    }
+    r["weight_fallbacks"] = fallbacks;
+  }
   return r;
 }
 

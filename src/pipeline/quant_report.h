@@ -20,6 +20,7 @@ struct LayerReport {
   double relative_error = 0;                      // ‖quantized − float‖ / ‖float − input‖ (calibration set)
   std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose
   std::vector<std::int64_t> expert_tokens;        // calibration tokens per expert; empty for a dense layer
+  std::vector<quant::WeightFallback> weight_fallbacks;  // linears a data-fitted method (GPTQ) left to its fallback
 
   // Experts that saw no calibration token (quantized from their weights alone).
   std::vector<std::int64_t> experts_without_tokens() const;

@@ -1,27 +1,35 @@
-// The rows of the weight are independent given U, so each task carries kTileRows rows through every column:
-// its working rows (double) stay in cache and U is streamed once per task.
+// The working weights are the weight transposed, [in, out] in quantization order (row k = column order[k] of W),
+// so that a column of W is a contiguous vector over the output rows: quantizing it, its rank-one updates and the
+// C of every GEMM run along contiguous memory. Two copies: the original W (for D = W − deq(Q)) and W̃, which
+// takes the compensation.
 #include "quant/gptq.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <utility>
 
 #include "core/error.h"
+#include "kernels/dense_linalg.h"
 #include "kernels/quant_rows.h"
-#include "kernels/threading.h"
 #include "quant/hessian.h"
 #include "quant/weight_quant.h"
 
 namespace moeslim::quant {
 namespace {
 
-constexpr std::int64_t kTileRows = 16;
-// Columns of a lazy batch update done together: the tile's rows of them stay in L1 across the block's columns.
-constexpr std::int64_t kLazyChunk = 256;
-// out·in² multiply-adds below which the rows run on one thread.
-constexpr std::int64_t kParallelWork = std::int64_t{1} << 22;
+// Columns quantized between two GEMM updates of their block: the rank-one updates inside cost out·16/2
+// multiply-adds per column as vector loops; the rest of the block is GEMM work.
+constexpr std::int64_t kSubBlock = 16;
+// Weight rows read (and transposed) at a time: 16 floats of a working column fill one cache line. They are
+// read into rows read_stride(in) floats apart (a multiple of 16, plus 16 so that the 16 rows do not share cache
+// sets when `in` is a power of two).
+constexpr std::int64_t kReadRows = 16;
+std::int64_t read_stride(std::int64_t n) { return (n + 15) / 16 * 16 + 16; }
+// Side of the tiles in which the codes are transposed back to [out, in].
+constexpr std::int64_t kCodeTile = 64;
 
 using kernels::CodeRange;
 
@@ -42,122 +50,181 @@ void check_options(const GptqOptions& o) {
   }
 }
 
-// The scale (and zero point) of each of `rows` rows over `width` working weights (row stride ld), as float32.
-// Symmetric: the v1 minmax quantizer computes them (its codes are not needed). Asymmetric: gptq.h's formulas.
-void group_params(const double* w, std::int64_t ld, std::int64_t rows, std::int64_t width, const GptqOptions& o,
+// Whether v[0, n) holds no NaN and no infinity (exponent all ones), as an integer reduction that vectorises.
+bool all_finite(const float* v, std::int64_t n) {
+  std::uint32_t bad = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, v + i, 4);
+    bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+// The scale and zero point of every output row over `width` working columns (rows of wt, `out` floats each, ld
+// apart). Symmetric: quantize_weight_minmax_v1's max(dt(max|w| / hi), dt(eps32)). Asymmetric: gptq.h's formulas.
+void group_params(const float* wt, std::int64_t ld, std::int64_t width, std::int64_t out, const GptqOptions& o,
                   float* scale, float* zero) {
+  const CodeRange range = code_range(o.bits);
+  const DType dt = o.float_dtype;
+  const float eps = round_to_float_dtype(kScaleEpsilon, dt);
   if (o.symmetric) {
-    Tensor slice = Tensor::zeros(DType::kF32, {rows, width});
-    float* p = slice.mutable_data<float>();
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t c = 0; c < width; ++c) p[r * width + c] = static_cast<float>(w[r * ld + c]);
+    std::fill_n(scale, out, 0.0f);  // max|w| first
+    for (std::int64_t k = 0; k < width; ++k) {
+      const float* w = wt + k * ld;
+      for (std::int64_t r = 0; r < out; ++r) {
+        const float a = std::fabs(w[r]);
+        scale[r] = a > scale[r] ? a : scale[r];
+      }
     }
-    const ChannelQuantizedWeight q = quantize_weight_minmax_v1(slice, {.bits = o.bits, .float_dtype = o.float_dtype});
-    std::copy_n(q.scale.data<float>(), rows, scale);
-    std::fill_n(zero, rows, 0.0f);
+    for (std::int64_t r = 0; r < out; ++r) {
+      scale[r] = std::max(round_to_float_dtype(scale[r] / range.hi, dt), eps);
+      zero[r] = 0.0f;
+    }
     return;
   }
-  const CodeRange range = code_range(o.bits);
-  const float levels = range.hi - range.lo;  // 2^b − 1
-  const DType dt = o.float_dtype;
-  for (std::int64_t r = 0; r < rows; ++r) {
-    float mn = 0.0f, mx = 0.0f;
-    for (std::int64_t c = 0; c < width; ++c) {
-      const float v = static_cast<float>(w[r * ld + c]);
-      mn = std::min(mn, v);
-      mx = std::max(mx, v);
+  std::fill_n(scale, out, 0.0f);  // min(min w, 0), kept in `scale` until the end
+  std::fill_n(zero, out, 0.0f);   // max(max w, 0)
+  for (std::int64_t k = 0; k < width; ++k) {
+    const float* w = wt + k * ld;
+    for (std::int64_t r = 0; r < out; ++r) {
+      scale[r] = w[r] < scale[r] ? w[r] : scale[r];
+      zero[r] = w[r] > zero[r] ? w[r] : zero[r];
     }
+  }
+  const float levels = range.hi - range.lo;  // 2^b − 1
+  for (std::int64_t r = 0; r < out; ++r) {
+    const float mn = scale[r], mx = zero[r];
     const float hi = round_to_float_dtype(mx / levels, dt), lo = round_to_float_dtype(mn / levels, dt);
-    scale[r] = std::max(round_to_float_dtype(hi - lo, dt), round_to_float_dtype(kScaleEpsilon, dt));
-    // −mn/s ≤ 2^b − 1 but for the roundings of s; the clamp keeps z a code.
+    scale[r] = std::max(round_to_float_dtype(hi - lo, dt), eps);
+    // −mn/s ≤ 2^b − 1 but for the roundings of s; the min keeps z a code.
     zero[r] = std::min(std::nearbyint(round_to_float_dtype(-mn / scale[r], dt)) + range.lo, range.hi);
   }
 }
 
-// clamp(rne(dt(x / s)) + z, lo, hi); the symmetric case through the row kernel the v1 quantizers use.
-std::int8_t quantize_value(float x, float s, float z, DType dt, CodeRange range) {
-  std::int8_t q;
-  if (z == 0.0f) {
-    kernels::quantize_row_codes(&x, 1, s, dt, range, &q);
-  } else {
-    q = static_cast<std::int8_t>(std::clamp(std::nearbyint(round_to_float_dtype(x / s, dt)) + z, range.lo, range.hi));
+// The rows of group [k, k + width) as GPTQ's recursion has them when column k is reached, into `rows`
+// [width, out] (row stride ld): W_G + (W̃_G − W_G)·F_GG⁻ᵀ (gptq.h), i.e. Wᵀ_G + F_GG⁻¹·(W̃ᵀ_G − Wᵀ_G) in the
+// transposed layout. `inverse` and `delta` are scratch of width² and width·ld floats.
+void group_start_weights(const float* original, const float* working, std::int64_t ld, const float* f,
+                         std::int64_t n, std::int64_t k, std::int64_t width, std::int64_t out, float* inverse,
+                         float* delta, float* rows) {
+  for (std::int64_t a = 0; a < width; ++a) {  // F_GG: lower with a unit diagonal, zeros above
+    for (std::int64_t b = 0; b < width; ++b) inverse[a * width + b] = b <= a ? f[(k + a) * n + k + b] : 0.0f;
   }
-  return q;
+  kernels::invert_lower_triangular(inverse, width, width);
+  const float* w0 = original + k * ld;
+  const float* w = working + k * ld;
+  for (std::int64_t a = 0; a < width; ++a) {
+    for (std::int64_t r = 0; r < out; ++r) delta[a * ld + r] = w[a * ld + r] - w0[a * ld + r];
+  }
+  kernels::matmul(kernels::row_major(inverse, width, width, width), kernels::row_major(delta, width, out, ld), rows,
+                  ld, /*accumulate=*/false);
+  for (std::int64_t a = 0; a < width; ++a) {
+    for (std::int64_t r = 0; r < out; ++r) rows[a * ld + r] += w0[a * ld + r];
+  }
 }
 
-struct Scratch {
-  std::vector<float> row;
-  std::vector<double> w;    // [kTileRows, in], quantization order
-  std::vector<double> err;  // [kTileRows, block_size]: the current block's err = (w − deq) / U_ii
-};
-
-// Step 5 of gptq.h for the rows [r0, r0 + rows).
-void quantize_rows(const Tensor& weight, std::int64_t r0, std::int64_t rows, const GptqHessian& h,
-                   const GptqOptions& o, GptqResult& out, Scratch& s) {
-  const std::int64_t n = h.columns, bs = o.block_size;
-  const std::int64_t gw = o.group_size > 0 ? o.group_size : n, groups = n / gw;
-  const CodeRange range = code_range(o.bits);
-  s.row.resize(static_cast<std::size_t>(n));
-  s.w.resize(static_cast<std::size_t>(rows * n));
-  s.err.resize(static_cast<std::size_t>(rows * bs));
-  for (std::int64_t t = 0; t < rows; ++t) {
-    weight.read_f32(static_cast<std::size_t>((r0 + t) * n), static_cast<std::size_t>(n), s.row.data());
+// Wᵀ in quantization order into wt and wt2 [n, out] (row stride ldw), dead columns zero, through `rows`
+// (kReadRows·read_stride(n) floats of scratch). kInvalidArgument naming the first weight row that holds a NaN or
+// an infinity.
+void load_transposed(const Tensor& weight, const GptqHessian& h, float* rows, float* wt, float* wt2,
+                     std::int64_t ldw) {
+  const std::int64_t out = weight.dim(0), n = weight.dim(1), ld = read_stride(n);
+  for (std::int64_t r0 = 0; r0 < out; r0 += kReadRows) {
+    const std::int64_t t = std::min(kReadRows, out - r0);
+    for (std::int64_t r = 0; r < t; ++r) {
+      float* row = rows + r * ld;
+      weight.read_f32(static_cast<std::size_t>((r0 + r) * n), static_cast<std::size_t>(n), row);
+      if (!all_finite(row, n)) {
+        invalid("weight row " + std::to_string(r0 + r) + " holds a NaN or an infinity; it cannot be quantized");
+      }
+    }
     for (std::int64_t k = 0; k < n; ++k) {
       const std::int64_t c = h.order[static_cast<std::size_t>(k)];
-      if (!std::isfinite(s.row[c])) {
-        invalid("weight row " + std::to_string(r0 + t) + " holds a NaN or an infinity; it cannot be quantized");
-      }
-      s.w[static_cast<std::size_t>(t * n + k)] = h.dead[static_cast<std::size_t>(c)] ? 0.0 : s.row[c];
+      float* dst = wt + k * ldw + r0;
+      float* dst2 = wt2 + k * ldw + r0;
+      const bool dead = h.dead[static_cast<std::size_t>(c)] != 0;
+      for (std::int64_t r = 0; r < t; ++r) dst[r] = dst2[r] = dead ? 0.0f : rows[r * ld + c];
     }
   }
-  std::int8_t* codes = out.codes.mutable_data<std::int8_t>() + r0 * n;
-  float* scales = out.scale.mutable_data<float>() + r0 * groups;
-  float* zeros = o.symmetric ? nullptr : out.zero_point.mutable_data<float>() + r0 * groups;
-  float scale[kTileRows], zero[kTileRows];
-  const double* u = h.inverse_factor.data();
-  double* w = s.w.data();
-  double* err = s.err.data();
+}
 
-  std::int64_t b1 = 0;
-  for (std::int64_t b0 = 0; b0 < n; b0 = b1) {
-    // A block ends at the next group's first column, so that the group's parameters see all earlier updates.
-    b1 = std::min(b0 + bs, (b0 / gw + 1) * gw);
-    for (std::int64_t i = b0; i < b1; ++i) {
-      if (i % gw == 0) {
-        group_params(w + i, n, rows, gw, o, scale, zero);
-        for (std::int64_t t = 0; t < rows; ++t) {
-          scales[t * groups + i / gw] = scale[t];
-          if (zeros) zeros[t * groups + i / gw] = zero[t];
-        }
+// Columns [k0, k0 + count) of the quantization order, codes [count, out] (row stride ld), into codes [out, n] at
+// their original columns, by tiles of kCodeTile × kCodeTile through a dense copy: storing straight down a column
+// would touch rows n bytes apart, which for n a power of two share a few cache sets.
+void store_codes(const std::int8_t* block, std::int64_t ld, std::int64_t k0, std::int64_t count,
+                 const std::vector<std::int64_t>& order, std::int64_t out, std::int64_t n, std::int8_t* codes) {
+  std::int8_t tile[kCodeTile][kCodeTile];  // tile[r][k]
+  for (std::int64_t r0 = 0; r0 < out; r0 += kCodeTile) {
+    const std::int64_t tr = std::min(kCodeTile, out - r0);
+    for (std::int64_t c0 = 0; c0 < count; c0 += kCodeTile) {
+      const std::int64_t tc = std::min(kCodeTile, count - c0);
+      for (std::int64_t k = 0; k < tc; ++k) {
+        const std::int8_t* src = block + (c0 + k) * ld + r0;
+        for (std::int64_t r = 0; r < tr; ++r) tile[r][k] = src[r];
       }
-      const double* ui = u + i * n;
-      for (std::int64_t t = 0; t < rows; ++t) {
-        double* wt = w + t * n;
-        const std::int8_t q = quantize_value(static_cast<float>(wt[i]), scale[t], zero[t], o.float_dtype, range);
-        codes[t * n + h.order[static_cast<std::size_t>(i)]] = q;
-        const double e = (wt[i] - (static_cast<double>(q) - zero[t]) * static_cast<double>(scale[t])) / ui[i];
-        err[t * bs + (i - b0)] = e;
-        for (std::int64_t j = i + 1; j < b1; ++j) wt[j] -= e * ui[j];
+      const std::int64_t* columns = order.data() + k0 + c0;
+      bool consecutive = true;  // as without act_order: one copy a row
+      for (std::int64_t k = 1; k < tc; ++k) consecutive = consecutive && columns[k] == columns[0] + k;
+      if (consecutive) {
+        for (std::int64_t r = 0; r < tr; ++r) std::memcpy(codes + (r0 + r) * n + columns[0], tile[r], tc);
+        continue;
       }
-    }
-    // The lazy batch: W[:, b1:] −= Err · U[b0:b1, b1:], each element's terms in ascending i.
-    for (std::int64_t j0 = b1; j0 < n; j0 += kLazyChunk) {
-      const std::int64_t j1 = std::min(j0 + kLazyChunk, n);
-      for (std::int64_t i = b0; i < b1; ++i) {
-        const double* ui = u + i * n;
-        for (std::int64_t t = 0; t < rows; ++t) {
-          const double e = err[t * bs + (i - b0)];
-          double* wt = w + t * n;
-          for (std::int64_t j = j0; j < j1; ++j) wt[j] -= e * ui[j];
-        }
+      for (std::int64_t r = 0; r < tr; ++r) {
+        std::int8_t* dst = codes + (r0 + r) * n;
+        for (std::int64_t k = 0; k < tc; ++k) dst[columns[k]] = tile[r][k];
       }
     }
   }
+}
+
+// Buffers of gptq_quantize, kept per thread and grown as needed: on a machine whose page faults are slow (a
+// fresh 4 KB page measured at ~12 µs in the development VM), allocating the working weights afresh for every
+// linear cost more than quantizing them. A worker keeps ~8·in·out bytes of its largest weight.
+struct Workspace {
+  std::vector<float> original;   // Wᵀ [in, out], quantization order, dead columns zero
+  std::vector<float> working;    // W̃ᵀ: the same with the compensation added
+  std::vector<float> deviation;  // D = W − deq(Q) of the current block's columns, [block, out]
+  std::vector<std::int8_t> codes;  // the current block's codes, [block, out]
+  std::vector<float> scale, zero;  // the current group's parameters per output row
+  std::vector<float> column;       // a column of F within a sub-block
+  std::vector<float> group_inverse, group_delta, group_rows;  // group_start_weights' scratch and result
+  std::vector<float> read_rows;  // weight rows as they are read
+
+  template <typename T>
+  static T* sized(std::vector<T>& v, std::int64_t n) {
+    if (v.size() < static_cast<std::size_t>(n)) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
+};
+
+// The upper triangle of h mirrored into a full symmetric matrix (act_order permutes rows and columns alike),
+// tile by tile through a dense transposed copy (reading down a column would touch rows n floats apart, which for
+// n a power of two share their cache sets).
+std::vector<float> symmetric_from_upper(std::span<const float> h, std::int64_t n) {
+  constexpr std::int64_t kTile = 64;
+  std::vector<float> s(h.begin(), h.end());
+  float tile[kTile * kTile];  // tile[i][j] = h[j][i]
+  for (std::int64_t i0 = 0; i0 < n; i0 += kTile) {
+    const std::int64_t ti = std::min(kTile, n - i0);
+    for (std::int64_t j0 = 0; j0 <= i0; j0 += kTile) {
+      const std::int64_t tj = std::min(kTile, n - j0);
+      for (std::int64_t j = 0; j < tj; ++j) {
+        const float* src = h.data() + (j0 + j) * n + i0;
+        for (std::int64_t i = 0; i < ti; ++i) tile[i * kTile + j] = src[i];
+      }
+      for (std::int64_t i = 0; i < ti; ++i) {
+        float* dst = s.data() + (i0 + i) * n + j0;
+        for (std::int64_t j = 0; j < std::min(tj, i0 + i - j0); ++j) dst[j] = tile[i * kTile + j];
+      }
+    }
+  }
+  return s;
 }
 
 }  // namespace
 
-GptqHessian prepare_gptq_hessian(std::span<const double> hessian, std::int64_t columns, const GptqOptions& options) {
+GptqHessian prepare_gptq_hessian(std::span<const float> hessian, std::int64_t columns, const GptqOptions& options) {
   check_options(options);
   const std::int64_t n = columns;
   if (n < 1 || hessian.size() != static_cast<std::size_t>(n * n)) {
@@ -167,10 +234,10 @@ GptqHessian prepare_gptq_hessian(std::span<const double> hessian, std::int64_t c
   auto at = [n](std::int64_t i, std::int64_t j) { return static_cast<std::size_t>(i * n + j); };
   std::vector<double> diag(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = i; j < n; ++j) {
-      if (!std::isfinite(hessian[at(i, j)])) {
-        invalid("the Hessian holds a NaN or an infinity at (" + std::to_string(i) + ", " + std::to_string(j) + ")");
-      }
+    if (!all_finite(hessian.data() + at(i, i), n - i)) {
+      std::int64_t j = i;
+      while (std::isfinite(hessian[at(i, j)])) ++j;
+      invalid("the Hessian holds a NaN or an infinity at (" + std::to_string(i) + ", " + std::to_string(j) + ")");
     }
     diag[static_cast<std::size_t>(i)] = hessian[at(i, i)];
   }
@@ -195,18 +262,25 @@ GptqHessian prepare_gptq_hessian(std::span<const double> hessian, std::int64_t c
     });
   }
   h.lambda = options.dampening * (trace / static_cast<double>(n));
-  // H in quantization order, both triangles, from the upper one, with the fixed and dampened diagonal.
-  std::vector<double> permuted(hessian.size());
+  // The fixed and dampened diagonal, and H in quantization order (with act_order; the factorisation reads the
+  // upper triangle above the diagonal, and the diagonal from `diagonal`).
+  std::vector<float> diagonal(static_cast<std::size_t>(n));
   for (std::int64_t a = 0; a < n; ++a) {
-    const std::int64_t i = h.order[static_cast<std::size_t>(a)];
-    for (std::int64_t b = 0; b < n; ++b) {
-      const std::int64_t j = h.order[static_cast<std::size_t>(b)];
-      permuted[at(a, b)] = hessian[at(std::min(i, j), std::max(i, j))];
+    diagonal[static_cast<std::size_t>(a)] =
+        static_cast<float>(diag[static_cast<std::size_t>(h.order[static_cast<std::size_t>(a)])] + h.lambda);
+  }
+  std::vector<float> permuted;
+  if (options.act_order) {
+    const std::vector<float> full = symmetric_from_upper(hessian, n);
+    permuted.resize(full.size());
+    for (std::int64_t a = 0; a < n; ++a) {
+      const float* src = full.data() + at(h.order[static_cast<std::size_t>(a)], 0);
+      float* dst = permuted.data() + at(a, 0);
+      for (std::int64_t b = a + 1; b < n; ++b) dst[b] = src[h.order[static_cast<std::size_t>(b)]];
     }
-    permuted[at(a, a)] = diag[static_cast<std::size_t>(i)] + h.lambda;
   }
   try {
-    h.inverse_factor = inverse_cholesky_upper(std::move(permuted), n);
+    h.factor = unit_lower_factor(options.act_order ? std::span<const float>(permuted) : hessian, n, diagonal);
   } catch (const Error& e) {
     invalid(e.detail() + (options.act_order ? " (columns in act_order)" : "") + ", after dampening λ = " +
             std::to_string(h.lambda) + "; quantize this weight without calibration data instead");
@@ -220,38 +294,101 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
     invalid("weight to quantize must be a 2-D float tensor, got " + std::string(dtype_name(weight.dtype())) + " " +
             shape_to_string(weight.shape()));
   }
-  const std::int64_t out = weight.dim(0), in = weight.dim(1);
-  if (hessian.columns != in) {
-    invalid("weight " + shape_to_string(weight.shape()) + " needs a Hessian of " + std::to_string(in) +
+  const std::int64_t out = weight.dim(0), n = weight.dim(1);
+  if (hessian.columns != n) {
+    invalid("weight " + shape_to_string(weight.shape()) + " needs a Hessian of " + std::to_string(n) +
             " columns, got " + std::to_string(hessian.columns));
   }
   if (hessian.dampening != options.dampening || hessian.act_order != options.act_order) {
     invalid("the Hessian was prepared with other dampening or act_order options");
   }
-  if (options.group_size > 0 && in % options.group_size != 0) {
-    invalid("group size " + std::to_string(options.group_size) + " does not divide the " + std::to_string(in) +
+  if (options.group_size > 0 && n % options.group_size != 0) {
+    invalid("group size " + std::to_string(options.group_size) + " does not divide the " + std::to_string(n) +
             " input columns");
   }
-  const std::int64_t groups = options.group_size > 0 ? in / options.group_size : 1;
+  const std::int64_t gw = options.group_size > 0 ? options.group_size : n, groups = n / gw;
+  const std::int64_t bs = std::min(options.block_size, n);
   GptqResult result;
-  result.codes = Tensor::zeros(DType::kI8, {out, in});
+  result.codes = Tensor::zeros(DType::kI8, {out, n});
   result.scale = Tensor::zeros(DType::kF32, {out, groups});
   if (!options.symmetric) result.zero_point = Tensor::zeros(DType::kF32, {out, groups});
+  if (out == 0) return result;
 
-  const std::int64_t tiles = (out + kTileRows - 1) / kTileRows;
-  const bool parallel = out * in * in >= kParallelWork;
-  std::vector<Scratch> scratch(static_cast<std::size_t>(kernels::task_worker_count(parallel)));
-  kernels::run_tasks(tiles, parallel, [&](std::int64_t tile, int worker) {
-    const std::int64_t r0 = tile * kTileRows;
-    quantize_rows(weight, r0, std::min(kTileRows, out - r0), hessian, options, result,
-                  scratch[static_cast<std::size_t>(worker)]);
-  });
+  // Rows of the working buffers `ld` floats apart: oneDNN's GEMMs slow down by ~20 % when their C rows are a
+  // multiple of 2 KB apart (measured at out = 2048), so such widths get 16 floats of padding.
+  const std::int64_t ld = out % 512 == 0 ? out + 16 : out;
+  thread_local Workspace ws;
+  float* original = Workspace::sized(ws.original, n * ld);
+  float* w = Workspace::sized(ws.working, n * ld);
+  float* d = Workspace::sized(ws.deviation, bs * ld);
+  std::int8_t* block_codes = Workspace::sized(ws.codes, bs * ld);
+  float* scale = Workspace::sized(ws.scale, out);
+  float* zero = Workspace::sized(ws.zero, out);
+  float* column = Workspace::sized(ws.column, kSubBlock);
+  float *group_inverse = nullptr, *group_delta = nullptr, *group_rows = nullptr;
+  if (groups > 1) {
+    group_inverse = Workspace::sized(ws.group_inverse, gw * gw);
+    group_delta = Workspace::sized(ws.group_delta, gw * ld);
+    group_rows = Workspace::sized(ws.group_rows, gw * ld);
+  }
+  load_transposed(weight, hessian, Workspace::sized(ws.read_rows, kReadRows * read_stride(n)), original, w, ld);
+  std::int8_t* codes = result.codes.mutable_data<std::int8_t>();
+  float* scales = result.scale.mutable_data<float>();
+  float* zeros = options.symmetric ? nullptr : result.zero_point.mutable_data<float>();
+  const CodeRange range = code_range(options.bits);
+  const float* f = hessian.factor.data();  // F, lower: row j holds column j's weights of the earlier columns
+  using kernels::row_major;
+
+  std::int64_t b1 = 0;
+  for (std::int64_t b0 = 0; b0 < n; b0 = b1) {
+    // A group that starts inside a block ends in it (its parameters then see every earlier column's update).
+    b1 = std::min(b0 + bs, n);
+    const std::int64_t next_group = (b0 / gw + 1) * gw;
+    if (next_group < b1) b1 = std::max(next_group, b1 / gw * gw);
+    std::int64_t c1 = b0;
+    for (std::int64_t c0 = b0; c0 < b1; c0 = c1) {
+      c1 = std::min({c0 + kSubBlock, b1, (c0 / gw + 1) * gw});  // a group's first column starts a sub-block
+      for (std::int64_t i = c0; i < c1; ++i) {
+        if (i % gw == 0) {
+          const float* rows = w + i * ld;  // the first group: no compensation yet
+          if (i > 0) {
+            group_start_weights(original, w, ld, f, n, i, gw, out, group_inverse, group_delta, group_rows);
+            rows = group_rows;
+          }
+          group_params(rows, ld, gw, out, options, scale, zero);
+          for (std::int64_t r = 0; r < out; ++r) {
+            scales[r * groups + i / gw] = scale[r];
+            if (zeros != nullptr) zeros[r * groups + i / gw] = zero[r];
+          }
+        }
+        float* di = d + (i - b0) * ld;
+        kernels::quantize_codes_elementwise(w + i * ld, scale, zero, out, options.float_dtype, range,
+                                            block_codes + (i - b0) * ld, original + i * ld, di);
+        // w̃_j += F_ji · D_i for the sub-block's later columns (F's column i, gathered).
+        if (i + 1 < c1) {
+          for (std::int64_t j = i + 1; j < c1; ++j) column[j - i - 1] = f[j * n + i];
+          kernels::add_outer_product(w + (i + 1) * ld, c1 - i - 1, out, ld, column, di);
+        }
+      }
+      // The block's later columns: W̃ᵀ[c1:b1] += F[c1:b1, c0:c1] · Dᵀ[c0:c1].
+      if (c1 < b1) {
+        kernels::matmul(row_major(f + c1 * n + c0, b1 - c1, c1 - c0, n),
+                        row_major(d + (c0 - b0) * ld, c1 - c0, out, ld), w + c1 * ld, ld, /*accumulate=*/true);
+      }
+    }
+    store_codes(block_codes, ld, b0, b1 - b0, hessian.order, out, n, codes);
+    // The lazy batch: every later column, W̃ᵀ[b1:] += F[b1:, b0:b1] · Dᵀ[b0:b1].
+    if (b1 < n) {
+      kernels::matmul(row_major(f + b1 * n + b0, n - b1, b1 - b0, n), row_major(d, b1 - b0, out, ld), w + b1 * ld, ld,
+                      /*accumulate=*/true);
+    }
+  }
 
   if (options.act_order) {
     result.order = hessian.order;
     if (options.group_size > 0) {
-      result.group_index.resize(static_cast<std::size_t>(in));
-      for (std::int64_t k = 0; k < in; ++k) {
+      result.group_index.resize(static_cast<std::size_t>(n));
+      for (std::int64_t k = 0; k < n; ++k) {
         result.group_index[static_cast<std::size_t>(hessian.order[static_cast<std::size_t>(k)])] =
             static_cast<std::int32_t>(k / options.group_size);
       }
@@ -260,7 +397,7 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
   return result;
 }
 
-GptqResult gptq_quantize(const Tensor& weight, std::span<const double> hessian, const GptqOptions& options) {
+GptqResult gptq_quantize(const Tensor& weight, std::span<const float> hessian, const GptqOptions& options) {
   if (weight.rank() != 2) {
     invalid("weight to quantize must be 2-D, got " + shape_to_string(weight.shape()));
   }

@@ -1,139 +1,99 @@
-// One kernel does the heavy lifting of both the accumulator and the Cholesky factorisation: the Gram update
-// G ± XᵀX of a block of rows, over the upper triangle, by 4×4 register tiles. Plain C++ (the build targets
-// baseline x86-64; the compiler vectorises the tile), parallel over tile rows, each element summed by one thread
-// in row order.
+// The heavy lifting is kernels/dense_linalg.h (the Gram matrix, the blocked Cholesky and triangular inverse);
+// what is here are O(n²) passes: the reversal J·H·J with the equilibration, and the reversal back with E (and,
+// for F, the transposition).
 #include "quant/hessian.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
 
 #include "core/error.h"
-#include "kernels/threading.h"
+#include "kernels/dense_linalg.h"
 
 namespace moeslim::quant {
 namespace {
 
-constexpr std::int64_t kTile = 4;             // a 4×4 tile of doubles: 8 SSE registers, room for the operands
-constexpr std::int64_t kChunkRows = 64;       // input rows packed per Gram update: both panels of a tile fit L1
-constexpr std::int64_t kCholeskyBlock = 64;   // rows factored between two Gram updates of the trailing matrix
-constexpr std::int64_t kInverseStrip = 64;    // columns of R⁻¹ one task computes
-// Multiply-adds below which a loop runs on one thread (starting the team would cost more than it saves).
-constexpr std::int64_t kParallelWork = std::int64_t{1} << 20;
+// Square tiles of the mirroring and transposing passes (a 16 KB copy on the stack).
+constexpr std::int64_t kMirrorTile = 64;
 
-// `rows` rows of `cols` values (row stride ld) as panels of kTile columns: panel p holds columns
-// [p·kTile, (p+1)·kTile) of each row in turn, zero past the last column, so the rows of a tile are contiguous.
-template <typename T>
-void pack_panels(const T* x, std::int64_t rows, std::int64_t cols, std::int64_t ld, std::vector<double>& panels) {
-  const std::int64_t np = (cols + kTile - 1) / kTile;
-  panels.assign(static_cast<std::size_t>(np * rows * kTile), 0.0);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t c = 0; c < cols; ++c) {
-      panels[static_cast<std::size_t>((c / kTile * rows + r) * kTile + c % kTile)] = static_cast<double>(x[r * ld + c]);
-    }
+std::size_t at(std::int64_t i, std::int64_t j, std::int64_t n) { return static_cast<std::size_t>(i * n + j); }
+
+[[noreturn]] void not_positive_definite(const std::string& what, float value, std::int64_t column, std::int64_t n) {
+  throw Error(ErrorCode::kInvalidArgument, "the Hessian is not positive definite: " + what + " " +
+                                               std::to_string(value) + " at column " + std::to_string(column) +
+                                               " of " + std::to_string(n));
+}
+
+void check_size(std::size_t size, std::int64_t n) {
+  if (n < 1 || size != static_cast<std::size_t>(n * n)) {
+    throw Error(ErrorCode::kInvalidArgument, "Hessian of " + std::to_string(n) + " columns needs " +
+                                                 std::to_string(n) + "² values, got " + std::to_string(size));
   }
 }
 
-// g[i][j] ±= Σ_r x[r][i]·x[r][j] for the tiles on or above the diagonal of the [cols, cols] matrix g (row stride
-// ldg), x given as pack_panels' panels. Each element is summed over r in order (product, then add or subtract).
-template <bool kSubtract>
-void gram_update(const std::vector<double>& panels, std::int64_t rows, std::int64_t cols, double* g,
-                 std::int64_t ldg) {
-  const std::int64_t np = (cols + kTile - 1) / kTile;
-#pragma omp parallel for num_threads(kernels::num_threads()) schedule(dynamic, 1) \
-    if (rows * cols * cols / 2 >= kParallelWork)
-  for (std::int64_t ip = 0; ip < np; ++ip) {
-    const double* xi = panels.data() + ip * rows * kTile;
-    const std::int64_t ni = std::min(kTile, cols - ip * kTile);
-    for (std::int64_t jp = ip; jp < np; ++jp) {
-      const double* xj = panels.data() + jp * rows * kTile;
-      const std::int64_t nj = std::min(kTile, cols - jp * kTile);
-      double* tile = g + ip * kTile * ldg + jp * kTile;
-      double acc[kTile][kTile] = {};
-      for (std::int64_t a = 0; a < ni; ++a) {
-        for (std::int64_t b = 0; b < nj; ++b) acc[a][b] = tile[a * ldg + b];
+// E_i = √H_ii for the diagonal d, after checking that it is positive and finite.
+std::vector<float> diagonal_roots(const float* d, std::int64_t stride, std::int64_t n) {
+  std::vector<float> e(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = d[i * stride];
+    if (!(v > 0.0f) || !std::isfinite(v)) not_positive_definite("diagonal element", v, i, n);
+    e[static_cast<std::size_t>(i)] = static_cast<float>(std::sqrt(static_cast<double>(v)));
+  }
+  return e;
+}
+
+// The lower triangle of J·S·J (S = E⁻¹·H·E⁻¹, unit diagonal set exactly) into `out`, from the upper triangle of
+// h above its diagonal: element (p, q) of J·S·J is S(n−1−p, n−1−q), so row p reads row n−1−p of h backwards.
+// `out` may be h itself: the pass writes below the diagonal and on it, and reads only above it.
+void reverse_and_equilibrate(const float* h, const std::vector<float>& e, std::int64_t n, float* out) {
+  std::vector<float> inv_e(e.size());
+  for (std::size_t i = 0; i < e.size(); ++i) inv_e[i] = 1.0f / e[i];
+  for (std::int64_t p = 0; p < n; ++p) {
+    const std::int64_t a = n - 1 - p;
+    const float* src = h + a * n + (n - 1);          // src[-q] = H(a, n−1−q)
+    const float* inv = inv_e.data() + (n - 1);       // inv[-q] = E⁻¹ of column n−1−q
+    const float fa = inv_e[static_cast<std::size_t>(a)];
+    float* row = out + p * n;
+    for (std::int64_t q = 0; q < p; ++q) row[q] = src[-q] * fa * inv[-q];
+    row[p] = 1.0f;
+  }
+}
+
+// In place: the lower Cholesky factor L of J·S·J (reverse_and_equilibrate's output); a failed pivot k is
+// column n − 1 − k of H.
+void factor(std::vector<float>& a, std::int64_t n) {
+  if (const auto failed = kernels::try_cholesky_lower(a.data(), n, n)) {
+    not_positive_definite("Cholesky pivot (of H scaled to a unit diagonal)", failed->value, n - 1 - failed->index,
+                          n);
+  }
+}
+
+// h = f·sum in both triangles, from the lower triangle of sum; h may be sum. Tile by tile of the lower
+// triangle: each value is written in place and, through a dense transposed copy of the tile, to its mirror row
+// by row (writing (j, i) directly would touch 64 rows n floats apart, which for n a power of two share their
+// cache sets). Nothing above the diagonal is read.
+void scale_and_mirror(const float* sum, std::int64_t n, float f, float* h) {
+  float tile[kMirrorTile * kMirrorTile];  // tile[j][i]
+  for (std::int64_t i0 = 0; i0 < n; i0 += kMirrorTile) {
+    const std::int64_t ti = std::min(kMirrorTile, n - i0);
+    for (std::int64_t j0 = 0; j0 <= i0; j0 += kMirrorTile) {
+      const std::int64_t tj = std::min(kMirrorTile, n - j0);
+      for (std::int64_t i = 0; i < ti; ++i) {
+        const float* src = sum + at(i0 + i, j0, n);
+        float* dst = h + at(i0 + i, j0, n);
+        const std::int64_t end = std::min(tj, i0 + i - j0 + 1);  // j ≤ i
+        for (std::int64_t j = 0; j < end; ++j) dst[j] = tile[j * kMirrorTile + i] = f * src[j];
       }
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const double* u = xi + r * kTile;
-        const double* v = xj + r * kTile;
-        for (std::int64_t a = 0; a < kTile; ++a) {
-          for (std::int64_t b = 0; b < kTile; ++b) {
-            if constexpr (kSubtract) {
-              acc[a][b] -= u[a] * v[b];
-            } else {
-              acc[a][b] += u[a] * v[b];
-            }
-          }
+      for (std::int64_t j = 0; j < tj; ++j) {
+        float* dst = h + at(j0 + j, i0, n);
+        for (std::int64_t i = std::max<std::int64_t>(0, j0 + j + 1 - i0); i < ti; ++i) {
+          dst[i] = tile[j * kMirrorTile + i];
         }
       }
-      for (std::int64_t a = 0; a < ni; ++a) {
-        for (std::int64_t b = 0; b < nj; ++b) tile[a * ldg + b] = acc[a][b];
-      }
     }
   }
-}
-
-// In place: the upper triangle of a [n, n] becomes R with A = RᵀR (right-looking, kCholeskyBlock rows at a
-// time: the block's rows are factored and solved one by one, then the trailing matrix takes their Gram update).
-// a is the caller's H in reversed index order, so the message names column n − 1 − k.
-void cholesky_upper(std::vector<double>& a, std::int64_t n) {
-  std::vector<double> panels;
-  for (std::int64_t k0 = 0; k0 < n; k0 += kCholeskyBlock) {
-    const std::int64_t k1 = std::min(k0 + kCholeskyBlock, n);
-    for (std::int64_t k = k0; k < k1; ++k) {
-      double* rk = a.data() + k * n;
-      if (!(rk[k] > 0.0) || !std::isfinite(rk[k])) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    "the Hessian is not positive definite: Cholesky pivot " + std::to_string(rk[k]) +
-                        " at column " + std::to_string(n - 1 - k) + " of " + std::to_string(n));
-      }
-      const double r = std::sqrt(rk[k]);
-      rk[k] = r;
-      for (std::int64_t j = k + 1; j < n; ++j) rk[j] /= r;
-      for (std::int64_t i = k + 1; i < k1; ++i) {
-        double* ri = a.data() + i * n;
-        const double f = rk[i];
-        for (std::int64_t j = i; j < n; ++j) ri[j] -= f * rk[j];
-      }
-    }
-    if (k1 < n) {
-      pack_panels(a.data() + k0 * n + k1, k1 - k0, n - k1, n, panels);
-      gram_update<true>(panels, k1 - k0, n - k1, a.data() + k1 * n + k1, n);
-    }
-  }
-}
-
-// X = R⁻¹ (upper) by back substitution. Column j of X depends on column j alone, so strips of columns are
-// independent tasks; within one, X[i][j] = (δ_ij − Σ_{k>i} R[i][k]·X[k][j]) / R[i][i], the sum in ascending k.
-// A strip is built in a dense buffer: X's own rows are 8·n bytes apart, which for n a power of two puts every
-// row of the strip in the same cache sets.
-std::vector<double> invert_upper(const std::vector<double>& r, std::int64_t n) {
-  std::vector<double> x(static_cast<std::size_t>(n * n), 0.0);
-  const std::int64_t strips = (n + kInverseStrip - 1) / kInverseStrip;
-#pragma omp parallel num_threads(kernels::num_threads()) if (n * n * n / 6 >= kParallelWork)
-  {
-    std::vector<double> strip;  // row k of the strip at k·kInverseStrip
-#pragma omp for schedule(dynamic, 1)
-    for (std::int64_t s = 0; s < strips; ++s) {
-      const std::int64_t j0 = s * kInverseStrip, j1 = std::min(j0 + kInverseStrip, n);
-      strip.resize(static_cast<std::size_t>(j1 * kInverseStrip));
-      for (std::int64_t i = j1 - 1; i >= 0; --i) {
-        const double* ri = r.data() + i * n;
-        double* t = strip.data() + i * kInverseStrip - j0;  // t[j], j in [max(i, j0), j1)
-        const std::int64_t jb = std::max(i, j0);
-        for (std::int64_t j = jb; j < j1; ++j) t[j] = j == i ? 1.0 : 0.0;
-        for (std::int64_t k = i + 1; k < j1; ++k) {
-          const double f = ri[k];
-          const double* xk = strip.data() + k * kInverseStrip - j0;
-          for (std::int64_t j = std::max(k, j0); j < j1; ++j) t[j] -= f * xk[j];
-        }
-        for (std::int64_t j = jb; j < j1; ++j) t[j] /= ri[i];
-        std::copy(t + jb, t + j1, x.data() + i * n + jb);
-      }
-    }
-  }
-  return x;
 }
 
 }  // namespace
@@ -142,7 +102,7 @@ HessianAccumulator::HessianAccumulator(std::int64_t columns) : columns_(columns)
   if (columns < 1) {
     throw Error(ErrorCode::kInvalidArgument, "Hessian needs at least one column, got " + std::to_string(columns));
   }
-  sum_.assign(static_cast<std::size_t>(columns * columns), 0.0);
+  sum_.assign(static_cast<std::size_t>(columns * columns), 0.0f);
 }
 
 void HessianAccumulator::add(const float* x, std::int64_t rows, std::int64_t columns) {
@@ -150,47 +110,86 @@ void HessianAccumulator::add(const float* x, std::int64_t rows, std::int64_t col
     throw Error(ErrorCode::kInvalidArgument, "Hessian of " + std::to_string(columns_) + " columns cannot add " +
                                                  std::to_string(rows) + " rows of " + std::to_string(columns));
   }
-  std::vector<double> panels;
-  for (std::int64_t r0 = 0; r0 < rows; r0 += kChunkRows) {
-    const std::int64_t n = std::min(kChunkRows, rows - r0);
-    pack_panels(x + r0 * columns, n, columns, columns, panels);
-    gram_update<false>(panels, n, columns, sum_.data(), columns);
+  if (sum_.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "this Hessian accumulator's sums were taken (std::move(acc).hessian())");
   }
+  if (rows == 0) return;
+  kernels::gram_matrix(x, rows, columns, columns, sum_.data(), columns, /*accumulate=*/true);
   rows_ += rows;
 }
 
-std::vector<double> HessianAccumulator::hessian() const {
+std::vector<float> HessianAccumulator::hessian() const& {
   if (rows_ == 0) throw Error(ErrorCode::kInvalidArgument, "Hessian has no input rows yet");
-  const double f = 2.0 / static_cast<double>(rows_);
-  const std::int64_t n = columns_;
-  std::vector<double> h(sum_.size());
+  std::vector<float> h(sum_.size());
+  scale_and_mirror(sum_.data(), columns_, static_cast<float>(2.0 / static_cast<double>(rows_)), h.data());
+  return h;
+}
+
+std::vector<float> HessianAccumulator::hessian() && {
+  if (rows_ == 0) throw Error(ErrorCode::kInvalidArgument, "Hessian has no input rows yet");
+  scale_and_mirror(sum_.data(), columns_, static_cast<float>(2.0 / static_cast<double>(rows_)), sum_.data());
+  rows_ = 0;
+  return std::move(sum_);
+}
+
+std::vector<float> inverse_cholesky_upper(std::vector<float> h, std::int64_t n) {
+  check_size(h.size(), n);
+  const std::vector<float> e = diagonal_roots(h.data(), n + 1, n);
+  reverse_and_equilibrate(h.data(), e, n, h.data());
+  factor(h, n);
+  kernels::invert_lower_triangular(h.data(), n, n);
+  // U_S = J·L⁻¹·J is the flat reversal of L⁻¹ (upper; below the diagonal it holds the unused upper half, set to
+  // 0), then U = U_S·E⁻¹: column j divided by E_j.
+  std::reverse(h.begin(), h.end());
   for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = i; j < n; ++j) {
-      h[static_cast<std::size_t>(i * n + j)] = h[static_cast<std::size_t>(j * n + i)] =
-          f * sum_[static_cast<std::size_t>(i * n + j)];
-    }
+    float* row = h.data() + i * n;
+    std::fill(row, row + i, 0.0f);
+    for (std::int64_t j = i; j < n; ++j) row[j] /= e[static_cast<std::size_t>(j)];
   }
   return h;
 }
 
-std::vector<double> inverse_cholesky_upper(std::vector<double> h, std::int64_t n) {
-  if (n < 1 || h.size() != static_cast<std::size_t>(n * n)) {
-    throw Error(ErrorCode::kInvalidArgument, "Hessian of " + std::to_string(n) + " columns needs " +
-                                                 std::to_string(n) + "² values, got " + std::to_string(h.size()));
+std::vector<float> unit_lower_factor(std::span<const float> h, std::int64_t n, std::span<const float> diagonal) {
+  check_size(h.size(), n);
+  if (!diagonal.empty() && diagonal.size() != static_cast<std::size_t>(n)) {
+    throw Error(ErrorCode::kInvalidArgument, "Hessian of " + std::to_string(n) + " columns cannot take a diagonal of " +
+                                                 std::to_string(diagonal.size()) + " values");
   }
-  // J·H·J: element (p, q) moves to (n−1−p, n−1−q), i.e. flat index i to n² − 1 − i.
-  std::reverse(h.begin(), h.end());
-  cholesky_upper(h, n);
-  std::vector<double> x = invert_upper(h, n);
-  h = {};
-  // U = J·R⁻ᵀ·J: U[p][q] = X[n−1−q][n−1−p], a permutation of the upper triangle that is its own inverse: swap
-  // the pairs off the anti-diagonal (p + q < n − 1 with their images), in place.
-  for (std::int64_t p = 0; p < n; ++p) {
-    for (std::int64_t q = p; p + q < n - 1; ++q) {
-      std::swap(x[static_cast<std::size_t>(p * n + q)], x[static_cast<std::size_t>((n - 1 - q) * n + (n - 1 - p))]);
+  const std::vector<float> e =
+      diagonal.empty() ? diagonal_roots(h.data(), n + 1, n) : diagonal_roots(diagonal.data(), 1, n);
+  std::vector<float> a(h.size());
+  reverse_and_equilibrate(h.data(), e, n, a.data());
+  factor(a, n);
+  // The flat reversal puts R_S = J·L·J in the upper triangle; F[j][i] = R_S[i][j]·E_i·c_j with
+  // c_j = 1 / (E_j·R_S[j][j]) is its scaled transpose, written tile by tile below the diagonal through a dense
+  // copy of the tile (a column of a tile is a row of the other), the upper triangle then zeroed.
+  std::reverse(a.begin(), a.end());
+  std::vector<float> c(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) {
+    c[static_cast<std::size_t>(j)] = static_cast<float>(
+        1.0 / (static_cast<double>(e[static_cast<std::size_t>(j)]) * static_cast<double>(a[at(j, j, n)])));
+  }
+  float tile[kMirrorTile * kMirrorTile];  // tile[j][i]
+  for (std::int64_t i0 = 0; i0 < n; i0 += kMirrorTile) {
+    const std::int64_t ti = std::min(kMirrorTile, n - i0);
+    for (std::int64_t j0 = i0; j0 < n; j0 += kMirrorTile) {
+      const std::int64_t tj = std::min(kMirrorTile, n - j0);
+      for (std::int64_t i = 0; i < ti; ++i) {  // the upper part of rows i0 + i: columns j0 + j > i0 + i
+        float* row = a.data() + at(i0 + i, j0, n);
+        const float ei = e[static_cast<std::size_t>(i0 + i)];
+        for (std::int64_t j = std::max<std::int64_t>(0, i0 + i + 1 - j0); j < tj; ++j) {
+          tile[j * kMirrorTile + i] = row[j] * ei * c[static_cast<std::size_t>(j0 + j)];
+          row[j] = 0.0f;
+        }
+      }
+      for (std::int64_t j = 0; j < tj; ++j) {
+        float* row = a.data() + at(j0 + j, i0, n);
+        for (std::int64_t i = 0; i < std::min(ti, j0 + j - i0); ++i) row[i] = tile[j * kMirrorTile + i];
+      }
     }
   }
-  return x;
+  for (std::int64_t i = 0; i < n; ++i) a[at(i, i, n)] = 1.0f;
+  return a;
 }
 
 }  // namespace moeslim::quant

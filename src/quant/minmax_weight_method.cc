@@ -13,9 +13,8 @@ class MinMaxV0 final : public WeightMethod {
   std::string name() const override { return "minmax"; }
   nlohmann::ordered_json settings() const override { return {{"method", "minmax"}, {"formulas", "v0"}}; }
   bool supports(QuantScheme s) const override { return s == QuantScheme::kW8A8 || s == QuantScheme::kW8A8Dynamic; }
-  QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
-                           const Tensor& bias, DType float_dtype) const override {
-    return quantize_linear_weight(module, scheme, weight, bias, float_dtype);
+  QuantizedWeight quantize(const LinearToQuantize& l) const override {
+    return {quantize_linear_weight(l.module, l.scheme, l.weight, l.bias, l.float_dtype), {}};
   }
 };
 
@@ -24,9 +23,10 @@ class MinMaxV1 final : public WeightMethod {
   std::string name() const override { return "minmax"; }
   nlohmann::ordered_json settings() const override { return {{"method", "minmax"}, {"formulas", "v1"}}; }
   bool supports(QuantScheme s) const override { return v1_weight_quant_produces(s); }
-  QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight, const Tensor&,
-                           DType float_dtype) const override {
-    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kMinMax, {.float_dtype = float_dtype});
+  QuantizedWeight quantize(const LinearToQuantize& l) const override {
+    return {quantize_linear_weight_v1(l.module, l.scheme, l.weight, V1WeightMethod::kMinMax,
+                                      {.float_dtype = l.float_dtype}),
+            {}};
   }
 };
 

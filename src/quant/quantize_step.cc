@@ -9,6 +9,7 @@
 #include "core/glob.h"
 #include "core/interrupt.h"
 #include "kernels/threading.h"
+#include "quant/linear_hessians.h"
 #include "quant/static_calibration_step.h"
 #include "quant/step_registry.h"
 
@@ -173,35 +174,77 @@ void QuantizeStep::apply(LayerContext& c) const {
   for (const model::ModuleId& m : model::layer_linears(c.config, c.layer)) {
     if (!m.is_expert()) modules.push_back(m);
   }
-  quantize_linears(c, modules);
+  // The Hessians a data-fitted method reads, from one float pass of the layer's attention (and dense MLP).
+  const std::set<model::ModuleId> fitted = modules_needing_hessians(modules);
+  const LinearHessians hessians = fitted.empty() ? LinearHessians() : layer_input_hessians(c, fitted);
+  // The linears are independent: each is quantized as a task on one thread, its kernels serial. The layer's
+  // tensors are only read here; the results enter c.linears afterwards, in the linears' order. A method gives
+  // the same bits on one thread as on many (kernels/threading.h), so the output does not depend on the count.
+  std::vector<QuantizedWeight> quantized(modules.size());
+  kernels::run_tasks(static_cast<std::int64_t>(modules.size()), true, [&](std::int64_t i, int /*worker*/) {
+    throw_if_interrupted();
+    const model::ModuleId& module = modules[static_cast<std::size_t>(i)];
+    const auto h = hessians.find(module);
+    quantized[static_cast<std::size_t>(i)] = quantize_linear(c, module, h == hessians.end() ? nullptr : h->second.get());
+  });
+  keep(c, modules, quantized);
 }
 
 void QuantizeStep::apply_to_experts(LayerContext& c, model::ExpertRange group) const {
-  quantize_linears(c, model::expert_linears(c.layer, group.first, group.last));
+  // One task per expert (a layer has hundreds): its Hessians, when a data-fitted method claims one of its
+  // linears, come from its own rows of the pass, and its three linears are quantized after them.
+  const std::vector<model::ModuleId> modules = model::expert_linears(c.layer, group.first, group.last);
+  const std::int64_t per_expert = static_cast<std::int64_t>(modules.size()) / (group.last - group.first);
+  std::vector<QuantizedWeight> quantized(modules.size());
+  kernels::run_tasks(group.last - group.first, true, [&](std::int64_t task, int /*worker*/) {
+    throw_if_interrupted();
+    const std::vector<model::ModuleId> own(modules.begin() + task * per_expert,
+                                           modules.begin() + (task + 1) * per_expert);
+    const std::set<model::ModuleId> fitted = modules_needing_hessians(own);
+    const LinearHessians hessians =
+        fitted.empty() ? LinearHessians() : expert_input_hessians(c, group.first + task, fitted);
+    for (std::int64_t j = 0; j < per_expert; ++j) {
+      const model::ModuleId& module = own[static_cast<std::size_t>(j)];
+      const auto h = hessians.find(module);
+      quantized[static_cast<std::size_t>(task * per_expert + j)] =
+          quantize_linear(c, module, h == hessians.end() ? nullptr : h->second.get());
+    }
+  });
+  keep(c, modules, quantized);
 }
 
-void QuantizeStep::quantize_linears(LayerContext& c, const std::vector<model::ModuleId>& modules) const {
-  // The linears are independent and a layer has hundreds (its experts): each is quantized as a task on one
-  // thread, its kernels serial, which scales where splitting one expert's rows over the threads did not (the
-  // rows of one expert are too few to pay for a parallel region each). The layer's tensors are only read here;
-  // the results enter c.linears afterwards, in the linears' order. A method gives the same bits on one thread
-  // as on many (kernels/threading.h), so the output does not depend on the thread count.
-  std::vector<QuantizedLinear> quantized(modules.size());
-  kernels::run_tasks(static_cast<std::int64_t>(modules.size()), true, [&](std::int64_t i, int /*worker*/) {
-    throw_if_interrupted();  // a layer has hundreds of experts: stop between them
-    const model::ModuleId& module = modules[static_cast<std::size_t>(i)];
-    const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
-    if (group == nullptr) {
-      // Left float, but with the edits the smoothing steps planned for it (an expert's moe-input and up-down
-      // scales): its input was rescaled, so the weight must follow even unquantized.
-      quantized[static_cast<std::size_t>(i)] = float_linear(module, c.weight_to_quantize(module), c.bias(module));
-      return;
+std::set<model::ModuleId> QuantizeStep::modules_needing_hessians(const std::vector<model::ModuleId>& modules) const {
+  std::set<model::ModuleId> out;
+  for (const model::ModuleId& m : modules) {
+    const QuantGroup* g = group_for(m);
+    if (g != nullptr && g->method->needs_input_hessian()) out.insert(m);
+  }
+  return out;
+}
+
+QuantizedWeight QuantizeStep::quantize_linear(const LayerContext& c, const model::ModuleId& module,
+                                              const InputHessian* hessian) const {
+  const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
+  if (group == nullptr) {
+    // Left float, but with the edits the smoothing steps planned for it (an expert's moe-input and up-down
+    // scales): its input was rescaled, so the weight must follow even unquantized.
+    return {float_linear(module, c.weight_to_quantize(module), c.bias(module)), {}};
+  }
+  const Tensor weight = c.weight_to_quantize(module);
+  const Tensor bias = c.bias(module);
+  QuantizedWeight q = group->method->quantize({module, group->scheme, weight, bias, c.settings.float_dtype, hessian});
+  if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));
+  return q;
+}
+
+void QuantizeStep::keep(LayerContext& c, const std::vector<model::ModuleId>& modules,
+                        std::vector<QuantizedWeight>& quantized) {
+  for (std::size_t i = 0; i < modules.size(); ++i) {
+    if (!quantized[i].fallback.empty()) {
+      c.weight_fallbacks.push_back({model::hf_module_name(modules[i]), std::move(quantized[i].fallback)});
     }
-    quantized[static_cast<std::size_t>(i)] = group->method->quantize(module, group->scheme, c.weight_to_quantize(module),
-                                                                     c.bias(module), c.settings.float_dtype);
-    if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));
-  });
-  for (std::size_t i = 0; i < modules.size(); ++i) c.linears[modules[i]] = std::move(quantized[i]);
+    c.linears[modules[i]] = std::move(quantized[i].linear);
+  }
 }
 
 QuantizedLinear float_linear(const model::ModuleId& module, const Tensor& weight, const Tensor& bias) {

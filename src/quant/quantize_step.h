@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,14 @@ class QuantizeStep final : public LayerStep {
   QuantScheme scheme_for(const model::ModuleId& module) const;
 
  private:
-  void quantize_linears(LayerContext& context, const std::vector<model::ModuleId>& modules) const;
+  // The modules whose group's method reads the Hessian of their inputs.
+  std::set<model::ModuleId> modules_needing_hessians(const std::vector<model::ModuleId>& modules) const;
+  // One linear by its group's method (or left float), its mapped weight released after.
+  QuantizedWeight quantize_linear(const LayerContext& context, const model::ModuleId& module,
+                                  const InputHessian* hessian) const;
+  // The results into context.linears (and their fallbacks into the report), in `modules`' order.
+  static void keep(LayerContext& context, const std::vector<model::ModuleId>& modules,
+                   std::vector<QuantizedWeight>& quantized);
 
   std::vector<QuantGroup> groups_;
 };

@@ -16,10 +16,10 @@ class Ssz final : public WeightMethod {
   std::string name() const override { return "ssz"; }
   nlohmann::ordered_json settings() const override { return {{"method", "ssz"}, {"ssz_steps", steps_}}; }
   bool supports(QuantScheme s) const override { return v1_weight_quant_produces(s); }
-  QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight, const Tensor&,
-                           DType float_dtype) const override {
-    return quantize_linear_weight_v1(module, scheme, weight, V1WeightMethod::kSsz,
-                                     {.float_dtype = float_dtype, .ssz_steps = steps_});
+  QuantizedWeight quantize(const LinearToQuantize& l) const override {
+    return {quantize_linear_weight_v1(l.module, l.scheme, l.weight, V1WeightMethod::kSsz,
+                                      {.float_dtype = l.float_dtype, .ssz_steps = steps_}),
+            {}};
   }
 
  private:

@@ -70,6 +70,8 @@ struct RunSettings {
   // Experts per group in the layer quantizer's passes (0: all of a layer's experts in one group). The output
   // does not depend on it; the peak memory does, and so may a step's choice of when to do its work.
   std::int64_t experts_per_group = 0;
+  // The float passes' GEMM precision (the float layer's pass, and a step's own float runs: GPTQ's Hessians).
+  model::FloatPrecision float_precision = model::FloatPrecision::kF32;
   bool experts_in_one_group(const model::ModelConfig& config) const {
     return experts_per_group <= 0 || experts_per_group >= config.num_experts;
   }
@@ -103,6 +105,20 @@ struct SmoothingChoice {
   std::int64_t experts_smoothed = -1;  // up-down: experts that saw tokens and were smoothed; −1 = n/a
 };
 
+// The calibration set as the layer's quantized pass takes it: the layer's input rows, for a step that runs
+// part of the layer itself (GPTQ's Hessians of the attention's inputs).
+struct PassInput {
+  const Tensor* hidden = nullptr;  // F32 [rows, hidden]
+  const model::TokenLayout* layout = nullptr;
+  std::int64_t batch_size = 1;     // sequences per forward batch
+};
+
+// A linear that a data-fitted weight method (GPTQ) quantized with its data-free fallback, and why.
+struct WeightFallback {
+  std::string module;  // Hugging Face module name
+  std::string reason;
+};
+
 // A change to a linear's weight that a step decides on the float pass but applies only when that linear is
 // quantized (expert smoothing: a Qwen3-235B layer's experts never all exist in float32 at once). Returns the
 // edited weight, or `weight` itself when it does not apply to `module`.
@@ -119,6 +135,7 @@ struct LayerContext {
   model::LayerTensors tensors;  // the checkpoint's tensors (views), or the copies steps made and edited
   RunSettings settings;
   const LayerObservations* observations = nullptr;  // set after the float pass
+  PassInput pass_input;                             // set after the float pass
   // During apply_to_experts: the rows the group's experts see in the quantized pass (each expert's routed
   // rows of every batch), for a step that fits its weights to them.
   const model::ExpertGroupInputs* expert_inputs = nullptr;
@@ -130,6 +147,7 @@ struct LayerContext {
   // Applied in order by read_weight; weight() refuses an expert's weight while one is set.
   std::vector<DeferredWeightEdit> expert_basis_changes;
   std::vector<SmoothingChoice> smoothing;              // what the smoothing steps chose
+  std::vector<WeightFallback> weight_fallbacks;        // in the order the linears were quantized
   bool norm_bias = false;                              // every norm is written with a bias (m4's NormBias)
   // When set: hands the mapped pages of a checkpoint tensor (by name) back to the OS. The weight-quantization
   // step calls it for each weight it has quantized, which nothing reads again, so a layer's experts are not

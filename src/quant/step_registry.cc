@@ -13,6 +13,7 @@ StepList parse_flex_smooth_step(const StepInput& input);
 StepList parse_quantize_step(const StepInput& input);
 std::shared_ptr<const WeightMethod> parse_minmax_weight(const StepInput& group, const io::yaml::MapReader& keys);
 std::shared_ptr<const WeightMethod> parse_ssz_weight(const StepInput& group, const io::yaml::MapReader& keys);
+std::shared_ptr<const WeightMethod> parse_gptq_weight(const StepInput& group, const io::yaml::MapReader& keys);
 
 const std::vector<StepEntry>& step_registry() {
   static const std::vector<StepEntry> registry = {
@@ -28,6 +29,10 @@ const std::vector<WeightMethodEntry>& weight_method_registry() {
   static const std::vector<WeightMethodEntry> registry = {
       {"minmax", {}, &parse_minmax_weight, "per-channel max |W| scales (v0 or v1 formulas by apiversion)"},
       {"ssz", {"ssz_steps"}, &parse_ssz_weight, "least-squares refinement of the minmax scale (v1)"},
+      {"gptq",
+       {"gptq_dampening", "gptq_act_order", "gptq_min_tokens", "gptq_fallback"},
+       &parse_gptq_weight,
+       "GPTQ: error compensation through the Hessian of each linear's calibration inputs (v1)"},
   };
   return registry;
 }

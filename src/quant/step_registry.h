@@ -1,5 +1,5 @@
 // Recipe names → steps. A recipe's `process` list names each step by its key (rotate, smooth, quantize) and a
-// smooth step by its `method`; every quantize group names its weight method (`weight: minmax | ssz`). Each entry
+// smooth step by its `method`; every quantize group names its weight method (`weight: minmax | ssz | gptq`). Each entry
 // points at the parser in the step's own file, which reads and checks its keys and fills their defaults.
 #pragma once
 

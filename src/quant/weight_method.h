@@ -1,7 +1,9 @@
-// A weight quantizer that quantize groups name (`weight: minmax | ssz`): from a linear's (smoothed) float weight
-// to its integer codes and scales. Registered in step_registry.cc with the group keys it owns.
+// A weight quantizer that quantize groups name (`weight: minmax | ssz | gptq`): from a linear's (smoothed) float
+// weight, and for a method fitted to data the Hessian of its calibration inputs, to its integer codes and
+// scales. Registered in step_registry.cc with the group keys it owns.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +16,31 @@
 
 namespace moeslim::quant {
 
+// The Hessian of a linear's input over the calibration rows that reached it, H = 2/n·Σ x xᵀ (quant/hessian.h).
+struct InputHessian {
+  std::vector<float> values;  // [in, in] row-major, both triangles
+  std::int64_t rows = 0;      // the real calibration rows it was summed over
+};
+
+// One linear to quantize.
+struct LinearToQuantize {
+  const model::ModuleId& module;
+  QuantScheme scheme;
+  const Tensor& weight;  // [out, in] BF16/F16/F32, any view
+  const Tensor& bias;    // F32 [out] or empty, kept as the float bias where the scheme has one
+  DType float_dtype;     // the model's
+  // For a method that needs_input_hessian(): the Hessian of the linear's input, or nullptr when no calibration
+  // row reached it (an expert the router never picked).
+  const InputHessian* hessian = nullptr;
+};
+
+struct QuantizedWeight {
+  QuantizedLinear linear;
+  // Empty, or why a data-fitted method quantized this linear with its data-free fallback instead (too few
+  // calibration rows, a Hessian that is not positive definite), for the report.
+  std::string fallback;
+};
+
 class WeightMethod {
  public:
   virtual ~WeightMethod() = default;
@@ -21,10 +48,10 @@ class WeightMethod {
   virtual nlohmann::ordered_json settings() const = 0;
   // Which schemes it can produce (the parser refuses a group that pairs it with another).
   virtual bool supports(QuantScheme scheme) const = 0;
-  // `weight` [out, in] (BF16/F16/F32, any view), `bias` F32 [out] or empty, kept as the float bias where the
-  // scheme has one. Errors name the module's weight.
-  virtual QuantizedLinear quantize(const model::ModuleId& module, QuantScheme scheme, const Tensor& weight,
-                                   const Tensor& bias, DType float_dtype) const = 0;
+  // Whether quantize() reads the Hessian of the linear's calibration inputs: the quantize step then computes it.
+  virtual bool needs_input_hessian() const { return false; }
+  // Errors name the module's weight.
+  virtual QuantizedWeight quantize(const LinearToQuantize& linear) const = 0;
 };
 
 }  // namespace moeslim::quant

@@ -90,7 +90,7 @@ Recipe parse(const Source& src, const YAML::Node& root, const std::filesystem::p
   if (!root.IsDefined() || root.IsNull()) {
     src.fail("", "the file is empty: a recipe needs at least apiversion and process");
   }
-  MapReader top(src, root, "", {"apiversion", "name", "description", "match", "data", "process", "save"});
+  MapReader top(src, root, "", {"apiversion", "name", "description", "use_when", "match", "data", "process", "save"});
   Recipe r;
   r.file = file;
   // apiversion first: which methods, schemes and keys are allowed everywhere else depends on it.
@@ -105,6 +105,7 @@ Recipe parse(const Source& src, const YAML::Node& root, const std::filesystem::p
     }
   }
   if (top.has("description")) r.description = src.as_string(top.get("description"), "description");
+  if (top.has("use_when")) r.use_when = src.as_string(top.get("use_when"), "use_when");
   if (top.has("match")) parse_match(src, top.get("match"), r);
   if (top.has("data")) parse_data(src, top.get("data"), r);
   detail::parse_process(src, top.require("process"), r);

@@ -16,6 +16,7 @@
 //                                             #       layout
 //   name: qwen3-30b-w4a8                      # defaults to the file's stem
 //   description: "..."                        # optional, one paragraph (shown by `moeslim recipes`)
+//   use_when: "..."                           # optional, one line: when a user should pick this recipe
 //   match:                                    # optional: what the one-click path resolves to this file
 //     model_types: [Qwen3-30B]
 //     quant_type: w4a8                        # w8a8 | w4a8
@@ -34,8 +35,12 @@
 //         - include: ["*self_attn*"]          # fnmatch-style globs (*, ?, [..]) on module names such as
 //           exclude: []                       #   "model.layers.3.mlp.experts.7.up_proj", case-sensitive
 //           scheme: w8a8 | w8a8_dynamic | w4a8_dynamic   # w8a8 (static): v0 only; w4a8_dynamic: v1 only
-//           weight: minmax | ssz              # default minmax; ssz: v1 only
+//           weight: minmax | ssz | gptq       # default minmax; ssz, gptq: v1 only
 //           ssz_steps: 50                     # optional, ssz only
+//           gptq_dampening: 0.01              # optional, gptq only: λ relative to mean(diag H)
+//           gptq_act_order: true              # optional, gptq only: columns by descending diag H
+//           gptq_min_tokens: 32               # optional, gptq only: fewer calibration tokens -> fallback
+//           gptq_fallback: ssz | minmax       # optional, gptq only: the data-free method for those
 //   save:
 //     format: ascendV1 | mindie               # v0 only (default ascendV1); v1 always writes its own layout
 //
@@ -63,6 +68,7 @@ struct Recipe {
   quant::StepDefaults defaults;  // what apiversion fills in
   std::string name;
   std::string description;
+  std::string use_when;                  // one line: when to pick it ("" when the file says nothing)
   std::vector<std::string> model_types;  // match.model_types
   std::string quant_type;                // match.quant_type, "" when the file has no match block
   std::string calib_dataset;             // "" = the caller's default

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -95,6 +97,50 @@ TEST(QuantizeRowCodes, IsClampedRneOfTheDtypeQuotientOnBothPaths) {
           const float expected =
               std::fmin(std::fmax(std::nearbyint(round_to_float_dtype(x[i] / scale, dt)), range.lo), range.hi);
           ASSERT_EQ(codes[i], static_cast<std::int8_t>(expected)) << dtype_name(dt) << " n=" << n << " i=" << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantizeCodesElementwise, EqualsTheRowKernelPerElementAndTheAsymmetricFormula) {
+  // Each element with its own scale: with zero points 0 the codes of quantize_row_codes for that scale, bit for
+  // bit; with integer zero points clamp(rne(dt(x / s)) + z, lo, hi); the residual base − (q − z)·s in float32.
+  for (const DType dt : kDtypes) {
+    for (const CodeRange range : kRanges) {
+      for (const std::int64_t n : kLengths) {
+        const float unit = 0.0078125f;
+        const std::vector<float> x = test_row(n, static_cast<std::uint32_t>(5 * n), unit);
+        const std::vector<int> k = random_ints<int>(x.size(), 7, 0, 3);
+        const std::vector<float> base = random_floats(x.size(), 8);
+        std::vector<float> scale(x.size()), zero(x.size(), 0.0f), z_asym(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+          scale[i] = unit * static_cast<float>(1 << k[i]) * (k[i] == 3 ? 0.75f : 1.0f);  // ties, and not
+          z_asym[i] = static_cast<float>(k[i] * 5 - 7);
+        }
+        using Out = std::pair<std::vector<std::int8_t>, std::vector<float>>;
+        for (const std::vector<float>* z : {&zero, &z_asym}) {
+          const Out got = on_both_paths([&] {
+            Out o{std::vector<std::int8_t>(x.size()), std::vector<float>(x.size())};
+            quantize_codes_elementwise(x.data(), scale.data(), z->data(), n, dt, range, o.first.data(), base.data(),
+                                       o.second.data());
+            return o;
+          });
+          std::vector<std::int8_t> no_residual(x.size());
+          quantize_codes_elementwise(x.data(), scale.data(), z->data(), n, dt, range, no_residual.data());
+          ASSERT_EQ(no_residual, got.first);
+          for (std::int64_t i = 0; i < n; ++i) {
+            std::int8_t want;
+            if (z == &zero) {
+              quantize_row_codes(&x[i], 1, scale[i], dt, range, &want);
+            } else {
+              want = static_cast<std::int8_t>(std::clamp(
+                  std::nearbyint(round_to_float_dtype(x[i] / scale[i], dt)) + (*z)[i], range.lo, range.hi));
+            }
+            ASSERT_EQ(got.first[i], want) << dtype_name(dt) << " n=" << n << " i=" << i;
+            const float residual = base[i] - (static_cast<float>(want) - (*z)[i]) * scale[i];
+            ASSERT_EQ(bits_of(got.second[i]), bits_of(residual)) << i;
+          }
         }
       }
     }

@@ -70,7 +70,7 @@ class LayerQuantizerTest : public ::testing::Test {
   LayerQuantizerOptions options(quant::Propagation propagation) const {
     LayerQuantizerOptions o;
     o.propagation = propagation;
-    o.float_precision = model::FloatPrecision::kF32;
+    o.settings.float_precision = model::FloatPrecision::kF32;
     return o;
   }
 

@@ -1,12 +1,14 @@
 // GPTQ (quant/gptq.h) and its Hessian (quant/hessian.h):
 //  * a hand-worked 2×4 layer whose codes follow the error compensation on paper;
-//  * the blocked algorithm against the textbook column-by-column recursion written out below (explicit H⁻¹,
-//    updated after each column by removing that column), for several block sizes, groups, act_order and the
-//    asymmetric grid: the same codes and parameters, bit for bit;
-//  * a diagonal Hessian (nothing to compensate) gives the v1 minmax quantizer's codes and scales;
-//  * the layer-output error is well below round-to-nearest's on inputs with a few massive channels;
+//  * the float32 blocked algorithm against the textbook column-by-column recursion written out below in double
+//    (explicit H⁻¹, updated after each column by removing that column), for several block sizes, groups,
+//    act_order and the asymmetric grid: nearly all codes the same, the rest off by one (see expect_close);
+//  * a diagonal Hessian (nothing to compensate) gives the v1 minmax quantizer's codes and scales exactly;
+//  * the layer-output error is well below round-to-nearest's on inputs with a few massive channels, and within
+//    1 % of the double reference's;
 //  * dead columns, dampening, Hessians that are not positive definite, bad arguments;
-//  * the accumulator against a naive double loop, and the same bits on 1 and 3 threads.
+//  * the accumulator against a naive double loop, the factors against double algebra (also with a diagonal
+//    spanning 1e-2..1e6), and the same bits on 1 and 3 threads.
 #include "quant/gptq.h"
 
 #include <gtest/gtest.h>
@@ -40,6 +42,8 @@ using testing::random_bf16_values;
 using Codes = std::vector<std::int8_t>;
 using Floats = std::vector<float>;
 using Doubles = std::vector<double>;
+
+Doubles doubles(const Floats& v) { return {v.begin(), v.end()}; }
 
 GptqOptions options(WeightBits bits, std::int64_t group_size = 0, bool act_order = false, bool symmetric = true,
                     std::int64_t block_size = 128) {
@@ -116,7 +120,8 @@ struct Quantized {
 
 // Column by column: quantize column i of every row, spread its error over the later columns with the current
 // inverse Hessian, then remove row and column i from that inverse (the OBS step). No blocks, no Cholesky.
-Quantized reference_gptq(Floats w0, std::int64_t out, std::int64_t n, Doubles h, const GptqOptions& o) {
+Quantized reference_gptq(Floats w0, std::int64_t out, std::int64_t n, const Floats& hessian, const GptqOptions& o) {
+  Doubles h = doubles(hessian);
   for (std::int64_t i = 0; i < n; ++i) {
     if (h[i * n + i] == 0.0) {
       h[i * n + i] = 1.0;
@@ -193,17 +198,19 @@ Floats input_rows(std::int64_t rows, std::int64_t n, std::uint32_t seed, int mas
   return x;
 }
 
-Doubles identity(std::int64_t n) {
-  Doubles id(n * n, 0.0);
-  for (std::int64_t i = 0; i < n; ++i) id[i * n + i] = 1.0;
+Floats identity(std::int64_t n) {
+  Floats id(n * n, 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) id[i * n + i] = 1.0f;
   return id;
 }
 
-Doubles hessian_of(const Floats& x, std::int64_t rows, std::int64_t n) {
+Floats hessian_of(const Floats& x, std::int64_t rows, std::int64_t n) {
   HessianAccumulator acc(n);
   acc.add(x.data(), rows, n);
   return acc.hessian();
 }
+
+
 
 // (code − z)·s of every weight, the group of column c being c / group_size or group_index[c].
 Doubles dequantize(const GptqResult& q, std::int64_t group_size) {
@@ -215,6 +222,21 @@ Doubles dequantize(const GptqResult& q, std::int64_t group_size) {
       const std::int64_t g = q.group_index.empty() ? c / gw : q.group_index[c];
       const double z = q.zero_point.empty() ? 0.0 : q.zero_point.data<float>()[r * groups + g];
       w[r * in + c] = (q.codes.data<std::int8_t>()[r * in + c] - z) * q.scale.data<float>()[r * groups + g];
+    }
+  }
+  return w;
+}
+
+// The same for the reference's result (its groups follow its quantization order).
+Doubles dequantize(const Quantized& q, std::int64_t out, std::int64_t n, std::int64_t group_size) {
+  const std::int64_t gw = group_size > 0 ? group_size : n, groups = n / gw;
+  std::vector<std::int64_t> position(n);
+  for (std::int64_t k = 0; k < n; ++k) position[q.order[k]] = k;
+  Doubles w(out * n);
+  for (std::int64_t r = 0; r < out; ++r) {
+    for (std::int64_t c = 0; c < n; ++c) {
+      const std::int64_t g = r * groups + position[c] / gw;
+      w[r * n + c] = (q.codes[r * n + c] - static_cast<double>(q.zero[g])) * q.scale[g];
     }
   }
   return w;
@@ -234,14 +256,41 @@ double output_error(const Floats& x, std::int64_t rows, const Floats& w, const D
   return sum;
 }
 
-void expect_same(const GptqResult& got, const Quantized& want, const std::string& what) {
-  EXPECT_EQ(codes_of(got.codes), want.codes) << what;
-  EXPECT_EQ(floats_of(got.scale), want.scale) << what;
-  if (got.zero_point.empty()) {  // symmetric: every zero point is 0
-    EXPECT_EQ(want.zero, Floats(want.zero.size(), 0.0f)) << what;
-  } else {
-    EXPECT_EQ(floats_of(got.zero_point), want.zero) << what;
+// The float32 algorithm against the double reference. A code can differ only where a compensated weight w̃/s
+// lies within float32 noise of a rounding boundary (the compensation is summed in another order and precision:
+// ~1e-6 of a step here), and then by one; the rows' later codes follow the change, so a difference can cascade
+// along its row. Measured on these cases: none (all 35k codes equal); 99.5 % leaves room for other CPUs'
+// GEMM rounding. A wrong compensation moves far more: GPTQ itself differs from round-to-nearest in 15–35 % of
+// these codes (int4), and group parameters taken from the partial sums instead of the recursion's weights
+// (gptq.h) changed 1.4 %. Per-row scales come from the weights before any update, so they are exact; group
+// scales and zero points are computed from compensated weights and may move by one step of their rounding (dt,
+// or an integer).
+void expect_close(const GptqResult& got, const Quantized& want, const std::string& what) {
+  constexpr double kMinSame = 0.995;
+  const Codes codes = codes_of(got.codes);
+  ASSERT_EQ(codes.size(), want.codes.size()) << what;
+  std::size_t same = 0;
+  int worst = 0;
+  for (std::size_t i = 0; i < codes.size(); ++i) {
+    same += codes[i] == want.codes[i];
+    worst = std::max(worst, std::abs(codes[i] - want.codes[i]));
   }
+  EXPECT_GE(static_cast<double>(same), kMinSame * static_cast<double>(codes.size())) << what;
+  EXPECT_LE(worst, 1) << what;
+  const Floats scales = floats_of(got.scale);
+  const Floats zeros = got.zero_point.empty() ? Floats(want.zero.size(), 0.0f) : floats_of(got.zero_point);
+  if (got.scale.dim(1) == 1) {
+    EXPECT_EQ(scales, want.scale) << what;
+    EXPECT_EQ(zeros, want.zero) << what;
+    return;
+  }
+  std::size_t scales_same = 0;
+  for (std::size_t i = 0; i < scales.size(); ++i) {
+    scales_same += scales[i] == want.scale[i];
+    EXPECT_NEAR(scales[i], want.scale[i], want.scale[i] / 64.0) << what << " scale " << i;  // one bf16 step: 1/128
+    EXPECT_LE(std::fabs(zeros[i] - want.zero[i]), 1.0f) << what << " zero point " << i;
+  }
+  EXPECT_GE(static_cast<double>(scales_same), 0.95 * static_cast<double>(scales.size())) << what;
 }
 
 // ---- hand-worked ----
@@ -259,10 +308,10 @@ TEST(GptqHandWorked, TwoRowsFollowTheCompensationOnPaper) {
   // Column 3 is uncoupled: q = 7.
   const Tensor w = f32_matrix(2, 4, {0.171875f, 0.296875f, -0.1640625f, 0.875f,  //
                                      -0.171875f, -0.296875f, 0.1640625f, -0.875f});
-  const Doubles h = {4, 2, 0, 0,  //
-                     2, 4, 2, 0,  //
-                     0, 2, 4, 0,  //
-                     0, 0, 0, 4};
+  const Floats h = {4, 2, 0, 0,  //
+                    2, 4, 2, 0,  //
+                    0, 2, 4, 0,  //
+                    0, 0, 0, 4};
   for (std::int64_t block : {1, 2, 3, 128}) {
     GptqOptions o = options(WeightBits::kInt4, 0, false, true, block);
     o.dampening = 0.25;
@@ -286,14 +335,13 @@ struct ReferenceCase {
 };
 
 TEST(GptqReference, BlockedAlgorithmMatchesTheColumnByColumnRecursion) {
-  // Both compute in double; they differ only in rounding (U_ij/U_ii vs the updated inverse's ratio, ~1e-15
-  // relative), far from moving a float32 value across a rounding boundary on these 1024 weights: no code may
-  // differ.
+  // The reference computes in double with the explicit inverse; the implementation in float32 with the factor
+  // of H (gptq.h step 5): the same recursion, different rounding (expect_close says what that allows).
   constexpr std::int64_t out = 16, n = 64, rows = 200;
   std::mt19937 rng(7);
   const Floats wv = random_bf16_values(out * n, rng, 0.05f);
   const Tensor w = bf16_matrix(out, n, wv);
-  const Doubles h = hessian_of(input_rows(rows, n, 11), rows, n);
+  const Floats h = hessian_of(input_rows(rows, n, 11), rows, n);
   const ReferenceCase cases[] = {
       {"int4 per row", options(WeightBits::kInt4)},
       {"int8 per row", options(WeightBits::kInt8)},
@@ -308,18 +356,40 @@ TEST(GptqReference, BlockedAlgorithmMatchesTheColumnByColumnRecursion) {
     const Quantized want = reference_gptq(wv, out, n, h, c.options);
     // With H = I nothing is compensated (round-to-nearest): the case must differ from that to mean something.
     compensated += want.codes != reference_gptq(wv, out, n, identity(n), c.options).codes;
-    // 24: blocks that neither divide nor contain the groups of 32, so a group starts inside a block.
-    for (std::int64_t block : {1, 8, 24, 128}) {
+    // 24: blocks that neither divide nor contain the groups of 32, so a group starts inside a block; 40: a
+    // sub-block cut short by a group's first column.
+    for (std::int64_t block : {1, 8, 24, 40, 128}) {
       GptqOptions o = c.options;
       o.block_size = block;
       const GptqResult got = gptq_quantize(w, h, o);
-      expect_same(got, want, std::string(c.name) + ", block " + std::to_string(block));
+      expect_close(got, want, std::string(c.name) + ", block " + std::to_string(block));
       if (o.act_order) {
         EXPECT_EQ(got.order, want.order) << c.name;
       }
     }
   }
   EXPECT_EQ(compensated, 7);
+}
+
+TEST(GptqReference, LargerLayerStaysCloseToTheDoubleRecursion) {
+  // 64 rows × 512 columns (four blocks of 128, sub-blocks of 16, GEMM tiles), correlated inputs with massive
+  // channels: the float32 rounding has far more chances to cross a boundary than above.
+  constexpr std::int64_t out = 64, n = 512, rows = 1024;
+  std::mt19937 rng(17);
+  const Floats wv = random_bf16_values(out * n, rng, 0.05f);
+  const Tensor w = bf16_matrix(out, n, wv);
+  const Floats x = input_rows(rows, n, 19, /*massive=*/8, /*latent=*/32);
+  const Floats h = hessian_of(x, rows, n);
+  for (const GptqOptions& o : {options(WeightBits::kInt4), options(WeightBits::kInt4, 128, true)}) {
+    const Quantized want = reference_gptq(wv, out, n, h, o);
+    const GptqResult got = gptq_quantize(w, h, o);
+    expect_close(got, want, o.act_order ? "group 128 act_order" : "per row");
+    // The layer output error: within 1 % of the reference's (a code off by one here and there moves it by
+    // ~0.1 %; losing the compensation of even one block would move it by tens of %).
+    const double e_ref = output_error(x, rows, wv, dequantize(want, out, n, o.group_size), out, n);
+    const double e_got = output_error(x, rows, wv, dequantize(got, o.group_size), out, n);
+    EXPECT_NEAR(e_got, e_ref, 0.01 * e_ref) << (o.act_order ? "act_order" : "per row");
+  }
 }
 
 // ---- no compensation: round-to-nearest of the v1 minmax quantizer ----
@@ -329,8 +399,8 @@ TEST(GptqRoundToNearest, DiagonalHessianGivesTheMinmaxQuantizer) {
   std::mt19937 rng(3);
   const Floats wv = random_bf16_values(out * n, rng, 0.05f);
   const Tensor w = bf16_matrix(out, n, wv);
-  Doubles h(n * n, 0.0);
-  for (std::int64_t i = 0; i < n; ++i) h[i * n + i] = 1.0 + i % 5;  // uneven, so act_order permutes
+  Floats h(n * n, 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) h[i * n + i] = 1.0f + static_cast<float>(i % 5);  // uneven: act_order permutes
   for (WeightBits bits : {WeightBits::kInt4, WeightBits::kInt8}) {
     const ChannelQuantizedWeight rtn = quantize_weight_minmax_v1(w, {.bits = bits, .float_dtype = DType::kBF16});
     for (bool act_order : {false, true}) {
@@ -365,8 +435,8 @@ TEST(GptqLayerError, WellBelowRoundToNearestWithMassiveActivations) {
   const Floats wv = random_bf16_values(out * n, rng, 0.05f);
   const Tensor w = bf16_matrix(out, n, wv);
   const Floats x = input_rows(rows, n, 13, /*massive=*/4, /*latent=*/16);
-  const Doubles h = hessian_of(x, rows, n);
-  const Doubles id = identity(n);
+  const Floats h = hessian_of(x, rows, n);
+  const Floats id = identity(n);
   struct Case {
     const char* name;
     GptqOptions o;
@@ -386,7 +456,7 @@ TEST(GptqActOrder, GroupIndexFollowsTheQuantizationOrder) {
   constexpr std::int64_t out = 8, n = 128, rows = 300;
   std::mt19937 rng(9);
   const Floats wv = random_bf16_values(out * n, rng, 0.05f);
-  const Doubles h = hessian_of(input_rows(rows, n, 17, 4), rows, n);
+  const Floats h = hessian_of(input_rows(rows, n, 17, 4), rows, n);
   const GptqResult q = gptq_quantize(bf16_matrix(out, n, wv), h, options(WeightBits::kInt4, 32, true));
   ASSERT_EQ(q.order.size(), static_cast<std::size_t>(n));
   ASSERT_EQ(q.group_index.size(), static_cast<std::size_t>(n));
@@ -417,7 +487,7 @@ TEST(GptqDeadColumns, AreZeroedAndTheRestIsUnchanged) {
   Floats wv = random_bf16_values(out * n, rng, 0.05f);
   Floats x = input_rows(rows, n, 23);
   for (std::int64_t r = 0; r < rows; ++r) x[r * n + 5] = x[r * n + 20] = 0.0f;  // channels that never fire
-  const Doubles h = hessian_of(x, rows, n);
+  const Floats h = hessian_of(x, rows, n);
   for (bool symmetric : {true, false}) {
     const GptqOptions o = options(WeightBits::kInt4, 0, false, symmetric);
     const GptqHessian prepared = prepare_gptq_hessian(h, n, o);
@@ -426,7 +496,7 @@ TEST(GptqDeadColumns, AreZeroedAndTheRestIsUnchanged) {
     EXPECT_EQ(std::count(prepared.dead.begin(), prepared.dead.end(), 1), 2);
     // A dead column's diagonal counts as 1 in the mean the dampening is relative to.
     double trace = 0.0;
-    for (std::int64_t i = 0; i < n; ++i) trace += h[i * n + i] == 0.0 ? 1.0 : h[i * n + i];
+    for (std::int64_t i = 0; i < n; ++i) trace += h[i * n + i] == 0.0f ? 1.0 : h[i * n + i];
     EXPECT_EQ(prepared.lambda, 0.01 * (trace / n));
     const GptqResult q = gptq_quantize(bf16_matrix(out, n, wv), prepared, o);
     const Doubles deq = dequantize(q, 0);
@@ -440,7 +510,7 @@ TEST(GptqDeadColumns, AreZeroedAndTheRestIsUnchanged) {
     const GptqResult z = gptq_quantize(bf16_matrix(out, n, zeroed), prepared, o);
     EXPECT_EQ(codes_of(q.codes), codes_of(z.codes));
     EXPECT_EQ(floats_of(q.scale), floats_of(z.scale));
-    expect_same(q, reference_gptq(wv, out, n, h, o), "dead columns");
+    expect_close(q, reference_gptq(wv, out, n, h, o), "dead columns");
   }
 }
 
@@ -450,12 +520,12 @@ TEST(GptqDampening, IsRelativeToTheMeanDiagonalAndRescuesSingularHessians) {
   const Floats wv = random_bf16_values(out * n, rng, 0.05f);
   const Tensor w = bf16_matrix(out, n, wv);
   // 16 rows for 64 columns: H has rank 16, singular without dampening.
-  const Doubles h = hessian_of(input_rows(16, n, 37), 16, n);
+  const Floats h = hessian_of(input_rows(16, n, 37), 16, n);
   double trace = 0.0;
   for (std::int64_t i = 0; i < n; ++i) trace += h[i * n + i];
   GptqOptions o = options(WeightBits::kInt4);
   EXPECT_EQ(prepare_gptq_hessian(h, n, o).lambda, 0.01 * (trace / n));
-  expect_same(gptq_quantize(w, h, o), reference_gptq(wv, out, n, h, o), "rank-deficient H");
+  expect_close(gptq_quantize(w, h, o), reference_gptq(wv, out, n, h, o), "rank-deficient H");
   // A dampening that swamps H leaves nothing to compensate: round-to-nearest.
   o.dampening = 1e9;
   EXPECT_EQ(codes_of(gptq_quantize(w, h, o).codes),
@@ -479,31 +549,43 @@ void expect_invalid(const std::function<void()>& f, const std::string& needle) {
 TEST(GptqCholesky, HessiansThatAreNotPositiveDefiniteAreRejected) {
   const GptqOptions o = options(WeightBits::kInt4);
   // Negative definite: λ = 0.01·mean(diag) is negative too.
-  expect_invalid([&] { prepare_gptq_hessian(Doubles{-2, 0.5, 0.5, -2}, 2, o); }, "not positive definite");
+  expect_invalid([&] { prepare_gptq_hessian(Floats{-2, 0.5, 0.5, -2}, 2, o); }, "not positive definite");
   // A positive diagonal but indefinite (eigenvalues 3 and −1), beyond what 1 % dampening repairs.
-  expect_invalid([&] { prepare_gptq_hessian(Doubles{1, 2, 2, 1}, 2, o); }, "not positive definite");
-  expect_invalid([&] { prepare_gptq_hessian(Doubles{1, 2, 2, 1}, 2, options(WeightBits::kInt4, 0, true)); },
+  expect_invalid([&] { prepare_gptq_hessian(Floats{1, 2, 2, 1}, 2, o); }, "not positive definite");
+  expect_invalid([&] { prepare_gptq_hessian(Floats{1, 2, 2, 1}, 2, options(WeightBits::kInt4, 0, true)); },
                  "act_order");
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  expect_invalid([&] { prepare_gptq_hessian(Doubles{1, nan, nan, 1}, 2, o); }, "NaN");
-  expect_invalid([&] { prepare_gptq_hessian(Doubles{1, 0, 0, std::numeric_limits<double>::infinity()}, 2, o); },
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  expect_invalid([&] { prepare_gptq_hessian(Floats{1, nan, nan, 1}, 2, o); }, "NaN");
+  expect_invalid([&] { prepare_gptq_hessian(Floats{1, 0, 0, std::numeric_limits<float>::infinity()}, 2, o); },
                  "NaN or an infinity");
-  // The factor itself, on a larger indefinite matrix (the failure comes from deep inside a blocked factorisation).
-  constexpr std::int64_t n = 100;
-  Doubles big(n * n, 0.0);
-  for (std::int64_t i = 0; i < n; ++i) big[i * n + i] = i == 10 ? -1.0 : 1.0;
-  expect_invalid([&] { inverse_cholesky_upper(big, n); }, "column 10 of 100");
+  // The factors themselves, on a larger matrix: a negative diagonal element, and a positive diagonal with an
+  // indefinite 2×2 (columns 10 and 90) that only the factorisation finds, deep inside its blocks (the matrix is
+  // factored in reversed order, so column 10 is the later pivot).
+  constexpr std::int64_t n = 300;
+  Floats big(n * n, 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) big[i * n + i] = i == 10 ? -1.0f : 1.0f;
+  expect_invalid([&] { inverse_cholesky_upper(big, n); }, "column 10 of 300");
+  expect_invalid([&] { unit_lower_factor(big, n); }, "diagonal element -1");
+  big[10 * n + 10] = 1.0f;
+  big[10 * n + 290] = big[290 * n + 10] = 2.0f;
+  expect_invalid([&] { inverse_cholesky_upper(big, n); }, "Cholesky pivot");
+  expect_invalid([&] { unit_lower_factor(big, n); }, "column 10 of 300");
+  // The same through a separate diagonal (GPTQ's dampened one): −1 there, 1 in h.
+  Floats diagonal(n, 1.0f);
+  diagonal[7] = -1.0f;
+  big[10 * n + 290] = big[290 * n + 10] = 0.0f;
+  expect_invalid([&] { unit_lower_factor(big, n, diagonal); }, "column 7 of 300");
 }
 
 TEST(GptqValidation, BadArgumentsSayWhatIsWrong) {
   constexpr std::int64_t n = 64;
   std::mt19937 rng(41);
   const Tensor w = bf16_matrix(4, n, random_bf16_values(4 * n, rng, 0.05f));
-  const Doubles h = hessian_of(input_rows(100, n, 43), 100, n);
+  const Floats h = hessian_of(input_rows(100, n, 43), 100, n);
   expect_invalid([&] { gptq_quantize(w, h, options(WeightBits::kInt4, 48)); }, "does not divide");
   expect_invalid([&] { gptq_quantize(w, h, options(WeightBits::kInt4, -1)); }, "group size");
   expect_invalid([&] { gptq_quantize(w, h, options(WeightBits::kInt4, 0, false, true, 0)); }, "block size");
-  expect_invalid([&] { gptq_quantize(w, Doubles(n * n - 1, 1.0), options(WeightBits::kInt4)); }, "values");
+  expect_invalid([&] { gptq_quantize(w, Floats(n * n - 1, 1.0f), options(WeightBits::kInt4)); }, "values");
   expect_invalid([&] { gptq_quantize(bf16_matrix(4, 32, Floats(128, 1.0f)), h, options(WeightBits::kInt4)); },
                  "columns");
   expect_invalid([&] { gptq_quantize(Tensor::zeros(DType::kI8, {4, n}), h, options(WeightBits::kInt4)); },
@@ -522,7 +604,7 @@ TEST(GptqThreads, SameBitsOnOneAndThreeThreads) {
   const Tensor w = bf16_matrix(out, n, random_bf16_values(out * n, rng, 0.05f));
   const Floats x = input_rows(rows, n, 53, 4);
   GptqResult one, three;
-  Doubles h1, h3;
+  Floats h1, h3;
   {
     ScopedThreads threads(1);
     h1 = hessian_of(x, rows, n);
@@ -541,30 +623,40 @@ TEST(GptqThreads, SameBitsOnOneAndThreeThreads) {
 // ---- the Hessian ----
 
 TEST(GptqHessian, AccumulatorEqualsANaiveDoubleLoop) {
-  // 202 columns: not a multiple of the 4-column tiles; 150 rows added as 1 + 80 + 69: chunks of 64 and a tail.
-  constexpr std::int64_t n = 202, rows = 150;
-  const Floats x = input_rows(rows, n, 61);
+  // 202 columns; 650 rows added as 1 + 600 + 0 + 49: the Gram GEMMs' row buckets (a padded tail alone, a chunk
+  // of 512 + a multiple of 64 + a padded tail, nothing, a tail).
+  constexpr std::int64_t n = 202, rows = 650;
+  const Floats x = input_rows(rows, n, 61, 3);
   HessianAccumulator acc(n);
   acc.add(x.data(), 1, n);
-  acc.add(x.data() + n, 80, n);
-  acc.add(x.data() + 81 * n, 0, n);
-  acc.add(x.data() + 81 * n, 69, n);
+  acc.add(x.data() + n, 600, n);
+  acc.add(x.data() + 601 * n, 0, n);
+  acc.add(x.data() + 601 * n, 49, n);
   EXPECT_EQ(acc.rows(), rows);
-  const Doubles h = acc.hessian();
+  const Floats h = acc.hessian();
+  EXPECT_EQ(std::move(acc).hessian(), h);  // in place, the same bits
+  double worst = 0.0;
+  Doubles diag(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t r = 0; r < rows; ++r) diag[i] += 2.0 / rows * x[r * n + i] * x[r * n + i];
+  }
   for (std::int64_t i = 0; i < n; ++i) {
     for (std::int64_t j = i; j < n; ++j) {
       double s = 0.0;
       for (std::int64_t r = 0; r < rows; ++r) s += static_cast<double>(x[r * n + i]) * x[r * n + j];
-      ASSERT_EQ(h[i * n + j], 2.0 / rows * s) << i << ", " << j;
+      worst = std::max(worst, std::fabs(h[i * n + j] - 2.0 / rows * s) / std::sqrt(diag[i] * diag[j]));
       ASSERT_EQ(h[j * n + i], h[i * n + j]);
     }
   }
+  // Float32 sums of 650 products (in GEMM blocks, then 4 partial sums added): the worst case is ~650·2⁻²⁴ ≈ 4e-5
+  // of √(H_ii·H_jj), the typical ~1e-7; a lost or doubled bucket of rows would be ≥ 1e-3 off.
+  EXPECT_LT(worst, 3e-6);
 }
 
 TEST(GptqHessian, AccumulatorGivesTheSameBitsOnOneAndThreeThreads) {
   constexpr std::int64_t n = 202, rows = 300;
   const Floats x = input_rows(rows, n, 67, 3);
-  Doubles one, three;
+  Floats one, three;
   {
     ScopedThreads threads(1);
     HessianAccumulator acc(n);
@@ -586,14 +678,47 @@ TEST(GptqHessian, AccumulatorRejectsMisuse) {
   expect_invalid([&] { acc.hessian(); }, "no input rows");
   const Floats x(16, 1.0f);
   expect_invalid([&] { acc.add(x.data(), 2, 7); }, "8 columns");
+  acc.add(x.data(), 2, 8);
+  EXPECT_EQ(std::move(acc).hessian().size(), 64u);
+  expect_invalid([&] { acc.add(x.data(), 2, 8); }, "were taken");
+  expect_invalid([&] { acc.hessian(); }, "no input rows");
+}
+
+// Σ_k U[k][i]·U[k][j] in double: UᵀU of an upper U [n, n].
+Doubles gram_of_upper(const Floats& u, std::int64_t n) {
+  Doubles g(n * n, 0.0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      for (std::int64_t k = 0; k <= std::min(i, j); ++k) {
+        g[i * n + j] += static_cast<double>(u[k * n + i]) * u[k * n + j];
+      }
+    }
+  }
+  return g;
+}
+
+// Triangular (upper, or lower when `lower`) with a positive diagonal, or a unit one.
+void expect_triangular(const Floats& u, std::int64_t n, bool lower, bool unit_diagonal) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (unit_diagonal) {
+      ASSERT_EQ(u[i * n + i], 1.0f) << i;
+    } else {
+      ASSERT_GT(u[i * n + i], 0.0f) << i;
+    }
+    for (std::int64_t j = 0; j < n; ++j) {
+      if (lower ? j > i : j < i) {
+        ASSERT_EQ(u[i * n + j], 0.0f) << i << ", " << j;
+      }
+    }
+  }
 }
 
 TEST(GptqHessian, InverseCholeskyFactorIsUpperAndInvertsH) {
-  // 150 columns: three blocks of the factorisation (64 + 64 + 22) and strips of the inverse, edge tiles.
-  constexpr std::int64_t n = 150, rows = 400;
-  Doubles h = hessian_of(input_rows(rows, n, 71, 3), rows, n);
-  for (std::int64_t i = 0; i < n; ++i) h[i * n + i] += 0.01;
-  Doubles one, three;
+  // 300 columns: blocks of 128 with a partial one, inner blocks of 32, unblocked 32s.
+  constexpr std::int64_t n = 300, rows = 800;
+  Floats h = hessian_of(input_rows(rows, n, 71, 3), rows, n);
+  for (std::int64_t i = 0; i < n; ++i) h[i * n + i] += 0.01f;
+  Floats one, three;
   {
     ScopedThreads threads(1);
     one = inverse_cholesky_upper(h, n);
@@ -603,26 +728,65 @@ TEST(GptqHessian, InverseCholeskyFactorIsUpperAndInvertsH) {
     three = inverse_cholesky_upper(h, n);
   }
   EXPECT_EQ(one, three);
-  const Doubles& u = one;
-  // Upper with a positive diagonal, and UᵀU·H = I: the unique upper Cholesky factor of H⁻¹.
+  // Upper with a positive diagonal, and UᵀU = H⁻¹: the unique upper Cholesky factor of H⁻¹.
+  expect_triangular(one, n, false, false);
+  const Doubles hinv = gram_of_upper(one, n);
+  const Doubles textbook = invert(doubles(h), n);
   double worst = 0.0;
   for (std::int64_t i = 0; i < n; ++i) {
-    ASSERT_GT(u[i * n + i], 0.0);
-    for (std::int64_t j = 0; j < i; ++j) ASSERT_EQ(u[i * n + j], 0.0);
-  }
-  Doubles hinv(n * n, 0.0);
-  for (std::int64_t i = 0; i < n; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
-      for (std::int64_t k = 0; k <= std::min(i, j); ++k) hinv[i * n + j] += u[k * n + i] * u[k * n + j];
+      worst = std::max(worst, std::fabs(hinv[i * n + j] - textbook[i * n + j]) /
+                                  std::sqrt(textbook[i * n + i] * textbook[j * n + j]));
     }
   }
-  const Doubles textbook = invert(h, n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = 0; j < n; ++j) {
-      worst = std::max(worst, std::fabs(hinv[i * n + j] - textbook[i * n + j]) / std::fabs(textbook[i * n + i]));
+  // Measured ~5e-7 (float32, equilibrated); a wrong block would be O(1).
+  EXPECT_LT(worst, 1e-5);
+}
+
+TEST(GptqHessian, EquilibratedFactorsHandleADiagonalSpanningEightDecades) {
+  // Input channels with gains from 0.1 to 1000: diag H from 1e-2 to 1e6, correlated through shared factors.
+  // Judged in double: UᵀU·H = I, and U·Fᵀ diagonal (F = (U⁻¹ with its columns scaled)ᵀ), each entry relative to
+  // the size the scaling gives it (entry (i, j) of UᵀU·H − I scales with √(H_jj / H_ii)).
+  constexpr std::int64_t n = 128, rows = 1024;
+  Floats x = input_rows(rows, n, 81, 0, 16);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t c = 0; c < n; ++c) {
+      x[r * n + c] *= static_cast<float>(std::pow(10.0, 4.0 * ((c * 53) % n) / (n - 1) - 1.0));
     }
   }
-  EXPECT_LT(worst, 1e-9);
+  const Floats h = hessian_of(x, rows, n);
+  double lo = 1e30, hi = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    lo = std::min(lo, static_cast<double>(h[i * n + i]));
+    hi = std::max(hi, static_cast<double>(h[i * n + i]));
+  }
+  EXPECT_LT(lo, 0.05);
+  EXPECT_GT(hi, 5e5);
+  const Floats u = inverse_cholesky_upper(h, n);
+  const Floats f = unit_lower_factor(h, n);
+  expect_triangular(u, n, false, false);
+  expect_triangular(f, n, true, true);
+  const Doubles hinv = gram_of_upper(u, n);
+  double inverse_residual = 0.0, product_off_diagonal = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double s = 0.0, uf = 0.0;
+      for (std::int64_t k = 0; k < n; ++k) s += hinv[i * n + k] * h[k * n + j];
+      for (std::int64_t k = i; k <= j; ++k) uf += static_cast<double>(u[i * n + k]) * f[j * n + k];
+      const double scale = std::sqrt(static_cast<double>(h[i * n + i]) / h[j * n + j]);
+      inverse_residual = std::max(inverse_residual, std::fabs(s - (i == j ? 1.0 : 0.0)) * scale);
+      // U·R = I with R = Fᵀ·diag(r): (U·Fᵀ)_ij = δ_ij / r_j, off the diagonal relative to U_ii-sized terms.
+      if (i != j) product_off_diagonal = std::max(product_off_diagonal, std::fabs(uf) / u[i * n + i] / scale);
+    }
+  }
+  EXPECT_LT(inverse_residual, 1e-3);       // measured ~5e-5
+  EXPECT_LT(product_off_diagonal, 1e-5);   // measured ~4e-7
+  // The same factor with the diagonal passed apart (as GPTQ passes its dampened one): the same bits.
+  Floats diagonal(n);
+  for (std::int64_t i = 0; i < n; ++i) diagonal[i] = h[i * n + i];
+  Floats no_diagonal = h;
+  for (std::int64_t i = 0; i < n; ++i) no_diagonal[i * n + i] = -1.0f;
+  EXPECT_EQ(unit_lower_factor(no_diagonal, n, diagonal), f);
 }
 
 }  // namespace

@@ -49,11 +49,14 @@ TEST(BundledRecipes, AllLoadSortedByName) {
   const std::vector<Recipe> all = bundled_recipes(configs());
   std::vector<std::string> names;
   for (const auto& r : all) names.push_back(r.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"qwen3-235b-w4a8", "qwen3-30b-w4a8", "qwen3-30b-w4a8-plus",
-                                             "qwen3-moe-w8a8", "qwen3-moe-w8a8-plus"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"qwen3-235b-w4a8", "qwen3-235b-w4a8-gptq", "qwen3-235b-w4a8-rot",
+                                             "qwen3-30b-w4a8", "qwen3-30b-w4a8-gptq", "qwen3-30b-w4a8-plus",
+                                             "qwen3-30b-w4a8-rot", "qwen3-moe-w4a8-rot-gptq", "qwen3-moe-w8a8",
+                                             "qwen3-moe-w8a8-plus"}));
   for (const auto& r : all) {
     EXPECT_EQ(r.name, r.file.stem().string()) << "name and file stem differ";
     EXPECT_FALSE(r.description.empty()) << r.name;
+    EXPECT_FALSE(r.use_when.empty()) << r.name << " says when to pick it";
   }
 }
 

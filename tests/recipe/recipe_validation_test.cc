@@ -65,7 +65,7 @@ TEST(RecipeValidation, TheTemplatesAreValid) {
 
 TEST(RecipeValidation, UnknownTopLevelKey) {
   expect_invalid(kV0 + "proces:\n" + kQuantV0, "proces",
-                 "allowed keys: apiversion, name, description, match, data, process, save");
+                 "allowed keys: apiversion, name, description, use_when, match, data, process, save");
 }
 
 TEST(RecipeValidation, UnknownNestedKeys) {
@@ -235,8 +235,8 @@ TEST(RecipeValidation, SszInV0) {
 }
 
 TEST(RecipeValidation, UnknownWeightMethod) {
-  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: gptq"),
-                 "process[1].quantize[0].weight", "expected one of minmax, ssz");
+  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: awq"),
+                 "process[1].quantize[0].weight", "expected one of minmax, ssz, gptq");
 }
 
 TEST(RecipeValidation, SszStepsWithoutSsz) {
@@ -244,6 +244,21 @@ TEST(RecipeValidation, SszStepsWithoutSsz) {
                  "process[1].quantize[0].ssz_steps", "ssz_steps applies only to weight: ssz");
   expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: minmax, ssz_steps: 20"),
                  "process[1].quantize[0].ssz_steps", "ssz_steps applies only to weight: ssz");
+}
+
+TEST(RecipeValidation, GptqKeys) {
+  expect_invalid(v0_group("include: ['*self_attn*'], scheme: w8a8, weight: gptq"), "process[1].quantize[0].weight",
+                 "weight gptq writes the v1 W8A8_DYNAMIC / W4A8_DYNAMIC tensors");
+  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: ssz, gptq_min_tokens: 8"),
+                 "process[1].quantize[0].gptq_min_tokens", "gptq_min_tokens applies only to weight: gptq");
+  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: gptq, gptq_dampening: 0"),
+                 "process[1].quantize[0].gptq_dampening", "out of range");
+  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: gptq, gptq_act_order: yes"),
+                 "process[1].quantize[0].gptq_act_order", "true, false");
+  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: gptq, gptq_fallback: gptq"),
+                 "process[1].quantize[0].gptq_fallback", "ssz, minmax");
+  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: gptq, gptq_min_tokens: 0"),
+                 "process[1].quantize[0].gptq_min_tokens", "0 is out of range");
 }
 
 TEST(RecipeValidation, SszStepsBelowOne) {

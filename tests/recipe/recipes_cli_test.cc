@@ -13,11 +13,12 @@ TEST(RecipesCli, ListsEveryBundledRecipe) {
   for (const char* text : {"qwen3-30b-w4a8 ", "qwen3_moe/qwen3-30b-w4a8.yaml", "qwen3-235b-w4a8 ", "qwen3-moe-w8a8 ",
                            "qwen3-moe-w8a8-plus", "qwen3-30b-w4a8-plus", "modelslim_v0", "modelslim_v1",
                            "Qwen3-30B w4a8", "Qwen3-235B w4a8", "Qwen3-30B,Qwen3-235B w8a8",
-                           "flex_smooth,quantize ", "m4,quantize,static_calibration "}) {
+                           "flex_smooth,quantize ", "m4,quantize,static_calibration ", "qwen3-moe-w4a8-rot-gptq ",
+                           "rotate,flex_smooth,quantize ", "PICK IT WHEN", "must match msModelSlim's one-click"}) {
     EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
   }
   // Header plus one line per recipe.
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 6) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 11) << r.out;
 }
 
 TEST(RecipesCli, ShowPrintsTheFile) {
@@ -37,7 +38,7 @@ TEST(RecipesCli, StepsListsTheRegistry) {
   const CommandResult r = run_moeslim("recipes --steps");
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* text : {"rotate", "smooth     m4", "smooth     flex_smooth", "quantize", "minmax", "ssz",
-                           "ssz_steps"}) {
+                           "ssz_steps", "gptq", "gptq_min_tokens"}) {
     EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
   }
 }

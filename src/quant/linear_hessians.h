@@ -1,0 +1,55 @@
+// The Hessians of linears' inputs that data-fitted weight methods (GPTQ, weight_method.h) read, taken on the rows
+// the quantized pass feeds those linears, after every earlier step changed the layer:
+//   attention (and a dense MLP): the layer's current float weights (smoothed, rotated) run over the pass input
+//     (LayerContext::pass_input);
+//   an expert: its routed rows of the running quantized pass (LayerContext::expert_inputs) for gate/up_proj, and
+//     for down_proj the same rows through the expert's current float gate/up_proj.
+// Only real tokens count (pads are not text). Linears that read one input (q/k/v_proj; gate/up_proj) share one
+// Hessian, computed once.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "model/module_id.h"
+#include "model/observer.h"
+#include "quant/hessian.h"
+#include "quant/step.h"
+#include "quant/weight_method.h"
+
+namespace moeslim::quant {
+
+using LinearHessians = std::map<model::ModuleId, std::shared_ptr<const InputHessian>>;
+
+// The module whose input `module` reads: q_proj for k/v_proj, gate_proj for up_proj, else itself.
+model::ModuleId input_owner(const model::ModuleId& module);
+
+// Sums the Hessian of each requested module's input over the real rows it sees. Modules of one layer run one
+// at a time (it is not for concurrent experts: give each expert's task its own).
+class HessianObserver final : public model::ForwardObserver {
+ public:
+  explicit HessianObserver(const std::set<model::ModuleId>& modules);
+  bool wants_linear_input(const model::ModuleId& module) const override;
+  void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
+                       const std::uint8_t* real) override;
+  // One entry per requested module; a module no real row reached has none.
+  LinearHessians take();
+
+ private:
+  std::set<model::ModuleId> modules_;
+  std::map<model::ModuleId, HessianAccumulator> sums_;  // by input_owner
+  std::vector<float> real_rows_;
+};
+
+// The Hessians of `modules` (non-expert linears of c.layer) on the pass input.
+LinearHessians layer_input_hessians(const LayerContext& c, const std::set<model::ModuleId>& modules);
+
+// The Hessians of `modules` (linears of one expert) on its rows of the running pass (c.expert_inputs must be
+// set). Runs its GEMMs on the calling thread's kernels, so it may run as one task of many.
+LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert,
+                                     const std::set<model::ModuleId>& modules);
+
+}  // namespace moeslim::quant
