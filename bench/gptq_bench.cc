@@ -99,9 +99,14 @@ int main(int argc, char** argv) {
   std::printf("%-34s %9s %9s %9s %9s\n", "step", "min ms", "median ms", "GFLOP/s", "of peak");
 
   const std::vector<float> x_in = input_rows(rows, kHidden, 1), x_mid = input_rows(rows, kIntermediate, 2);
-  std::vector<float> h_in, h_mid;
+  LargeVector<float> h_in, h_mid;
   const Timing hessian_in = time_it([&] {
     quant::HessianAccumulator acc(kHidden);
+    acc.add(x_in.data(), rows, kHidden);
+    h_in = std::move(acc).hessian();
+  }, repeats);
+  const Timing hessian_in_bf16 = time_it([&] {
+    quant::HessianAccumulator acc(kHidden, kernels::GemmPrecision::kBF16);
     acc.add(x_in.data(), rows, kHidden);
     h_in = std::move(acc).hessian();
   }, repeats);
@@ -124,6 +129,7 @@ int main(int argc, char** argv) {
   const auto n3 = [](double n) { return n * n * n / 3.0; };
   const double r = static_cast<double>(rows), hi = kHidden, mid = kIntermediate;
   line("(a) Hessian 2048 cols", hessian_in, r * hi * hi, peak);
+  line("    Hessian 2048 cols, bf16 rows", hessian_in_bf16, r * hi * hi, peak);
   line("    Hessian 768 cols (down input)", hessian_mid, r * mid * mid, peak);
   line("(b) prepare 2048", prepare_in, n3(hi), peak);
   line("(b) prepare 768", prepare_mid, n3(mid), peak);

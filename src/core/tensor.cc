@@ -1,7 +1,6 @@
 #include "core/tensor.h"
 
 #include <malloc.h>
-#include <sys/mman.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/large_buffer.h"
 
 namespace moeslim {
 namespace {
@@ -20,36 +20,6 @@ namespace {
 // mmap of its own, so a layer's memory goes back to the OS when the layer is freed (measured: 6 layers of
 // Qwen3-30B-A3B shapes went from +0.6 GiB per layer to flat).
 const bool g_fixed_mmap_threshold = [] { return mallopt(M_MMAP_THRESHOLD, 2 * 1024 * 1024) == 1; }();
-
-// Buffers from 4 MiB up get an anonymous mapping of their own, aligned to 2 MiB and marked MADV_HUGEPAGE, so
-// the kernel backs them with transparent huge pages where it can (Linux's default "madvise" mode gives huge
-// pages only to regions that ask). A first touch of a 4 KiB page costs ~12 µs in this project's VMs (README,
-// Performance), and perf put page faults at ~17 % of a W8A8 run on 30B shapes (activation buffers, scratch
-// growth, int8 codes); 2 MiB pages take 512 times fewer faults. The memory is zero-filled by the kernel, so no
-// memset, and it goes back to the OS when freed, like the fixed mmap threshold above.
-constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
-constexpr std::size_t kOwnMappingBytes = std::size_t{4} << 20;
-
-struct OwnMapping {
-  void* base = nullptr;  // null if the system refused
-  std::size_t length = 0;
-};
-
-// A zero-filled mapping of at least `bytes`, its start 2 MiB aligned.
-OwnMapping map_zeroed(std::size_t bytes) {
-  const std::size_t page = 4096;
-  const std::size_t length = (bytes + page - 1) / page * page;
-  void* raw = mmap(nullptr, length + kHugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return {};
-  const auto start = reinterpret_cast<std::uintptr_t>(raw);
-  const std::uintptr_t aligned = (start + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-  // Give back the unaligned head and the tail beyond `length`.
-  if (aligned > start) munmap(raw, aligned - start);
-  munmap(reinterpret_cast<void*>(aligned + length), start + kHugePageBytes - aligned);
-  void* p = reinterpret_cast<void*>(aligned);
-  madvise(p, length, MADV_HUGEPAGE);  // advisory: without THP the memory is still correct
-  return {p, length};
-}
 
 }  // namespace
 
@@ -88,11 +58,10 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
                                      shape_to_string(t.shape_));
   };
   void* p = nullptr;
-  if (bytes >= kOwnMappingBytes) {
-    const OwnMapping mapping = map_zeroed(bytes);
-    if (mapping.base == nullptr) throw out_of_memory();
-    p = mapping.base;
-    t.owner_ = std::shared_ptr<const void>(p, [mapping](const void*) { munmap(mapping.base, mapping.length); });
+  if (bytes >= kOwnMappingBytes) {  // a huge-page mapping of its own (core/large_buffer.h)
+    p = map_large_zeroed(bytes);
+    if (p == nullptr) throw out_of_memory();
+    t.owner_ = std::shared_ptr<const void>(p, [bytes](const void* q) { unmap_large(const_cast<void*>(q), bytes); });
   } else {
     const std::size_t rounded = (bytes + 63) / 64 * 64;
     p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/convert.h"
 #include "kernels/cpu_features.h"
 #include "kernels/dnnl_matmul.h"
 #include "kernels/simd_avx512.h"
@@ -58,14 +59,17 @@ class ScratchFrame {
   std::size_t depth_;
 };
 
-dnnl::memory::desc view_desc(std::int64_t rows, std::int64_t cols, std::int64_t row_stride, std::int64_t col_stride) {
-  return dnnl::memory::desc({rows, cols}, dt::f32, dnnl::memory::dims{row_stride, col_stride});
+dnnl::memory::desc view_desc(std::int64_t rows, std::int64_t cols, std::int64_t row_stride, std::int64_t col_stride,
+                             dt type = dt::f32) {
+  return dnnl::memory::desc({rows, cols}, type, dnnl::memory::dims{row_stride, col_stride});
 }
 
-// One oneDNN call: C[m, n] (row stride ldc) = or += A[m, k]·B[k, n].
-void matmul_tile(const ConstMatrixView& a, const ConstMatrixView& b, float* c, std::int64_t ldc, bool accumulate) {
-  const detail::MatmulProblem problem{view_desc(a.rows, a.cols, a.row_stride, a.col_stride),
-                                      view_desc(b.rows, b.cols, b.row_stride, b.col_stride),
+// One oneDNN call: C[m, n] (row stride ldc) = or += A[m, k]·B[k, n]; A and B hold `type` elements (f32, or bf16
+// with f32 accumulation), their views' strides counted in elements of it.
+void matmul_tile(const ConstMatrixView& a, const ConstMatrixView& b, float* c, std::int64_t ldc, bool accumulate,
+                 dt type = dt::f32) {
+  const detail::MatmulProblem problem{view_desc(a.rows, a.cols, a.row_stride, a.col_stride, type),
+                                      view_desc(b.rows, b.cols, b.row_stride, b.col_stride, type),
                                       detail::row_major_desc(a.rows, b.cols, ldc, dt::f32), accumulate};
   detail::run_matmul(problem, a.data, b.data, c);
 }
@@ -210,7 +214,20 @@ void outer_product_portable(float* c, std::int64_t rows, std::int64_t cols, std:
 
 }  // namespace
 
-void matmul(ConstMatrixView a, ConstMatrixView b, float* c, std::int64_t ldc, bool accumulate, MatmulPart part) {
+namespace {
+
+// ConstMatrixView::block for a view whose data are elements of `type` (a bf16 view's offsets are in 2-byte
+// elements, not floats).
+ConstMatrixView block(const ConstMatrixView& v, std::int64_t r0, std::int64_t c0, std::int64_t r, std::int64_t c,
+                      dt type) {
+  if (type == dt::f32) return v.block(r0, c0, r, c);
+  const auto* base = reinterpret_cast<const std::uint16_t*>(v.data) + r0 * v.row_stride + c0 * v.col_stride;
+  return {reinterpret_cast<const float*>(base), r, c, v.row_stride, v.col_stride};
+}
+
+// matmul() on operands of `type` (views of f32 pointers whose strides count elements of `type`).
+void matmul_typed(ConstMatrixView a, ConstMatrixView b, float* c, std::int64_t ldc, bool accumulate, MatmulPart part,
+                  dt type) {
   const std::int64_t m = a.rows, k = a.cols, n = b.cols;
   if (b.rows != k || m < 0 || n < 0 || k < 0 || ldc < n ||
       (part == MatmulPart::kLowerTriangle && m != n)) {
@@ -232,18 +249,26 @@ void matmul(ConstMatrixView a, ConstMatrixView b, float* c, std::int64_t ldc, bo
     const std::int64_t n_full = lower ? i0 : n;
     for (std::int64_t j0 = 0; j0 < n_full; j0 += kMatmulTile) {
       const std::int64_t nt = std::min(kMatmulTile, n_full - j0);
-      matmul_tile(a.block(i0, 0, mt, k), b.block(0, j0, k, nt), c + i0 * ldc + j0, ldc, accumulate);
+      matmul_tile(block(a, i0, 0, mt, k, type), block(b, 0, j0, k, nt, type), c + i0 * ldc + j0, ldc, accumulate,
+                  type);
     }
     if (!lower) continue;
     for (std::int64_t s0 = i0; s0 < i0 + mt; s0 += kDiagonalStrip) {
       const std::int64_t sm = std::min(kDiagonalStrip, i0 + mt - s0);
-      matmul_tile(a.block(s0, 0, sm, k), b.block(0, i0, k, s0 + sm - i0), c + s0 * ldc + i0, ldc, accumulate);
+      matmul_tile(block(a, s0, 0, sm, k, type), block(b, 0, i0, k, s0 + sm - i0, type), c + s0 * ldc + i0, ldc,
+                  accumulate, type);
     }
   }
 }
 
+}  // namespace
+
+void matmul(ConstMatrixView a, ConstMatrixView b, float* c, std::int64_t ldc, bool accumulate, MatmulPart part) {
+  matmul_typed(a, b, c, ldc, accumulate, part, dt::f32);
+}
+
 void gram_matrix(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ldx, float* h, std::int64_t ldh,
-                 bool accumulate) {
+                 bool accumulate, GemmPrecision precision) {
   if (rows < 0 || cols < 1 || ldx < cols || ldh < cols) {
     bad_shapes("bad Gram matrix of " + std::to_string(rows) + " rows of " + std::to_string(cols) +
                " columns (row strides " + std::to_string(ldx) + ", " + std::to_string(ldh) + ")");
@@ -254,12 +279,23 @@ void gram_matrix(const float* x, std::int64_t rows, std::int64_t cols, std::int6
   }
   // Chunks of kGramRows rows; a chunk that is not a multiple of kGramGranule rows is copied with zero rows up to
   // the next one (one GEMM of K = 512 beats a GEMM of 448 and one of 64: each pass reads and writes all of H).
+  // At bf16 the chunk is rounded to bf16 as it is copied (the GEMM accumulates in f32).
+  const bool bf16 = precision == GemmPrecision::kBF16;
   thread_local std::vector<float> padded;
+  thread_local std::vector<std::uint16_t> rounded;
   for (std::int64_t r0 = 0; r0 < rows; r0 += kGramRows) {
     const std::int64_t count = std::min(kGramRows, rows - r0);
     const std::int64_t k = (count + kGramGranule - 1) / kGramGranule * kGramGranule;
     const float* xb = x + r0 * ldx;
     std::int64_t ld = ldx;
+    if (bf16) {
+      if (rounded.size() < static_cast<std::size_t>(k * cols)) rounded.resize(static_cast<std::size_t>(k * cols));
+      f32_to_bf16_rows(xb, count, cols, ldx, rounded.data(), cols);
+      std::fill(rounded.data() + count * cols, rounded.data() + k * cols, std::uint16_t{0});
+      const ConstMatrixView xv = row_major(reinterpret_cast<const float*>(rounded.data()), k, cols, cols);
+      matmul_typed(xv.transposed(), xv, h, ldh, accumulate || r0 > 0, MatmulPart::kLowerTriangle, dt::bf16);
+      continue;
+    }
     if (k != count) {
       if (padded.size() < static_cast<std::size_t>(k * cols)) padded.resize(static_cast<std::size_t>(k * cols));
       for (std::int64_t r = 0; r < count; ++r) {

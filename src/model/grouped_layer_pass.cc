@@ -69,20 +69,6 @@ std::vector<ExpertRange> expert_groups(std::int64_t num_experts, std::int64_t pe
   return groups;
 }
 
-void run_layer_without_experts(const ModelConfig& config, const DecoderLayer& layer, Tensor& hidden,
-                               const TokenLayout& layout, std::int64_t max_sequences, ForwardObserver* observer) {
-  const std::int64_t H = config.hidden_size;
-  const std::vector<LayoutChunk> chunks =
-      split_into_chunks(layout, std::numeric_limits<std::int64_t>::max(), max_sequences);
-  ForwardScratch scratch;
-  for (const LayoutChunk& chunk : chunks) {
-    ChunkRows rows(hidden, chunk, H);
-    layer.forward_attention(config, rows.tensor(), chunk.layout, observer, scratch);
-    if (!layer.mlp.is_moe) layer.forward_mlp(config, rows.tensor(), chunk.layout, observer, scratch);
-    rows.store();
-  }
-}
-
 void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& hidden, const TokenLayout& layout,
                        std::int64_t max_sequences, const std::vector<ExpertRange>& groups, ForwardObserver* observer,
                        const ExpertGroupHooks& hooks) {

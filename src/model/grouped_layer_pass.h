@@ -63,10 +63,4 @@ void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& h
                        std::int64_t max_sequences, const std::vector<ExpertRange>& groups, ForwardObserver* observer,
                        const ExpertGroupHooks& hooks);
 
-// The part of the layer before its experts, over every chunk as run_layer_grouped splits them: attention, then a
-// dense layer's MLP (a MoE layer stops after attention). For an observer of those linears' inputs (GPTQ's
-// Hessians) on a layer that is not to run whole. hidden: as run_layer_grouped's, updated in place.
-void run_layer_without_experts(const ModelConfig& config, const DecoderLayer& layer, Tensor& hidden,
-                               const TokenLayout& layout, std::int64_t max_sequences, ForwardObserver* observer);
-
 }  // namespace moeslim::model

@@ -65,7 +65,7 @@ void swiglu_forward(const SwiGluMlp& mlp, std::int64_t layer, std::int64_t exper
     kernels::silu_mul(gate, up, gate, rows * width);
   }
   observe_input(observer, {layer, ModuleRole::kDownProj, expert}, gate, rows, width, real);
-  run_linear(*mlp.down_proj, gate, rows, y, ProfileKind::kExpertGemm);
+  if (y != nullptr) run_linear(*mlp.down_proj, gate, rows, y, ProfileKind::kExpertGemm);
 }
 
 void run_expert_rows(const SwiGluMlp& expert, std::int64_t layer, std::int64_t index, const float* x,

@@ -30,6 +30,7 @@ ExpertRouting route_tokens(const ModelConfig& config, const MlpBlock& mlp, std::
                            const TokenLayout& layout, ForwardObserver* observer, ForwardScratch& scratch);
 
 // y = down(silu(gate(x)) * up(x)) for `rows` rows of x; observers see gate/up's shared input and down's input.
+// y = nullptr stops before down_proj runs, for an observer that wants only the inputs (GPTQ's Hessians).
 void swiglu_forward(const SwiGluMlp& mlp, std::int64_t layer, std::int64_t expert, const float* x, std::int64_t rows,
                     std::int64_t hidden, const std::uint8_t* real, ForwardObserver* observer, ForwardScratch& scratch,
                     float* y);

@@ -186,8 +186,6 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   }
   collector.take(observations);
   c.observations = &observations;
-  // What the quantized pass will run on: the calibration set's input to this layer.
-  c.pass_input = {propagate_quantized ? &calib.hidden : &input, calib.layout, calib.batch_size};
 
   make_attention_editable(c);
   for (const auto& step : steps) {

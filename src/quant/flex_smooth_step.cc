@@ -48,13 +48,17 @@ class FlexSmoothStep final : public LayerStep {
     const DType dt = c.settings.float_dtype;
     if (keys_.has("ov")) {
       const SmoothingChoice ab = choose(c, "ov", {l, ModuleRole::kOProj}, {&wo});
-      flex_smooth_ov(wv, wo, c.observations->stats({l, ModuleRole::kOProj}).abs_max(), c.config.num_attention_heads,
-                     c.config.num_key_value_heads, c.config.head_dim, ab.alpha, ab.beta, dt);
+      divide_input(c, {l, ModuleRole::kOProj},
+                   flex_smooth_ov(wv, wo, c.observations->stats({l, ModuleRole::kOProj}).abs_max(),
+                                  c.config.num_attention_heads, c.config.num_key_value_heads, c.config.head_dim,
+                                  ab.alpha, ab.beta, dt));
     }
     if (keys_.has("norm-linear")) {
       const SmoothingChoice ab = choose(c, "norm-linear", {l, ModuleRole::kKProj}, {&wk, &wq, &wv});
-      flex_smooth_norm_linear(c.weight({l, ModuleRole::kInputNorm}), {&wk, &wq, &wv},
-                              c.observations->stats({l, ModuleRole::kKProj}).abs_max(), ab.alpha, ab.beta, dt);
+      const std::vector<float> s = flex_smooth_norm_linear(
+          c.weight({l, ModuleRole::kInputNorm}), {&wk, &wq, &wv}, c.observations->stats({l, ModuleRole::kKProj}).abs_max(),
+          ab.alpha, ab.beta, dt);
+      for (const ModuleRole r : {ModuleRole::kQProj, ModuleRole::kKProj, ModuleRole::kVProj}) divide_input(c, {l, r}, s);
     }
     apply_expert_smoothing(c, keys_.expert_params());
   }

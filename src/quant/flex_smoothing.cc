@@ -62,7 +62,7 @@ std::vector<float> flex_scales(const std::vector<float>& act_abs_max, const std:
   return s;
 }
 
-void flex_smooth_norm_linear(Tensor& norm_weight, const std::vector<Tensor*>& linears,
+std::vector<float> flex_smooth_norm_linear(Tensor& norm_weight, const std::vector<Tensor*>& linears,
                              const std::vector<float>& act_abs_max, double alpha, double beta, DType dt) {
   require_float_dtype(dt);
   require_exponents(alpha, beta);
@@ -79,9 +79,10 @@ void flex_smooth_norm_linear(Tensor& norm_weight, const std::vector<Tensor*>& li
   const std::vector<float> s = flex_scales(act_abs_max, w, alpha, beta, dt);
   for (Tensor* t : linears) scale_columns(*t, s, dt);
   scale_norm(norm_weight, s, dt);
+  return s;
 }
 
-void flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>& o_input_abs_max,
+std::vector<float> flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>& o_input_abs_max,
                     std::int64_t q_heads, std::int64_t kv_heads, std::int64_t head_dim, double alpha, double beta,
                     DType dt) {
   require_float_dtype(dt);
@@ -117,6 +118,7 @@ void flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>
     o_scale[col] = group[(col / head_dim / g) * head_dim + col % head_dim];  // repeat_interleave over the g heads
   }
   scale_columns(o_weight, o_scale, dt);
+  return o_scale;
 }
 
 void scale_columns(Tensor& w, const std::vector<float>& s, DType dt) {

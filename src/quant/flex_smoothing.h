@@ -30,14 +30,16 @@ std::vector<float> flex_scales(const std::vector<float>& act_abs_max, const std:
 // norm-linear: w_j = max over the linears of |W[:, j]|; every linear's column j ⊙ s_j, γ ← dt(γ · dt(1/s)).
 // No shift, no bias: the norm stays a plain RMSNorm. norm_weight: F32 [C]; linears: F32 [out_i, C];
 // act_abs_max: the norm output's max|x| per channel [C].
-void flex_smooth_norm_linear(Tensor& norm_weight, const std::vector<Tensor*>& linears,
+// Returns s: each smoothed linear's input channel j is now divided by s_j.
+std::vector<float> flex_smooth_norm_linear(Tensor& norm_weight, const std::vector<Tensor*>& linears,
                              const std::vector<float>& act_abs_max, double alpha, double beta, DType float_dtype);
 
 // ov with group_method "max": a and w = dt(max(…, 1e-5)) of o_proj's columns are viewed as [kv_heads, g, head_dim]
 // (kv head k serves q heads k·g … k·g+g−1) and maxed over g before combining, G = flex_scales(a_max, w_max)
 // [kv_heads·head_dim]; v_proj row n ← dt(row · dt(1/G_n)), o_proj column of q head h, dim d ← dt(col · G[h/g, d]).
 // v_weight: F32 [kv_heads·head_dim, hidden]; o_weight: F32 [hidden, q_heads·head_dim]; o_input_abs_max: [q·hd].
-void flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>& o_input_abs_max,
+// Returns what each of o_proj's input channels is now divided by (G repeated over each kv head's q heads).
+std::vector<float> flex_smooth_ov(Tensor& v_weight, Tensor& o_weight, const std::vector<float>& o_input_abs_max,
                     std::int64_t q_heads, std::int64_t kv_heads, std::int64_t head_dim, double alpha, double beta,
                     DType float_dtype);
 

@@ -182,8 +182,8 @@ void store_codes(const std::int8_t* block, std::int64_t ld, std::int64_t k0, std
 // fresh 4 KB page measured at ~12 µs in the development VM), allocating the working weights afresh for every
 // linear cost more than quantizing them. A worker keeps ~8·in·out bytes of its largest weight.
 struct Workspace {
-  std::vector<float> original;   // Wᵀ [in, out], quantization order, dead columns zero
-  std::vector<float> working;    // W̃ᵀ: the same with the compensation added
+  LargeVector<float> original;   // Wᵀ [in, out], quantization order, dead columns zero
+  LargeVector<float> working;    // W̃ᵀ: the same with the compensation added
   std::vector<float> deviation;  // D = W − deq(Q) of the current block's columns, [block, out]
   std::vector<std::int8_t> codes;  // the current block's codes, [block, out]
   std::vector<float> scale, zero;  // the current group's parameters per output row
@@ -191,8 +191,8 @@ struct Workspace {
   std::vector<float> group_inverse, group_delta, group_rows;  // group_start_weights' scratch and result
   std::vector<float> read_rows;  // weight rows as they are read
 
-  template <typename T>
-  static T* sized(std::vector<T>& v, std::int64_t n) {
+  template <typename Vector>
+  static auto* sized(Vector& v, std::int64_t n) {
     if (v.size() < static_cast<std::size_t>(n)) v.resize(static_cast<std::size_t>(n));
     return v.data();
   }
@@ -201,9 +201,9 @@ struct Workspace {
 // The upper triangle of h mirrored into a full symmetric matrix (act_order permutes rows and columns alike),
 // tile by tile through a dense transposed copy (reading down a column would touch rows n floats apart, which for
 // n a power of two share their cache sets).
-std::vector<float> symmetric_from_upper(std::span<const float> h, std::int64_t n) {
+LargeVector<float> symmetric_from_upper(std::span<const float> h, std::int64_t n) {
   constexpr std::int64_t kTile = 64;
-  std::vector<float> s(h.begin(), h.end());
+  LargeVector<float> s(h.begin(), h.end());
   float tile[kTile * kTile];  // tile[i][j] = h[j][i]
   for (std::int64_t i0 = 0; i0 < n; i0 += kTile) {
     const std::int64_t ti = std::min(kTile, n - i0);
@@ -269,9 +269,9 @@ GptqHessian prepare_gptq_hessian(std::span<const float> hessian, std::int64_t co
     diagonal[static_cast<std::size_t>(a)] =
         static_cast<float>(diag[static_cast<std::size_t>(h.order[static_cast<std::size_t>(a)])] + h.lambda);
   }
-  std::vector<float> permuted;
+  LargeVector<float> permuted;
   if (options.act_order) {
-    const std::vector<float> full = symmetric_from_upper(hessian, n);
+    const LargeVector<float> full = symmetric_from_upper(hessian, n);
     permuted.resize(full.size());
     for (std::int64_t a = 0; a < n; ++a) {
       const float* src = full.data() + at(h.order[static_cast<std::size_t>(a)], 0);

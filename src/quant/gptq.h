@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/large_buffer.h"
 #include "core/tensor.h"
 #include "quant/v1_weight_quant.h"
 
@@ -88,7 +89,7 @@ struct GptqHessian {
   std::vector<std::uint8_t> dead;   // per original column: 1 when H_ii == 0
   // F [columns, columns] row-major (hessian.h's unit_lower_factor of the permuted, dampened H): lower with a
   // unit diagonal, rows and columns in quantization order.
-  std::vector<float> factor;
+  LargeVector<float> factor;
 };
 
 // Steps 1–4. `hessian`: [columns, columns] row-major, symmetric; only its upper triangle is read.

@@ -51,21 +51,27 @@ class Gptq final : public WeightMethod {
                                       rows == 1 ? "" : "s", s_.min_tokens));
     }
     const std::string name = model::hf_module_name(l.module);
+    if (l.weight.rank() != 2 || l.hessian->values.size() != static_cast<std::size_t>(l.weight.dim(1) * l.weight.dim(1))) {
+      throw Error(ErrorCode::kInternal, "the Hessian does not fit the weight", {}, name + ".weight");
+    }
+    const std::int64_t in = l.weight.dim(1);
     GptqOptions o;
     o.bits = l.scheme == QuantScheme::kW4A8Dynamic ? WeightBits::kInt4 : WeightBits::kInt8;
     o.dampening = s_.dampening;
     o.act_order = s_.act_order;
     o.float_dtype = l.float_dtype;
-    GptqHessian h;
+    std::shared_ptr<const GptqHessian> h;
     try {
-      h = prepare_gptq_hessian(l.hessian->values, l.weight.rank() == 2 ? l.weight.dim(1) : 0, o);
+      // Keyed by what the factor depends on: the same Hessian serves gate and up_proj (q, k and v_proj).
+      const std::string key = fmt::format("gptq dampening={} act_order={}", o.dampening, o.act_order);
+      h = l.hessian->derived<GptqHessian>(key, [&] { return prepare_gptq_hessian(l.hessian->values, in, o); });
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kInvalidArgument) throw;
       return fall_back(l, e.detail());
     }
     GptqResult r;
     try {
-      r = gptq_quantize(l.weight, h, o);
+      r = gptq_quantize(l.weight, *h, o);
     } catch (const Error& e) {
       throw Error(e.code(), e.detail(), {}, name + ".weight");
     }

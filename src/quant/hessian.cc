@@ -63,7 +63,7 @@ void reverse_and_equilibrate(const float* h, const std::vector<float>& e, std::i
 
 // In place: the lower Cholesky factor L of J·S·J (reverse_and_equilibrate's output); a failed pivot k is
 // column n − 1 − k of H.
-void factor(std::vector<float>& a, std::int64_t n) {
+void factor(LargeVector<float>& a, std::int64_t n) {
   if (const auto failed = kernels::try_cholesky_lower(a.data(), n, n)) {
     not_positive_definite("Cholesky pivot (of H scaled to a unit diagonal)", failed->value, n - 1 - failed->index,
                           n);
@@ -98,7 +98,8 @@ void scale_and_mirror(const float* sum, std::int64_t n, float f, float* h) {
 
 }  // namespace
 
-HessianAccumulator::HessianAccumulator(std::int64_t columns) : columns_(columns) {
+HessianAccumulator::HessianAccumulator(std::int64_t columns, kernels::GemmPrecision precision)
+    : columns_(columns), precision_(precision) {
   if (columns < 1) {
     throw Error(ErrorCode::kInvalidArgument, "Hessian needs at least one column, got " + std::to_string(columns));
   }
@@ -114,25 +115,25 @@ void HessianAccumulator::add(const float* x, std::int64_t rows, std::int64_t col
     throw Error(ErrorCode::kInvalidArgument, "this Hessian accumulator's sums were taken (std::move(acc).hessian())");
   }
   if (rows == 0) return;
-  kernels::gram_matrix(x, rows, columns, columns, sum_.data(), columns, /*accumulate=*/true);
+  kernels::gram_matrix(x, rows, columns, columns, sum_.data(), columns, /*accumulate=*/true, precision_);
   rows_ += rows;
 }
 
-std::vector<float> HessianAccumulator::hessian() const& {
+LargeVector<float> HessianAccumulator::hessian() const& {
   if (rows_ == 0) throw Error(ErrorCode::kInvalidArgument, "Hessian has no input rows yet");
-  std::vector<float> h(sum_.size());
+  LargeVector<float> h(sum_.size());
   scale_and_mirror(sum_.data(), columns_, static_cast<float>(2.0 / static_cast<double>(rows_)), h.data());
   return h;
 }
 
-std::vector<float> HessianAccumulator::hessian() && {
+LargeVector<float> HessianAccumulator::hessian() && {
   if (rows_ == 0) throw Error(ErrorCode::kInvalidArgument, "Hessian has no input rows yet");
   scale_and_mirror(sum_.data(), columns_, static_cast<float>(2.0 / static_cast<double>(rows_)), sum_.data());
   rows_ = 0;
   return std::move(sum_);
 }
 
-std::vector<float> inverse_cholesky_upper(std::vector<float> h, std::int64_t n) {
+LargeVector<float> inverse_cholesky_upper(LargeVector<float> h, std::int64_t n) {
   check_size(h.size(), n);
   const std::vector<float> e = diagonal_roots(h.data(), n + 1, n);
   reverse_and_equilibrate(h.data(), e, n, h.data());
@@ -149,7 +150,7 @@ std::vector<float> inverse_cholesky_upper(std::vector<float> h, std::int64_t n) 
   return h;
 }
 
-std::vector<float> unit_lower_factor(std::span<const float> h, std::int64_t n, std::span<const float> diagonal) {
+LargeVector<float> unit_lower_factor(std::span<const float> h, std::int64_t n, std::span<const float> diagonal) {
   check_size(h.size(), n);
   if (!diagonal.empty() && diagonal.size() != static_cast<std::size_t>(n)) {
     throw Error(ErrorCode::kInvalidArgument, "Hessian of " + std::to_string(n) + " columns cannot take a diagonal of " +
@@ -157,7 +158,7 @@ std::vector<float> unit_lower_factor(std::span<const float> h, std::int64_t n, s
   }
   const std::vector<float> e =
       diagonal.empty() ? diagonal_roots(h.data(), n + 1, n) : diagonal_roots(diagonal.data(), 1, n);
-  std::vector<float> a(h.size());
+  LargeVector<float> a(h.size());
   reverse_and_equilibrate(h.data(), e, n, a.data());
   factor(a, n);
   // The flat reversal puts R_S = J·L·J in the upper triangle; F[j][i] = R_S[i][j]·E_i·c_j with

@@ -5,7 +5,8 @@
 // GPTQ's result (up to rounding): its dampening is relative to mean(diag H).
 //
 // Float32 throughout, at GEMM speed (kernels/dense_linalg.h): Σ x xᵀ is summed by oneDNN matmuls (float32
-// accumulation inside each GEMM of up to 512 rows, then float32 sums of those), and the factors come from a
+// accumulation inside each GEMM of up to 512 rows, then float32 sums of those; the rows may be rounded to bf16
+// first, the precision of the run's float passes, at about three times the rate), and the factors come from a
 // blocked float32 Cholesky. Nothing depends on the thread count: the same bits on 1 or N threads.
 //
 // The factors are of H with its diagonal equilibrated: S = E⁻¹·H·E⁻¹ with E = diag(√H_ii), so S has a unit
@@ -22,12 +23,15 @@
 #include <span>
 #include <vector>
 
+#include "core/large_buffer.h"
+#include "kernels/gemm.h"
+
 namespace moeslim::quant {
 
 class HessianAccumulator {
  public:
-  // kInvalidArgument when columns < 1.
-  explicit HessianAccumulator(std::int64_t columns);
+  // kInvalidArgument when columns < 1. At kBF16 each row is rounded to bf16 before its products are summed.
+  explicit HessianAccumulator(std::int64_t columns, kernels::GemmPrecision precision = kernels::GemmPrecision::kF32);
 
   // Adds the rows x[0, rows) (row-major, `columns` contiguous floats each; thousands of rows per call are fine).
   // kInvalidArgument when `columns` is not the accumulator's. NaN and infinities are summed as they are: GPTQ
@@ -40,13 +44,14 @@ class HessianAccumulator {
   // H = 2/n · Σ x xᵀ, [columns, columns] row-major, both triangles filled (the upper mirrors the lower).
   // kInvalidArgument before any row. On an rvalue (std::move(acc).hessian()) the sums' buffer becomes H, saving
   // a columns² allocation (whose fresh pages are slow on some machines); the accumulator is then spent.
-  std::vector<float> hessian() const&;
-  std::vector<float> hessian() &&;
+  LargeVector<float> hessian() const&;
+  LargeVector<float> hessian() &&;
 
  private:
   std::int64_t columns_;
+  kernels::GemmPrecision precision_;
   std::int64_t rows_ = 0;
-  std::vector<float> sum_;  // Σ x xᵀ; its lower triangle is what counts (dense_linalg.h's gram_matrix)
+  LargeVector<float> sum_;  // Σ x xᵀ; its lower triangle is what counts (dense_linalg.h's gram_matrix)
 };
 
 // U, upper triangular with a positive diagonal, such that H⁻¹ = UᵀU: the upper Cholesky factor of H⁻¹.
@@ -57,7 +62,7 @@ class HessianAccumulator {
 // U_S divided by √H_jj) is upper with a positive diagonal, so it is the unique factor U.
 // kInvalidArgument when H is not numerically positive definite: a diagonal element that is not positive and
 // finite, or a Cholesky pivot of S that is not; the message names the column (in h's order).
-std::vector<float> inverse_cholesky_upper(std::vector<float> h, std::int64_t n);
+LargeVector<float> inverse_cholesky_upper(LargeVector<float> h, std::int64_t n);
 
 // F, lower triangular with a unit diagonal, such that H = Fᵀ·Δ·F for a positive diagonal Δ: with H = R·Rᵀ
 // (R upper, positive diagonal r; the factorisation the reversal gives), F = (R·diag(r)⁻¹)ᵀ. It is U⁻¹ (above)
@@ -68,6 +73,6 @@ std::vector<float> inverse_cholesky_upper(std::vector<float> h, std::int64_t n);
 // `h`: [n, n] row-major, symmetric; only its upper triangle above the diagonal is read, and the diagonal from
 // `diagonal` (n values) when that is not empty, else from h (GPTQ passes its dampened diagonal, so that H itself
 // is not copied). Returns F [n, n] row-major, zero above the diagonal. kInvalidArgument as above.
-std::vector<float> unit_lower_factor(std::span<const float> h, std::int64_t n, std::span<const float> diagonal = {});
+LargeVector<float> unit_lower_factor(std::span<const float> h, std::int64_t n, std::span<const float> diagonal = {});
 
 }  // namespace moeslim::quant

@@ -5,7 +5,6 @@
 
 #include "core/error.h"
 #include "model/forward_scratch.h"
-#include "model/grouped_layer_pass.h"
 #include "model/layer_loader.h"
 #include "model/moe_block.h"
 
@@ -14,6 +13,15 @@ namespace moeslim::quant {
 using model::ModuleId;
 using model::ModuleRole;
 
+namespace {
+
+kernels::GemmPrecision gram_precision(const LayerContext& c) {
+  return c.settings.float_precision == model::FloatPrecision::kBF16 ? kernels::GemmPrecision::kBF16
+                                                                     : kernels::GemmPrecision::kF32;
+}
+
+}  // namespace
+
 ModuleId input_owner(const ModuleId& module) {
   ModuleId owner = module;
   if (module.role == ModuleRole::kKProj || module.role == ModuleRole::kVProj) owner.role = ModuleRole::kQProj;
@@ -21,7 +29,8 @@ ModuleId input_owner(const ModuleId& module) {
   return owner;
 }
 
-HessianObserver::HessianObserver(const std::set<ModuleId>& modules) : modules_(modules) {}
+HessianObserver::HessianObserver(const std::set<ModuleId>& modules, kernels::GemmPrecision precision)
+    : modules_(modules), precision_(precision) {}
 
 bool HessianObserver::wants_linear_input(const ModuleId& module) const {
   if (input_owner(module) != module) return false;  // its owner's input is the same rows
@@ -32,7 +41,7 @@ void HessianObserver::on_linear_input(const ModuleId& module, const float* x, st
                                       const std::uint8_t* real) {
   if (!wants_linear_input(module)) return;
   auto it = sums_.find(module);
-  if (it == sums_.end()) it = sums_.emplace(module, HessianAccumulator(cols)).first;
+  if (it == sums_.end()) it = sums_.emplace(module, HessianAccumulator(cols, precision_)).first;
   const bool all_real = real == nullptr || std::all_of(real, real + rows, [](std::uint8_t r) { return r != 0; });
   if (all_real) {
     it->second.add(x, rows, cols);
@@ -53,7 +62,10 @@ LinearHessians HessianObserver::take() {
   for (auto& [owner, sum] : sums_) {
     const std::int64_t rows = sum.rows();
     if (rows == 0) continue;
-    by_owner[owner] = std::make_shared<const InputHessian>(InputHessian{std::move(sum).hessian(), rows});
+    auto h = std::make_shared<InputHessian>();
+    h->values = std::move(sum).hessian();
+    h->rows = rows;
+    by_owner[owner] = std::move(h);
   }
   LinearHessians out;
   for (const ModuleId& m : modules_) {
@@ -65,22 +77,39 @@ LinearHessians HessianObserver::take() {
 }
 
 LinearHessians layer_input_hessians(const LayerContext& c, const std::set<ModuleId>& modules) {
-  if (c.pass_input.hidden == nullptr || c.pass_input.layout == nullptr) {
-    throw Error(ErrorCode::kInternal, "the layer's pass input is not set: its Hessians cannot be taken", "",
+  if (c.observations == nullptr) {
+    throw Error(ErrorCode::kInternal, "the float pass's observations are not set: Hessians cannot be taken", "",
                 "layer " + std::to_string(c.layer));
   }
-  // The layer as it now is: every non-expert linear with the edits the steps made or planned.
-  model::LayerTensors tensors = c.tensors;
-  for (const ModuleId& m : model::layer_linears(c.config, c.layer)) {
-    if (!m.is_expert()) tensors.insert_or_assign(model::hf_weight_name(m), c.weight_to_quantize(m));
+  std::map<ModuleId, std::shared_ptr<const InputHessian>> by_owner;
+  for (const ModuleId& m : modules) {
+    const ModuleId owner = input_owner(m);
+    if (by_owner.count(owner) > 0) continue;
+    const Tensor& rows = c.observations->rows(owner);  // the real rows, as the float pass saw them
+    const std::int64_t n = rows.dim(0), cols = rows.dim(1);
+    if (n == 0) continue;
+    HessianAccumulator sum(cols, gram_precision(c));
+    sum.add(rows.data<float>(), n, cols);
+    auto h = std::make_shared<InputHessian>();
+    h->values = std::move(sum).hessian();
+    h->rows = n;
+    // The input the linear reads now is the float pass's with channel j divided by d_j: H_ij / (d_i·d_j).
+    if (const auto d = c.input_divisors.find(owner); d != c.input_divisors.end()) {
+      float* v = h->values.data();
+      for (std::int64_t i = 0; i < cols; ++i) {
+        for (std::int64_t j = 0; j < cols; ++j) {
+          v[i * cols + j] /= d->second[static_cast<std::size_t>(i)] * d->second[static_cast<std::size_t>(j)];
+        }
+      }
+    }
+    by_owner[owner] = std::move(h);
   }
-  const model::DecoderLayer layer = model::build_layer_without_experts(
-      c.config, c.layer, tensors, model::float_linear_factory(c.settings.float_precision));
-  HessianObserver observer(modules);
-  Tensor hidden = c.pass_input.hidden->clone();
-  model::run_layer_without_experts(c.config, layer, hidden, *c.pass_input.layout, c.pass_input.batch_size,
-                                   &observer);
-  return observer.take();
+  LinearHessians out;
+  for (const ModuleId& m : modules) {
+    const auto it = by_owner.find(input_owner(m));
+    if (it != by_owner.end()) out[m] = it->second;
+  }
+  return out;
 }
 
 LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert, const std::set<ModuleId>& modules) {
@@ -88,7 +117,7 @@ LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert,
     throw Error(ErrorCode::kInternal, "an expert group's inputs are not set: its Hessians cannot be taken", "",
                 "layer " + std::to_string(c.layer) + " expert " + std::to_string(expert));
   }
-  HessianObserver observer(modules);
+  HessianObserver observer(modules, gram_precision(c));
   std::vector<std::uint8_t> real;
   const Tensor x = c.expert_inputs->gather(expert, &real);
   const std::int64_t rows = x.dim(0), hidden = x.dim(1);
@@ -99,18 +128,18 @@ LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert,
     observer.on_linear_input({c.layer, ModuleRole::kGateProj, expert}, x.data<float>(), rows, hidden, real.data());
     return observer.take();
   }
-  // down_proj's input is the expert's own intermediate activation: run the expert (its current float weights)
-  // and let the observer see both inputs.
-  model::LayerTensors weights;
-  for (const ModuleId& m : model::expert_linears(c.layer, expert, expert + 1)) {
-    weights.emplace(model::hf_weight_name(m), c.weight_to_quantize(m));
+  // down_proj's input is the expert's own intermediate activation: run its gate and up_proj (their current
+  // float weights) and let the observer see both inputs; down_proj itself need not exist (swiglu_forward stops
+  // before it without an output).
+  const model::LinearFactory make_float = model::float_linear_factory(c.settings.float_precision);
+  model::SwiGluMlp mlp;
+  for (const ModuleRole role : {ModuleRole::kGateProj, ModuleRole::kUpProj}) {
+    const ModuleId m{c.layer, role, expert};
+    (role == ModuleRole::kGateProj ? mlp.gate_proj : mlp.up_proj) = make_float(m, c.weight_to_quantize(m), c.bias(m));
   }
-  const model::SwiGluMlp mlp =
-      model::build_expert(c.layer, expert, weights, model::float_linear_factory(c.settings.float_precision));
   model::ForwardScratch scratch;
-  Tensor y = Tensor::zeros(DType::kF32, {rows, hidden});
   model::swiglu_forward(mlp, c.layer, expert, x.data<float>(), rows, hidden, real.data(), &observer, scratch,
-                        y.mutable_data<float>());
+                        /*y=*/nullptr);
   return observer.take();
 }
 

@@ -1,10 +1,13 @@
 // The Hessians of linears' inputs that data-fitted weight methods (GPTQ, weight_method.h) read, taken on the rows
 // the quantized pass feeds those linears, after every earlier step changed the layer:
-//   attention (and a dense MLP): the layer's current float weights (smoothed, rotated) run over the pass input
-//     (LayerContext::pass_input);
+//   attention (and a dense MLP): the float pass's input rows of the linear (rotated already, as the rotation
+//     comes before it), each channel divided as the smoothing steps have since divided the linear's input
+//     (LayerContext::input_divisors): the same rows, as the quantized pass takes the float pass's input
+//     (v1 recipes, the only ones with GPTQ), in the basis the linear now reads them;
 //   an expert: its routed rows of the running quantized pass (LayerContext::expert_inputs) for gate/up_proj, and
 //     for down_proj the same rows through the expert's current float gate/up_proj.
-// Only real tokens count (pads are not text). Linears that read one input (q/k/v_proj; gate/up_proj) share one
+// Only real tokens count (pads are not text). The products are summed at the precision of the run's float passes
+// (RunSettings::float_precision: bf16 by default, as the float pass that gives the layer's statistics). Linears that read one input (q/k/v_proj; gate/up_proj) share one
 // Hessian, computed once.
 #pragma once
 
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "model/module_id.h"
+#include "kernels/gemm.h"
 #include "model/observer.h"
 #include "quant/hessian.h"
 #include "quant/step.h"
@@ -31,7 +35,8 @@ model::ModuleId input_owner(const model::ModuleId& module);
 // at a time (it is not for concurrent experts: give each expert's task its own).
 class HessianObserver final : public model::ForwardObserver {
  public:
-  explicit HessianObserver(const std::set<model::ModuleId>& modules);
+  // `precision`: of the products summed (kernels::gram_matrix).
+  HessianObserver(const std::set<model::ModuleId>& modules, kernels::GemmPrecision precision);
   bool wants_linear_input(const model::ModuleId& module) const override;
   void on_linear_input(const model::ModuleId& module, const float* x, std::int64_t rows, std::int64_t cols,
                        const std::uint8_t* real) override;
@@ -40,11 +45,13 @@ class HessianObserver final : public model::ForwardObserver {
 
  private:
   std::set<model::ModuleId> modules_;
+  kernels::GemmPrecision precision_;
   std::map<model::ModuleId, HessianAccumulator> sums_;  // by input_owner
   std::vector<float> real_rows_;
 };
 
-// The Hessians of `modules` (non-expert linears of c.layer) on the pass input.
+// The Hessians of `modules` (non-expert linears of c.layer) from c.observations' input rows of their input
+// owners (QuantizeStep::request asks for them).
 LinearHessians layer_input_hessians(const LayerContext& c, const std::set<model::ModuleId>& modules);
 
 // The Hessians of `modules` (linears of one expert) on its rows of the running pass (c.expert_inputs must be

@@ -169,12 +169,24 @@ nlohmann::ordered_json QuantizeStep::settings() const {
   return {{"groups", groups}};
 }
 
+bool QuantizeStep::observes() const {
+  return std::any_of(groups_.begin(), groups_.end(), [](const QuantGroup& g) { return g.method->needs_input_hessian(); });
+}
+
+void QuantizeStep::request(const LayerContext& c, ObservationRequest& r) const {
+  for (const model::ModuleId& m : model::layer_linears(c.config, c.layer)) {
+    if (m.is_expert()) continue;  // an expert's Hessians come from its rows of the quantized pass
+    const QuantGroup* g = group_for(m);
+    if (g != nullptr && g->method->needs_input_hessian()) r.input_rows.insert(input_owner(m));
+  }
+}
+
 void QuantizeStep::apply(LayerContext& c) const {
   std::vector<model::ModuleId> modules;
   for (const model::ModuleId& m : model::layer_linears(c.config, c.layer)) {
     if (!m.is_expert()) modules.push_back(m);
   }
-  // The Hessians a data-fitted method reads, from one float pass of the layer's attention (and dense MLP).
+  // The Hessians a data-fitted method reads, from the float pass's input rows.
   const std::set<model::ModuleId> fitted = modules_needing_hessians(modules);
   const LinearHessians hessians = fitted.empty() ? LinearHessians() : layer_input_hessians(c, fitted);
   // The linears are independent: each is quantized as a task on one thread, its kernels serial. The layer's

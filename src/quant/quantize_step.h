@@ -28,6 +28,9 @@ class QuantizeStep final : public LayerStep {
   std::string name() const override { return "quantize"; }
   nlohmann::ordered_json settings() const override;
   std::string phase() const override { return "weight quantization"; }
+  // A method fitted to data (GPTQ) reads the float pass's input rows of the non-expert linears it quantizes.
+  bool observes() const override;
+  void request(const LayerContext& context, ObservationRequest& request) const override;
   // Every linear but a MoE layer's experts; those in apply_to_experts, group by group.
   void apply(LayerContext& context) const override;
   void apply_to_experts(LayerContext& context, model::ExpertRange group) const override;

@@ -62,4 +62,13 @@ Tensor& LayerContext::editable_weight(const model::ModuleId& module) {
   return w;
 }
 
+void divide_input(LayerContext& c, const model::ModuleId& module, const std::vector<float>& s) {
+  std::vector<float>& d = c.input_divisors[module];
+  if (d.empty()) d.assign(s.size(), 1.0f);
+  if (d.size() != s.size()) {
+    throw Error(ErrorCode::kInternal, "input scales of another width", "", model::hf_module_name(module));
+  }
+  for (std::size_t j = 0; j < s.size(); ++j) d[j] *= s[j];
+}
+
 }  // namespace moeslim::quant

@@ -105,14 +105,6 @@ struct SmoothingChoice {
   std::int64_t experts_smoothed = -1;  // up-down: experts that saw tokens and were smoothed; −1 = n/a
 };
 
-// The calibration set as the layer's quantized pass takes it: the layer's input rows, for a step that runs
-// part of the layer itself (GPTQ's Hessians of the attention's inputs).
-struct PassInput {
-  const Tensor* hidden = nullptr;  // F32 [rows, hidden]
-  const model::TokenLayout* layout = nullptr;
-  std::int64_t batch_size = 1;     // sequences per forward batch
-};
-
 // A linear that a data-fitted weight method (GPTQ) quantized with its data-free fallback, and why.
 struct WeightFallback {
   std::string module;  // Hugging Face module name
@@ -135,7 +127,6 @@ struct LayerContext {
   model::LayerTensors tensors;  // the checkpoint's tensors (views), or the copies steps made and edited
   RunSettings settings;
   const LayerObservations* observations = nullptr;  // set after the float pass
-  PassInput pass_input;                             // set after the float pass
   // During apply_to_experts: the rows the group's experts see in the quantized pass (each expert's routed
   // rows of every batch), for a step that fits its weights to them.
   const model::ExpertGroupInputs* expert_inputs = nullptr;
@@ -147,6 +138,12 @@ struct LayerContext {
   // Applied in order by read_weight; weight() refuses an expert's weight while one is set.
   std::vector<DeferredWeightEdit> expert_basis_changes;
   std::vector<SmoothingChoice> smoothing;              // what the smoothing steps chose
+  // Per non-expert linear: what each input channel has been divided by since the float pass (smoothing moves a
+  // scale from a linear's input into its weight columns), so that what the float pass saw of its input (the
+  // rows, their Hessian: GPTQ) can be carried to the input the linear now reads. Absent: unchanged. A step
+  // that changes a linear's input otherwise (m4's shift) must not be combined with a reader of it; GPTQ is a
+  // v1 method and m4 a v0 one.
+  std::map<model::ModuleId, std::vector<float>> input_divisors;
   std::vector<WeightFallback> weight_fallbacks;        // in the order the linears were quantized
   bool norm_bias = false;                              // every norm is written with a bias (m4's NormBias)
   // When set: hands the mapped pages of a checkpoint tensor (by name) back to the OS. The weight-quantization
@@ -165,6 +162,9 @@ struct LayerContext {
   // Replaces the module's weight by a new F32 copy (exact) that a step may edit in place; call it once per module.
   Tensor& editable_weight(const model::ModuleId& module);
 };
+
+// Records that `module`'s input channel j is now divided by s[j] (on top of any earlier division).
+void divide_input(LayerContext& context, const model::ModuleId& module, const std::vector<float>& s);
 
 // A step's hook into the quantized pass: it may supply the runtime linear of the modules it calibrates and
 // watches their inputs; once they have seen every batch it writes what it calibrated back into the context.

@@ -4,12 +4,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/large_buffer.h"
 #include "core/tensor.h"
 #include "model/module_id.h"
 #include "quant/quant_types.h"
@@ -17,9 +20,25 @@
 namespace moeslim::quant {
 
 // The Hessian of a linear's input over the calibration rows that reached it, H = 2/n·Σ x xᵀ (quant/hessian.h).
+// Linears that read one input (q/k/v_proj, gate/up_proj) share one, and what a method derives from it (GPTQ's
+// factor, as costly as the Hessian itself) is made once for all of them, by the first that asks.
 struct InputHessian {
-  std::vector<float> values;  // [in, in] row-major, both triangles
+  LargeVector<float> values;  // [in, in] row-major, both triangles
   std::int64_t rows = 0;      // the real calibration rows it was summed over
+
+  // The object `make()` returns for `key` (which must name everything it depends on), made on the first call;
+  // safe to call from several threads at once.
+  template <typename T, typename Make>
+  std::shared_ptr<const T> derived(const std::string& key, const Make& make) const {
+    std::lock_guard<std::mutex> lock(derived_mutex_);
+    std::shared_ptr<const void>& slot = derived_[key];
+    if (slot == nullptr) slot = std::make_shared<const T>(make());
+    return std::static_pointer_cast<const T>(slot);
+  }
+
+ private:
+  mutable std::mutex derived_mutex_;
+  mutable std::map<std::string, std::shared_ptr<const void>> derived_;
 };
 
 // One linear to quantize.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -78,7 +79,7 @@ std::vector<double> gram(const std::vector<std::vector<double>>& rows) {
 }
 
 // max |a − b| / max |b|.
-double relative_difference(const std::vector<float>& a, const std::vector<double>& b) {
+double relative_difference(std::span<const float> a, const std::vector<double>& b) {
   double diff = 0, scale = 0;
   for (std::size_t i = 0; i < b.size(); ++i) {
     diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
@@ -99,24 +100,42 @@ struct RowRecorder final : model::ForwardObserver {
   }
 };
 
-TEST_F(GptqLayerTest, AttentionHessiansAreThoseOfWhatTheFloatLayerFeedsItsLinears) {
+// Attention Hessians come from the float pass's input rows, carried to the input the linear reads after the
+// smoothing steps divided its channels (LayerContext::input_divisors).
+TEST_F(GptqLayerTest, AttentionHessiansAreThoseOfTheFloatPassRowsAsSmoothingDividedThem) {
   const ActivationSet set = embedded();
-  quant::LayerContext c(config_, kLayer, raw(), {.float_precision = model::FloatPrecision::kF32});
-  c.pass_input = {&set.hidden, set.layout, set.batch_size};
   const ModuleId q{kLayer, ModuleRole::kQProj}, k{kLayer, ModuleRole::kKProj}, o{kLayer, ModuleRole::kOProj};
-  const quant::LinearHessians h = quant::layer_input_hessians(c, {q, k, o});
-  ASSERT_EQ(h.size(), 3u);
-  EXPECT_EQ(h.at(q), h.at(k)) << "q and k_proj read one input: one Hessian";
-
   RowRecorder recorder;
   recorder.rows[q];
   recorder.rows[o];
   ActivationSet copy{set.hidden.clone(), set.layout, set.batch_size};
   run_layer(config_, model::build_float_layer(config_, kLayer, raw(), model::FloatPrecision::kF32), copy, &recorder);
+
+  quant::LayerObservations observations;
   for (const ModuleId& m : {q, o}) {
-    EXPECT_EQ(h.at(m)->rows, set.layout->real_rows());
-    EXPECT_LT(relative_difference(h.at(m)->values, gram(recorder.rows.at(m))), 1e-5) << model::hf_module_name(m);
+    const auto& rows = recorder.rows.at(m);
+    Tensor t = Tensor::zeros(DType::kF32, {static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())});
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      std::copy(rows[r].begin(), rows[r].end(), t.mutable_data<float>() + r * rows[0].size());
+    }
+    observations.input_rows.emplace(m, std::move(t));
   }
+  quant::LayerContext c(config_, kLayer, raw(), {.float_precision = model::FloatPrecision::kF32});
+  c.observations = &observations;
+  std::vector<float> s(static_cast<std::size_t>(config_.hidden_size));
+  for (std::size_t j = 0; j < s.size(); ++j) s[j] = 0.5f + static_cast<float>(j % 7);
+  quant::divide_input(c, q, s);
+  const quant::LinearHessians h = quant::layer_input_hessians(c, {q, k, o});
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.at(q), h.at(k)) << "q and k_proj read one input: one Hessian";
+  EXPECT_EQ(h.at(q)->rows, set.layout->real_rows());
+
+  std::vector<std::vector<double>> divided = recorder.rows.at(q);
+  for (auto& row : divided) {
+    for (std::size_t j = 0; j < row.size(); ++j) row[j] /= s[j];
+  }
+  EXPECT_LT(relative_difference(h.at(q)->values, gram(divided)), 1e-5);
+  EXPECT_LT(relative_difference(h.at(o)->values, gram(recorder.rows.at(o))), 1e-5);
 }
 
 // One chunk of `rows` rows whose routing sends rows_of[e] to expert e, as the grouped pass shows it.

@@ -250,10 +250,11 @@ bool same_layer(const QuantizedLayer& a, const QuantizedLayer& b) {
 
 // The passes run a MoE layer's experts a group at a time: the layer must come out the same, bit for bit, for
 // any group size (model/grouped_layer_pass tests the pass at more sizes), with quantized propagation and static
-// calibration (W8A8), with float propagation and MoE smoothing (W4A8-plus), and with the experts rotated as
-// they are read (--rot).
+// calibration (W8A8), with float propagation and MoE smoothing (W4A8-plus), with the experts rotated as
+// they are read (--rot), and with GPTQ fitting each group's experts to its rows of the pass.
 TEST_F(LayerQuantizerTest, TheLayerIsTheSameForAnyExpertGroupSize) {
-  for (const std::string recipe_file : {"qwen3-moe-w8a8.yaml", "qwen3-30b-w4a8-plus.yaml", "rot+qwen3-moe-w8a8.yaml"}) {
+  for (const std::string recipe_file :
+       {"qwen3-moe-w8a8.yaml", "qwen3-30b-w4a8-plus.yaml", "rot+qwen3-moe-w8a8.yaml", "qwen3-moe-w4a8-rot-gptq.yaml"}) {
     const bool rotated = recipe_file.starts_with("rot+");
     recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / recipe_file.substr(rotated ? 4 : 0));
     if (rotated) r.steps.insert(r.steps.begin(), quant::default_rotate_step());  // as --rot does

@@ -45,6 +45,9 @@ fs::path prompt_subset(const fs::path& dir, const std::string& file, std::size_t
 
 const std::vector<std::string> kW8A8 = {"--batch_size", "2"};
 const std::vector<std::string> kW4A8 = {"--model_type", "Qwen3-30B", "--quant_type", "w4a8"};
+// Rotation (per read with small expert groups), every smoothing subgraph and GPTQ's Hessians and factors.
+const std::vector<std::string> kRotGptq = {
+    "--config", (source_dir() / "configs" / "qwen3_moe" / "qwen3-moe-w4a8-rot-gptq.yaml").string()};
 
 // A quant command line on the tiny model: `recipe_flags` picks the flow.
 struct QuantCommand {
@@ -57,7 +60,7 @@ struct QuantCommand {
                                   "--calib_dataset",    calib.string(),     "--threads",
                                   threads};
     a.insert(a.end(), recipe_flags.begin(), recipe_flags.end());
-    if (recipe_flags != kW4A8) a.insert(a.end(), {"--anti_dataset", anti.string()});  // v1 has no anti set
+    if (recipe_flags == kW8A8) a.insert(a.end(), {"--anti_dataset", anti.string()});  // v1 has no anti set
     return a;
   }
 };
@@ -232,8 +235,8 @@ TEST_F(QuantFaults, EstimatesItsOutputAndPeakMemoryUpFront) {
 // timings and measured peak), for the W8A8 script's flow and the one-click W4A8 flow.
 // Also across expert group sizes: the third run holds 3 of the tiny model's experts at a time.
 TEST_F(QuantFaults, OutputIsByteIdenticalAcrossRunsThreadCountsAndExpertGroups) {
-  for (const auto* flow : {&kW8A8, &kW4A8}) {
-    SCOPED_TRACE(flow == &kW8A8 ? "w8a8" : "w4a8");
+  for (const auto* flow : {&kW8A8, &kW4A8, &kRotGptq}) {
+    SCOPED_TRACE(flow == &kW8A8 ? "w8a8" : flow == &kW4A8 ? "w4a8" : "w4a8 rot gptq");
     const fs::path a = dir_.path() / "a", b = dir_.path() / "b", c = dir_.path() / "c";
     run_to_completion(a, "1", *flow);
     run_to_completion(b, "1", *flow);

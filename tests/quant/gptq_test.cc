@@ -41,6 +41,9 @@ using testing::random_bf16_values;
 
 using Codes = std::vector<std::int8_t>;
 using Floats = std::vector<float>;
+// The library's big matrices live in LargeVector (core/large_buffer.h); the tests compare plain vectors.
+Floats floats(const LargeVector<float>& v) { return {v.begin(), v.end()}; }
+LargeVector<float> large(const Floats& v) { return {v.begin(), v.end()}; }
 using Doubles = std::vector<double>;
 
 Doubles doubles(const Floats& v) { return {v.begin(), v.end()}; }
@@ -207,7 +210,7 @@ Floats identity(std::int64_t n) {
 Floats hessian_of(const Floats& x, std::int64_t rows, std::int64_t n) {
   HessianAccumulator acc(n);
   acc.add(x.data(), rows, n);
-  return acc.hessian();
+  return floats(acc.hessian());
 }
 
 
@@ -564,11 +567,11 @@ TEST(GptqCholesky, HessiansThatAreNotPositiveDefiniteAreRejected) {
   constexpr std::int64_t n = 300;
   Floats big(n * n, 0.0f);
   for (std::int64_t i = 0; i < n; ++i) big[i * n + i] = i == 10 ? -1.0f : 1.0f;
-  expect_invalid([&] { inverse_cholesky_upper(big, n); }, "column 10 of 300");
+  expect_invalid([&] { inverse_cholesky_upper(large(big), n); }, "column 10 of 300");
   expect_invalid([&] { unit_lower_factor(big, n); }, "diagonal element -1");
   big[10 * n + 10] = 1.0f;
   big[10 * n + 290] = big[290 * n + 10] = 2.0f;
-  expect_invalid([&] { inverse_cholesky_upper(big, n); }, "Cholesky pivot");
+  expect_invalid([&] { inverse_cholesky_upper(large(big), n); }, "Cholesky pivot");
   expect_invalid([&] { unit_lower_factor(big, n); }, "column 10 of 300");
   // The same through a separate diagonal (GPTQ's dampened one): −1 there, 1 in h.
   Floats diagonal(n, 1.0f);
@@ -633,8 +636,8 @@ TEST(GptqHessian, AccumulatorEqualsANaiveDoubleLoop) {
   acc.add(x.data() + 601 * n, 0, n);
   acc.add(x.data() + 601 * n, 49, n);
   EXPECT_EQ(acc.rows(), rows);
-  const Floats h = acc.hessian();
-  EXPECT_EQ(std::move(acc).hessian(), h);  // in place, the same bits
+  const Floats h = floats(acc.hessian());
+  EXPECT_EQ(floats(std::move(acc).hessian()), h);  // in place, the same bits
   double worst = 0.0;
   Doubles diag(n);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -661,13 +664,13 @@ TEST(GptqHessian, AccumulatorGivesTheSameBitsOnOneAndThreeThreads) {
     ScopedThreads threads(1);
     HessianAccumulator acc(n);
     acc.add(x.data(), rows, n);
-    one = acc.hessian();
+    one = floats(acc.hessian());
   }
   {
     ScopedThreads threads(3);
     HessianAccumulator acc(n);
     acc.add(x.data(), rows, n);
-    three = acc.hessian();
+    three = floats(acc.hessian());
   }
   EXPECT_EQ(one, three);
 }
@@ -721,11 +724,11 @@ TEST(GptqHessian, InverseCholeskyFactorIsUpperAndInvertsH) {
   Floats one, three;
   {
     ScopedThreads threads(1);
-    one = inverse_cholesky_upper(h, n);
+    one = floats(inverse_cholesky_upper(large(h), n));
   }
   {
     ScopedThreads threads(3);
-    three = inverse_cholesky_upper(h, n);
+    three = floats(inverse_cholesky_upper(large(h), n));
   }
   EXPECT_EQ(one, three);
   // Upper with a positive diagonal, and UᵀU = H⁻¹: the unique upper Cholesky factor of H⁻¹.
@@ -762,8 +765,8 @@ TEST(GptqHessian, EquilibratedFactorsHandleADiagonalSpanningEightDecades) {
   }
   EXPECT_LT(lo, 0.05);
   EXPECT_GT(hi, 5e5);
-  const Floats u = inverse_cholesky_upper(h, n);
-  const Floats f = unit_lower_factor(h, n);
+  const Floats u = floats(inverse_cholesky_upper(large(h), n));
+  const Floats f = floats(unit_lower_factor(h, n));
   expect_triangular(u, n, false, false);
   expect_triangular(f, n, true, true);
   const Doubles hinv = gram_of_upper(u, n);
@@ -786,7 +789,7 @@ TEST(GptqHessian, EquilibratedFactorsHandleADiagonalSpanningEightDecades) {
   for (std::int64_t i = 0; i < n; ++i) diagonal[i] = h[i * n + i];
   Floats no_diagonal = h;
   for (std::int64_t i = 0; i < n; ++i) no_diagonal[i * n + i] = -1.0f;
-  EXPECT_EQ(unit_lower_factor(no_diagonal, n, diagonal), f);
+  EXPECT_EQ(floats(unit_lower_factor(no_diagonal, n, diagonal)), f);
 }
 
 }  // namespace
