@@ -231,8 +231,8 @@ CommandRunner register_quant(CLI::App& app) {
                   "After writing, evaluate the output against the float model on this text (perplexity, KL, top-1)")
       ->check(CLI::ExistingFile);
   sub->add_option("--precision", o->precision,
-                  "GEMM precision of the float passes (anti statistics, float reference): bf16 computes as "
-                  "msModelSlim does on a bf16 model and is about 2x faster; f32 is exact float32")
+                  "GEMM precision of the float passes (anti statistics, float reference, GPTQ's Hessians): bf16 "
+                  "computes as msModelSlim does on a bf16 model and is about 2x faster; f32 is exact float32")
       ->capture_default_str()
       ->check(CLI::IsMember({"bf16", "f32"}));
   sub->add_option("--search_rows", o->search_rows,

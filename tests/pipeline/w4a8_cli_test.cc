@@ -144,7 +144,8 @@ TEST(W4A8Cli, RotGptqRecipeMeetsTheMassiveActivationTargets) {
   EXPECT_LE(kl(massive), 0.005) << massive["evaluation"].dump();
   EXPECT_GE(massive["evaluation"]["top1_agreement"].get<double>(), 0.95) << massive["evaluation"].dump();
   for (const json& layer : massive["per_layer"]) EXPECT_FALSE(layer.contains("weight_fallbacks")) << layer.dump();
-  EXPECT_EQ(massive["steps"][2]["groups"][1]["weight"]["method"], "gptq");
+  EXPECT_EQ(massive["steps"][2]["settings"]["groups"][1]["weight"]["method"], "gptq");
+  EXPECT_TRUE(massive["steps"][2]["settings"]["groups"][1]["weight"]["gptq_act_order"].get<bool>());
   for (const auto& [name, bar] : {std::pair{"tiny-qwen3-moe-outliers", 0.0016}, std::pair{"tiny-qwen3-moe", 0.0018}}) {
     const json r = quantize(model(name), dir.path() / name, recipe);
     ASSERT_FALSE(r.is_null());
