@@ -32,6 +32,11 @@ CASES=(
   "w4a8-30b-none|--model_type Qwen3-30B --quant_type w4a8 --anti_method none"
   "w4a8-235b|--model_type Qwen3-235B --quant_type w4a8"
   "w4a8-30b-plus|--config $C/qwen3-30b-w4a8-plus.yaml"
+  "w4a8-30b-gptq|--config $C/qwen3-30b-w4a8-gptq.yaml"
+  "w4a8-235b-gptq|--config $C/qwen3-235b-w4a8-gptq.yaml"
+  "w4a8-30b-rot|--config $C/qwen3-30b-w4a8-rot.yaml"
+  "w4a8-235b-rot|--config $C/qwen3-235b-w4a8-rot.yaml"
+  "w4a8-rot-gptq|--config $C/qwen3-moe-w4a8-rot-gptq.yaml"
 )
 mkdir -p "$WORK"
 OUT_LIST=$(mktemp)

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "quant/quantize_step.h"
 
 namespace moeslim::pipeline {
 namespace {
@@ -96,9 +97,21 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
             : rows;
     worker_bytes = std::max(worker_bytes, static_cast<std::uint64_t>(expert_rows * (config.hidden_size + 2 * width)) * 4);
   }
+  // GPTQ (a weight method fitted to data, quant/linear_hessians.h): each thread quantizing an expert holds its
+  // Hessian, the factor, act_order's two reordered copies of it and the working weights (4·hidden² +
+  // 2·hidden·width floats); before the experts, the attention's Hessians and factors, o_proj's the largest
+  // (4·q_width² floats), counted once.
+  const auto* quantize = dynamic_cast<const quant::QuantizeStep*>(recipe.find_step("quantize"));
+  const bool gptq = quantize != nullptr && quantize->observes();
+  const auto h = static_cast<std::uint64_t>(config.hidden_size);
+  const auto q = static_cast<std::uint64_t>(config.q_width());
+  const auto width =
+      static_cast<std::uint64_t>(config.num_experts > 0 ? config.moe_intermediate_size : config.intermediate_size);
+  const std::uint64_t gptq_bytes =
+      gptq ? (static_cast<std::uint64_t>(threads) * (4 * h * h + 2 * h * width) + 4 * q * q) * 4 : 0;
   const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 +
                               (2 * set_rows + group_output_rows) * row_bytes +
-                              static_cast<std::uint64_t>(threads) * worker_bytes;
+                              static_cast<std::uint64_t>(threads) * worker_bytes + gptq_bytes;
   e.peak_memory_bytes =
       process + activations + std::max(embedding, largest_layer + chunk);
   return e;

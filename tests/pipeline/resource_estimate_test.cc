@@ -50,6 +50,25 @@ model::ModelConfig preset(const std::string& name) {
   return model::ModelConfig::from_json(model::synthetic_config_json(name, 1), name);
 }
 
+// GPTQ holds, per thread quantizing an expert, its Hessian, the factor, act_order's two copies and the working
+// weights (4·hidden² + 2·hidden·width floats), and once the attention's largest Hessian and its copies.
+TEST(ResourceEstimate, GptqAddsItsHessiansPerThread) {
+  const model::ModelConfig config = preset("qwen3-30b-a3b");
+  WorkloadShape work;
+  work.calibration_tokens = 18347;
+  work.rows_per_chunk = 512;
+  work.v1 = true;
+  const auto peak = [&](const char* recipe, int threads) {
+    work.threads = threads;
+    return estimate_resources(bundled(recipe), config, work).peak_memory_bytes;
+  };
+  const std::uint64_t h = 2048, width = 768, q = 32 * 128;
+  EXPECT_EQ(peak("qwen3-30b-w4a8-gptq.yaml", 1) - peak("qwen3-30b-w4a8.yaml", 1),
+            (4 * h * h + 2 * h * width + 4 * q * q) * 4);
+  EXPECT_EQ(peak("qwen3-30b-w4a8-gptq.yaml", 4) - peak("qwen3-30b-w4a8.yaml", 4),
+            (4 * (4 * h * h + 2 * h * width) + 4 * q * q) * 4);
+}
+
 // The layer's experts in the fewest even groups of at most 1.5 GiB of bf16, at least two experts per thread.
 TEST(ResourceEstimate, DefaultExpertGroupsHoldAtMostOneAndAHalfGibOfFloatWeights) {
   // Qwen3-30B-A3B: 128 experts of 9.4 MB, 1.2 GB in all: one group.
