@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/recipe_text.h"
 #include "common/test_paths.h"
 #include "io/checkpoint.h"
 #include "model/causal_lm.h"
@@ -52,11 +53,7 @@ class GptqLayerTest : public ::testing::Test {
 
   ActivationSet embedded() const { return {model::embed(embedding_, set_.tokens.ids), &set_.tokens.layout, 1}; }
   model::LayerTensors raw() const { return model::read_layer_tensors(*checkpoint_, config_, kLayer); }
-  recipe::Recipe recipe_from(const std::string& yaml) const {
-    const std::filesystem::path file = dir_.path() / "recipe.yaml";
-    std::ofstream(file) << yaml;
-    return recipe::load_recipe(file);
-  }
+  recipe::Recipe recipe_from(const std::string& yaml) const { return moeslim::testing::load_recipe_text(dir_.path(), yaml); }
 
   TempDir dir_{"gptq_layer"};
   model::ModelConfig config_;

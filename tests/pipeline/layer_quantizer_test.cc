@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/scoped_threads.h"
+#include "common/recipe_text.h"
 #include "common/test_paths.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
@@ -74,11 +75,7 @@ class LayerQuantizerTest : public ::testing::Test {
     return o;
   }
 
-  recipe::Recipe recipe_from(const std::string& yaml) const {
-    const std::filesystem::path file = dir_.path() / "recipe.yaml";
-    std::ofstream(file) << yaml;
-    return recipe::load_recipe(file);
-  }
+  recipe::Recipe recipe_from(const std::string& yaml) const { return moeslim::testing::load_recipe_text(dir_.path(), yaml); }
 
   TempDir dir_{"layer_quantizer"};
   model::ModelConfig config_;
