@@ -6,11 +6,12 @@
 #include "model/linear.h"
 
 namespace moeslim::model {
-namespace {
 
-kernels::GemmPrecision to_gemm(FloatPrecision p) {
+kernels::GemmPrecision gemm_precision(FloatPrecision p) {
   return p == FloatPrecision::kBF16 ? kernels::GemmPrecision::kBF16 : kernels::GemmPrecision::kF32;
 }
+
+namespace {
 
 class FloatLinear final : public Linear {
  public:
@@ -26,14 +27,14 @@ class FloatLinear final : public Linear {
         // packed copy would hold them twice (5–16 % slower GEMMs at expert shapes on one thread, bench/gemm_bench's
         // "bf16 in place" column; the same bits). Where the GEMM needs another form, from_tensor makes the
         // packed copy itself.
-        weight_ = kernels::PreparedWeight::from_tensor(weight, to_gemm(precision), kernels::WeightStorage::kBorrowed);
+        weight_ = kernels::PreparedWeight::from_tensor(weight, gemm_precision(precision), kernels::WeightStorage::kBorrowed);
         break;
       case DType::kF32:
-        weight_ = kernels::PreparedWeight::from_f32(weight.data<float>(), n, k, k, to_gemm(precision));
+        weight_ = kernels::PreparedWeight::from_f32(weight.data<float>(), n, k, k, gemm_precision(precision));
         break;
       case DType::kF16: {
         const Tensor f32 = weight.to_f32();
-        weight_ = kernels::PreparedWeight::from_f32(f32.data<float>(), n, k, k, to_gemm(precision));
+        weight_ = kernels::PreparedWeight::from_f32(f32.data<float>(), n, k, k, gemm_precision(precision));
         break;
       }
       default:
@@ -46,7 +47,7 @@ class FloatLinear final : public Linear {
 
   std::int64_t in_features() const override { return weight_.k(); }
   std::int64_t out_features() const override { return weight_.n(); }
-  std::string kind() const override { return kernels::gemm_precision_name(to_gemm(precision_)); }
+  std::string kind() const override { return kernels::gemm_precision_name(gemm_precision(precision_)); }
 
   void forward(const float* x, std::int64_t rows, float* y) const override {
     const std::int64_t n = weight_.n();

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "kernels/gemm.h"
 
 namespace moeslim::model {
 
@@ -27,6 +28,8 @@ class Linear {
 // How float weights are multiplied: kF32 matches a float32 reference to ~1e-6; kBF16 rounds the activations to
 // bf16 and runs a bf16 GEMM (about 2x faster, ~1e-3 relative error).
 enum class FloatPrecision { kF32, kBF16 };
+// The kernels' GEMM precision for it (also what a float pass's other products use: GPTQ's Hessians).
+kernels::GemmPrecision gemm_precision(FloatPrecision precision);
 
 // A float linear over a [out, in] weight in BF16, F16 or F32 (a view into a mapped checkpoint is fine) and an
 // optional F32 [out] bias (empty Tensor for none).

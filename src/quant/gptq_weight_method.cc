@@ -18,7 +18,6 @@ namespace {
 
 constexpr double kDefaultDampening = 0.01;   // GPTQ's own default: λ = 1 % of mean(diag H)
 constexpr std::int64_t kDefaultMinTokens = 32;
-constexpr int kFallbackSszSteps = 50;         // msModelSlim's ext.step
 
 struct GptqSettings {
   double dampening = kDefaultDampening;
@@ -84,10 +83,11 @@ class Gptq final : public WeightMethod {
   }
 
  private:
+  // ssz with V1WeightOptions' step count, msModelSlim's ext.step default.
   QuantizedWeight fall_back(const LinearToQuantize& l, const std::string& why) const {
     const char* method = s_.fallback == V1WeightMethod::kSsz ? "ssz" : "minmax";
     return {quantize_linear_weight_v1(l.module, l.scheme, l.weight, s_.fallback,
-                                      {.float_dtype = l.float_dtype, .ssz_steps = kFallbackSszSteps}),
+                                      {.float_dtype = l.float_dtype}),
             fmt::format("{}; quantized with {}", why, method)};
   }
 

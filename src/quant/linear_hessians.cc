@@ -15,16 +15,32 @@ using model::ModuleRole;
 
 namespace {
 
-kernels::GemmPrecision gram_precision(const LayerContext& c) {
-  return c.settings.float_precision == model::FloatPrecision::kBF16 ? kernels::GemmPrecision::kBF16
-                                                                     : kernels::GemmPrecision::kF32;
+kernels::GemmPrecision gram_precision(const LayerContext& c) { return model::gemm_precision(c.settings.float_precision); }
+
+// H from a sum that saw at least one row.
+std::shared_ptr<InputHessian> finished(HessianAccumulator&& sum) {
+  auto h = std::make_shared<InputHessian>();
+  h->rows = sum.rows();
+  h->values = std::move(sum).hessian();
+  return h;
+}
+
+// Each of `modules` with its input owner's Hessian, where there is one.
+LinearHessians per_module(const std::set<ModuleId>& modules,
+                          const std::map<ModuleId, std::shared_ptr<const InputHessian>>& by_owner) {
+  LinearHessians out;
+  for (const ModuleId& m : modules) {
+    const auto it = by_owner.find(input_owner(m));
+    if (it != by_owner.end()) out[m] = it->second;
+  }
+  return out;
 }
 
 }  // namespace
 
 ModuleId input_owner(const ModuleId& module) {
   ModuleId owner = module;
-  if (module.role == ModuleRole::kKProj || module.role == ModuleRole::kVProj) owner.role = ModuleRole::kQProj;
+  if (module.role == ModuleRole::kQProj || module.role == ModuleRole::kVProj) owner.role = ModuleRole::kKProj;
   if (module.role == ModuleRole::kUpProj) owner.role = ModuleRole::kGateProj;
   return owner;
 }
@@ -60,20 +76,10 @@ void HessianObserver::on_linear_input(const ModuleId& module, const float* x, st
 LinearHessians HessianObserver::take() {
   std::map<ModuleId, std::shared_ptr<const InputHessian>> by_owner;
   for (auto& [owner, sum] : sums_) {
-    const std::int64_t rows = sum.rows();
-    if (rows == 0) continue;
-    auto h = std::make_shared<InputHessian>();
-    h->values = std::move(sum).hessian();
-    h->rows = rows;
-    by_owner[owner] = std::move(h);
-  }
-  LinearHessians out;
-  for (const ModuleId& m : modules_) {
-    const auto it = by_owner.find(input_owner(m));
-    if (it != by_owner.end()) out[m] = it->second;
+    if (sum.rows() > 0) by_owner[owner] = finished(std::move(sum));
   }
   sums_.clear();
-  return out;
+  return per_module(modules_, by_owner);
 }
 
 LinearHessians layer_input_hessians(const LayerContext& c, const std::set<ModuleId>& modules) {
@@ -90,9 +96,7 @@ LinearHessians layer_input_hessians(const LayerContext& c, const std::set<Module
     if (n == 0) continue;
     HessianAccumulator sum(cols, gram_precision(c));
     sum.add(rows.data<float>(), n, cols);
-    auto h = std::make_shared<InputHessian>();
-    h->values = std::move(sum).hessian();
-    h->rows = n;
+    const std::shared_ptr<InputHessian> h = finished(std::move(sum));
     // The input the linear reads now is the float pass's with channel j divided by d_j: H_ij / (d_i·d_j).
     if (const auto d = c.input_divisors.find(owner); d != c.input_divisors.end()) {
       float* v = h->values.data();
@@ -102,17 +106,13 @@ LinearHessians layer_input_hessians(const LayerContext& c, const std::set<Module
         }
       }
     }
-    by_owner[owner] = std::move(h);
+    by_owner[owner] = h;
   }
-  LinearHessians out;
-  for (const ModuleId& m : modules) {
-    const auto it = by_owner.find(input_owner(m));
-    if (it != by_owner.end()) out[m] = it->second;
-  }
-  return out;
+  return per_module(modules, by_owner);
 }
 
-LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert, const std::set<ModuleId>& modules) {
+LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert, const std::set<ModuleId>& modules,
+                                     const Tensor& gate_weight, const Tensor& up_weight) {
   if (c.expert_inputs == nullptr) {
     throw Error(ErrorCode::kInternal, "an expert group's inputs are not set: its Hessians cannot be taken", "",
                 "layer " + std::to_string(c.layer) + " expert " + std::to_string(expert));
@@ -128,15 +128,14 @@ LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert,
     observer.on_linear_input({c.layer, ModuleRole::kGateProj, expert}, x.data<float>(), rows, hidden, real.data());
     return observer.take();
   }
-  // down_proj's input is the expert's own intermediate activation: run its gate and up_proj (their current
-  // float weights) and let the observer see both inputs; down_proj itself need not exist (swiglu_forward stops
-  // before it without an output).
+  // down_proj's input is the expert's own intermediate activation: run its gate and up_proj and let the
+  // observer see both inputs; down_proj itself need not exist (swiglu_forward stops before it without an
+  // output).
   const model::LinearFactory make_float = model::float_linear_factory(c.settings.float_precision);
+  const ModuleId gate{c.layer, ModuleRole::kGateProj, expert}, up{c.layer, ModuleRole::kUpProj, expert};
   model::SwiGluMlp mlp;
-  for (const ModuleRole role : {ModuleRole::kGateProj, ModuleRole::kUpProj}) {
-    const ModuleId m{c.layer, role, expert};
-    (role == ModuleRole::kGateProj ? mlp.gate_proj : mlp.up_proj) = make_float(m, c.weight_to_quantize(m), c.bias(m));
-  }
+  mlp.gate_proj = make_float(gate, gate_weight, c.bias(gate));
+  mlp.up_proj = make_float(up, up_weight, c.bias(up));
   model::ForwardScratch scratch;
   model::swiglu_forward(mlp, c.layer, expert, x.data<float>(), rows, hidden, real.data(), &observer, scratch,
                         /*y=*/nullptr);

@@ -28,7 +28,8 @@ namespace moeslim::quant {
 
 using LinearHessians = std::map<model::ModuleId, std::shared_ptr<const InputHessian>>;
 
-// The module whose input `module` reads: q_proj for k/v_proj, gate_proj for up_proj, else itself.
+// The module whose input stands for `module`'s: k_proj for q/v_proj (the module flex_smooth observes for
+// norm-linear, so a recipe with both keeps the float pass's rows once), gate_proj for up_proj, else itself.
 model::ModuleId input_owner(const model::ModuleId& module);
 
 // Sums the Hessian of each requested module's input over the real rows it sees. Modules of one layer run one
@@ -55,8 +56,11 @@ class HessianObserver final : public model::ForwardObserver {
 LinearHessians layer_input_hessians(const LayerContext& c, const std::set<model::ModuleId>& modules);
 
 // The Hessians of `modules` (linears of one expert) on its rows of the running pass (c.expert_inputs must be
-// set). Runs its GEMMs on the calling thread's kernels, so it may run as one task of many.
+// set). `gate_weight`, `up_weight`: the expert's current float weights (c.weight_to_quantize), which its
+// caller quantizes too, so they are made once. Runs its GEMMs on the calling thread's kernels, so it may run
+// as one task of many.
 LinearHessians expert_input_hessians(const LayerContext& c, std::int64_t expert,
-                                     const std::set<model::ModuleId>& modules);
+                                     const std::set<model::ModuleId>& modules, const Tensor& gate_weight,
+                                     const Tensor& up_weight);
 
 }  // namespace moeslim::quant

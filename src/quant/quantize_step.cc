@@ -197,14 +197,17 @@ void QuantizeStep::apply(LayerContext& c) const {
     throw_if_interrupted();
     const model::ModuleId& module = modules[static_cast<std::size_t>(i)];
     const auto h = hessians.find(module);
-    quantized[static_cast<std::size_t>(i)] = quantize_linear(c, module, h == hessians.end() ? nullptr : h->second.get());
+    quantized[static_cast<std::size_t>(i)] =
+        quantize_linear(c, module, c.weight_to_quantize(module), h == hessians.end() ? nullptr : h->second.get());
   });
   keep(c, modules, quantized);
 }
 
 void QuantizeStep::apply_to_experts(LayerContext& c, model::ExpertRange group) const {
   // One task per expert (a layer has hundreds): its Hessians, when a data-fitted method claims one of its
-  // linears, come from its own rows of the pass, and its three linears are quantized after them.
+  // linears, come from its own rows of the pass, and its three linears are quantized after them. Each weight is
+  // made once in its current basis (weight_to_quantize: a copy with the smoothing, and a rotation when the
+  // experts are rotated as they are read), serves both and goes as soon as it is quantized.
   const std::vector<model::ModuleId> modules = model::expert_linears(c.layer, group.first, group.last);
   const std::int64_t per_expert = static_cast<std::int64_t>(modules.size()) / (group.last - group.first);
   std::vector<QuantizedWeight> quantized(modules.size());
@@ -212,14 +215,20 @@ void QuantizeStep::apply_to_experts(LayerContext& c, model::ExpertRange group) c
     throw_if_interrupted();
     const std::vector<model::ModuleId> own(modules.begin() + task * per_expert,
                                            modules.begin() + (task + 1) * per_expert);
+    std::vector<Tensor> weights(own.size());  // gate, up, down_proj (expert_linears' order), made when first needed
     const std::set<model::ModuleId> fitted = modules_needing_hessians(own);
-    const LinearHessians hessians =
-        fitted.empty() ? LinearHessians() : expert_input_hessians(c, group.first + task, fitted);
-    for (std::int64_t j = 0; j < per_expert; ++j) {
-      const model::ModuleId& module = own[static_cast<std::size_t>(j)];
-      const auto h = hessians.find(module);
-      quantized[static_cast<std::size_t>(task * per_expert + j)] =
-          quantize_linear(c, module, h == hessians.end() ? nullptr : h->second.get());
+    LinearHessians hessians;
+    if (!fitted.empty()) {
+      weights[0] = c.weight_to_quantize(own[0]);
+      weights[1] = c.weight_to_quantize(own[1]);
+      hessians = expert_input_hessians(c, group.first + task, fitted, weights[0], weights[1]);
+    }
+    for (std::size_t j = 0; j < own.size(); ++j) {
+      if (weights[j].empty()) weights[j] = c.weight_to_quantize(own[j]);
+      const auto h = hessians.find(own[j]);
+      quantized[static_cast<std::size_t>(task * per_expert) + j] =
+          quantize_linear(c, own[j], weights[j], h == hessians.end() ? nullptr : h->second.get());
+      weights[j] = Tensor();  // quantized: its float copy is not read again
     }
   });
   keep(c, modules, quantized);
@@ -234,15 +243,14 @@ std::set<model::ModuleId> QuantizeStep::modules_needing_hessians(const std::vect
   return out;
 }
 
-QuantizedWeight QuantizeStep::quantize_linear(const LayerContext& c, const model::ModuleId& module,
+QuantizedWeight QuantizeStep::quantize_linear(const LayerContext& c, const model::ModuleId& module, const Tensor& weight,
                                               const InputHessian* hessian) const {
   const QuantGroup* group = group_for(module);  // never the router: the parser refuses that
   if (group == nullptr) {
     // Left float, but with the edits the smoothing steps planned for it (an expert's moe-input and up-down
     // scales): its input was rescaled, so the weight must follow even unquantized.
-    return {float_linear(module, c.weight_to_quantize(module), c.bias(module)), {}};
+    return {float_linear(module, weight, c.bias(module)), {}};
   }
-  const Tensor weight = c.weight_to_quantize(module);
   const Tensor bias = c.bias(module);
   QuantizedWeight q = group->method->quantize({module, group->scheme, weight, bias, c.settings.float_dtype, hessian});
   if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));

@@ -45,8 +45,9 @@ class QuantizeStep final : public LayerStep {
  private:
   // The modules whose group's method reads the Hessian of their inputs.
   std::set<model::ModuleId> modules_needing_hessians(const std::vector<model::ModuleId>& modules) const;
-  // One linear by its group's method (or left float), its mapped weight released after.
-  QuantizedWeight quantize_linear(const LayerContext& context, const model::ModuleId& module,
+  // One linear by its group's method (or left float), its mapped weight released after. `weight`: the
+  // module's context.weight_to_quantize().
+  QuantizedWeight quantize_linear(const LayerContext& context, const model::ModuleId& module, const Tensor& weight,
                                   const InputHessian* hessian) const;
   // The results into context.linears (and their fallbacks into the report), in `modules`' order.
   static void keep(LayerContext& context, const std::vector<model::ModuleId>& modules,

@@ -103,13 +103,13 @@ TEST_F(GptqLayerTest, AttentionHessiansAreThoseOfTheFloatPassRowsAsSmoothingDivi
   const ActivationSet set = embedded();
   const ModuleId q{kLayer, ModuleRole::kQProj}, k{kLayer, ModuleRole::kKProj}, o{kLayer, ModuleRole::kOProj};
   RowRecorder recorder;
-  recorder.rows[q];
+  recorder.rows[k];  // q, k and v_proj read one input: k_proj's stands for it
   recorder.rows[o];
   ActivationSet copy{set.hidden.clone(), set.layout, set.batch_size};
   run_layer(config_, model::build_float_layer(config_, kLayer, raw(), model::FloatPrecision::kF32), copy, &recorder);
 
   quant::LayerObservations observations;
-  for (const ModuleId& m : {q, o}) {
+  for (const ModuleId& m : {k, o}) {
     const auto& rows = recorder.rows.at(m);
     Tensor t = Tensor::zeros(DType::kF32, {static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())});
     for (std::size_t r = 0; r < rows.size(); ++r) {
@@ -121,13 +121,13 @@ TEST_F(GptqLayerTest, AttentionHessiansAreThoseOfTheFloatPassRowsAsSmoothingDivi
   c.observations = &observations;
   std::vector<float> s(static_cast<std::size_t>(config_.hidden_size));
   for (std::size_t j = 0; j < s.size(); ++j) s[j] = 0.5f + static_cast<float>(j % 7);
-  quant::divide_input(c, q, s);
+  quant::divide_input(c, k, s);
   const quant::LinearHessians h = quant::layer_input_hessians(c, {q, k, o});
   ASSERT_EQ(h.size(), 3u);
   EXPECT_EQ(h.at(q), h.at(k)) << "q and k_proj read one input: one Hessian";
   EXPECT_EQ(h.at(q)->rows, set.layout->real_rows());
 
-  std::vector<std::vector<double>> divided = recorder.rows.at(q);
+  std::vector<std::vector<double>> divided = recorder.rows.at(k);
   for (auto& row : divided) {
     for (std::size_t j = 0; j < row.size(); ++j) row[j] /= s[j];
   }
@@ -168,7 +168,8 @@ TEST_F(GptqLayerTest, ExpertHessiansAreOfItsRoutedRowsAndOfItsOwnIntermediateAct
   const ModuleId gate = ModuleId::expert_proj(kLayer, ModuleRole::kGateProj, expert);
   const ModuleId up = ModuleId::expert_proj(kLayer, ModuleRole::kUpProj, expert);
   const ModuleId down = ModuleId::expert_proj(kLayer, ModuleRole::kDownProj, expert);
-  const quant::LinearHessians h = quant::expert_input_hessians(c, expert, {gate, up, down});
+  const quant::LinearHessians h =
+      quant::expert_input_hessians(c, expert, {gate, up, down}, c.weight_to_quantize(gate), c.weight_to_quantize(up));
   ASSERT_EQ(h.size(), 3u);
   EXPECT_EQ(h.at(gate), h.at(up));
   EXPECT_EQ(h.at(gate)->rows, 2) << "row 4 is a pad";
