@@ -25,9 +25,12 @@ sed '/^  - rotate:/,/^      method: hadamard/d' "$BEST" >"$WORK/ablation-no-rota
 sed 's/weight: gptq/weight: ssz/' "$BEST" >"$WORK/ablation-ssz.yaml"
 sed 's/weight: gptq/weight: gptq\n        gptq_act_order: false/' "$BEST" >"$WORK/ablation-no-act-order.yaml"
 sed 's/subgraphs: \[norm-linear, ov, moe-input, up-down\]/subgraphs: [norm-linear, ov]/' "$BEST" >"$WORK/ablation-no-moe-smoothing.yaml"
+# msModelSlim's W8A8 script with GPTQ weights (v0 grid) in both groups.
+sed 's/^        scheme: w8a8\(_dynamic\)\?$/&\n        weight: gptq/' $C/qwen3-moe-w8a8.yaml >"$WORK/w8a8-gptq.yaml"
 CASES=(
   "W8A8, no smoothing|--anti_method none"
   "W8A8 m4 (msModelSlim's script)|"
+  "W8A8 m4, GPTQ weights|--config $WORK/w8a8-gptq.yaml"
   "W8A8 m4 + --rot|--rot"
   "W8A8 m4, padded stats|--stats-include-padding"
   "W8A8-plus (m4 + moe-input + up-down)|--config $C/qwen3-moe-w8a8-plus.yaml"

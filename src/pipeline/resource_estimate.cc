@@ -100,15 +100,18 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   // GPTQ (a weight method fitted to data, quant/linear_hessians.h): each thread quantizing an expert holds its
   // Hessian, the factor, act_order's two reordered copies of it and the working weights (4·hidden² +
   // 2·hidden·width floats); before the experts, the attention's Hessians and factors, o_proj's the largest
-  // (4·q_width² floats), counted once.
+  // (4·q_width² floats), counted once. In the v1 flow the attention's input rows are among the activations
+  // counted above (the α/β search keeps them too); in the v0 flow they come on top: k_proj's and o_proj's
+  // rows of the statistics set, and a shifted copy of k_proj's (m4).
   const auto* quantize = dynamic_cast<const quant::QuantizeStep*>(recipe.find_step("quantize"));
   const bool gptq = quantize != nullptr && quantize->observes();
   const auto h = static_cast<std::uint64_t>(config.hidden_size);
   const auto q = static_cast<std::uint64_t>(config.q_width());
   const auto width =
       static_cast<std::uint64_t>(config.num_experts > 0 ? config.moe_intermediate_size : config.intermediate_size);
+  const std::uint64_t gptq_rows = gptq && !work.v1 ? (2 * h + q) * 4 * set_rows : 0;
   const std::uint64_t gptq_bytes =
-      gptq ? (static_cast<std::uint64_t>(threads) * (4 * h * h + 2 * h * width) + 4 * q * q) * 4 : 0;
+      gptq ? (static_cast<std::uint64_t>(threads) * (4 * h * h + 2 * h * width) + 4 * q * q) * 4 + gptq_rows : 0;
   const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 +
                               (2 * set_rows + group_output_rows) * row_bytes +
                               static_cast<std::uint64_t>(threads) * worker_bytes + gptq_bytes;

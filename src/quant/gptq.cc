@@ -33,8 +33,9 @@ constexpr std::int64_t kCodeTile = 64;
 
 using kernels::CodeRange;
 
-CodeRange code_range(WeightBits bits) {
-  return bits == WeightBits::kInt4 ? CodeRange{-8.0f, 7.0f} : CodeRange{-128.0f, 127.0f};
+CodeRange code_range(const GptqOptions& o) {
+  const CodeRange full = o.bits == WeightBits::kInt4 ? CodeRange{-8.0f, 7.0f} : CodeRange{-128.0f, 127.0f};
+  return o.narrow_range ? CodeRange{-full.hi, full.hi} : full;
 }
 
 [[noreturn]] void invalid(const std::string& what) { throw Error(ErrorCode::kInvalidArgument, "GPTQ: " + what); }
@@ -44,6 +45,7 @@ void check_options(const GptqOptions& o) {
     invalid("dampening must be a positive number, got " + std::to_string(o.dampening));
   }
   if (o.block_size < 1) invalid("block size must be at least 1, got " + std::to_string(o.block_size));
+  if (o.narrow_range && !o.symmetric) invalid("a narrow code range is for symmetric quantization only");
   if (o.group_size < 0) invalid("group size must be 0 (per row) or positive, got " + std::to_string(o.group_size));
   if (!is_float_dtype(o.float_dtype)) {
     invalid("model float dtype must be BF16, F16 or F32, got " + std::string(dtype_name(o.float_dtype)));
@@ -65,7 +67,7 @@ bool all_finite(const float* v, std::int64_t n) {
 // apart). Symmetric: quantize_weight_minmax_v1's max(dt(max|w| / hi), dt(eps32)). Asymmetric: gptq.h's formulas.
 void group_params(const float* wt, std::int64_t ld, std::int64_t width, std::int64_t out, const GptqOptions& o,
                   float* scale, float* zero) {
-  const CodeRange range = code_range(o.bits);
+  const CodeRange range = code_range(o);
   const DType dt = o.float_dtype;
   const float eps = round_to_float_dtype(kScaleEpsilon, dt);
   if (o.symmetric) {
@@ -335,7 +337,7 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
   std::int8_t* codes = result.codes.mutable_data<std::int8_t>();
   float* scales = result.scale.mutable_data<float>();
   float* zeros = options.symmetric ? nullptr : result.zero_point.mutable_data<float>();
-  const CodeRange range = code_range(options.bits);
+  const CodeRange range = code_range(options);
   const float* f = hessian.factor.data();  // F, lower: row j holds column j's weights of the earlier columns
   using kernels::row_major;
 

@@ -31,6 +31,7 @@
 // The grid is the v1 minmax quantizer's (v1_weight_quant.h, docs/msmodelslim-algorithms.md §6.4), applied to the
 // float32 value of each working weight:
 //   code = clamp(rne(dt(w / s)) + z, −2^(b−1), 2^(b−1)−1)       int4 [−8, 7], int8 [−128, 127]; dequantized (q − z)·s
+//               (narrow_range: the low end is −(2^(b−1)−1), as msModelSlim v0's int8 weights)
 //   symmetric:  s = max(dt(max|w| / (2^(b−1)−1)), dt(eps32)), z = 0 — quantize_weight_minmax_v1's formula and
 //               rounding (kernels::quantize_codes_elementwise), so with no compensation (a diagonal H) GPTQ
 //               returns exactly its codes and scales;
@@ -68,6 +69,9 @@ namespace moeslim::quant {
 struct GptqOptions {
   WeightBits bits = WeightBits::kInt4;
   bool symmetric = true;
+  // Symmetric codes in [−(2^(b−1)−1), 2^(b−1)−1] instead of down to −2^(b−1): msModelSlim v0's int8 weights are
+  // clamped to ±127 (quantize_weight_int8_per_channel), and its W8A8 linears are written so.
+  bool narrow_range = false;
   std::int64_t group_size = 0;      // 0: one scale per output row; else a divisor of `in` (32, 64, 128 in practice)
   double dampening = 0.01;          // relative to mean(diag H); > 0
   bool act_order = false;

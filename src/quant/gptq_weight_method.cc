@@ -1,8 +1,11 @@
-// `weight: gptq`: GPTQ (gptq.h) on the Hessian of each linear's calibration inputs (linear_hessians.h), with the
-// v1 grid, per output channel and symmetric: the W8A8_DYNAMIC / W4A8_DYNAMIC tensors msModelSlim's layout holds,
-// so the output format does not change. A linear that too few calibration tokens reached (an expert the router
-// seldom picks), or whose Hessian is not positive definite even after dampening, is quantized by the group's
-// data-free fallback (`gptq_fallback`, ssz by default) instead, and the report names it with the reason.
+// `weight: gptq`: GPTQ (gptq.h) on the Hessian of each linear's calibration inputs (linear_hessians.h), per output
+// channel and symmetric, so that the output format does not change:
+//   v1 recipes: the v1 grid, W8A8_DYNAMIC / W4A8_DYNAMIC tensors;
+//   v0 recipes: v0's int8 grid (the same scales as minmax, codes within ±127) for W8A8 (whose activation
+//     parameters the static calibration then fits to these codes) and W8A8_DYNAMIC, the linear's bias kept.
+// A linear that too few calibration tokens reached (an expert the router seldom picks), or whose Hessian is not
+// positive definite even after dampening, is quantized by the group's data-free fallback (`gptq_fallback`: ssz
+// by default in v1, minmax, v0's only one) instead, and the report names it with the reason.
 #include <climits>
 #include <string>
 
@@ -10,6 +13,7 @@
 
 #include "core/error.h"
 #include "quant/gptq.h"
+#include "quant/linear_quantizer.h"
 #include "quant/step_registry.h"
 #include "quant/v1_weight_quant.h"
 
@@ -27,6 +31,7 @@ struct GptqSettings {
   bool act_order = true;
   std::int64_t min_tokens = kDefaultMinTokens;
   V1WeightMethod fallback = V1WeightMethod::kSsz;
+  bool v1 = true;  // the recipe's apiversion: which grid, schemes and fallbacks
 };
 
 class Gptq final : public WeightMethod {
@@ -35,12 +40,15 @@ class Gptq final : public WeightMethod {
   std::string name() const override { return "gptq"; }
   nlohmann::ordered_json settings() const override {
     return {{"method", "gptq"},
+            {"formulas", s_.v1 ? "v1" : "v0"},
             {"gptq_dampening", s_.dampening},
             {"gptq_act_order", s_.act_order},
             {"gptq_min_tokens", s_.min_tokens},
             {"gptq_fallback", s_.fallback == V1WeightMethod::kSsz ? "ssz" : "minmax"}};
   }
-  bool supports(QuantScheme s) const override { return v1_weight_quant_produces(s); }
+  bool supports(QuantScheme s) const override {
+    return s_.v1 ? v1_weight_quant_produces(s) : s == QuantScheme::kW8A8 || s == QuantScheme::kW8A8Dynamic;
+  }
   bool needs_input_hessian() const override { return true; }
 
   QuantizedWeight quantize(const LinearToQuantize& l) const override {
@@ -56,6 +64,7 @@ class Gptq final : public WeightMethod {
     const std::int64_t in = l.weight.dim(1);
     GptqOptions o;
     o.bits = l.scheme == QuantScheme::kW4A8Dynamic ? WeightBits::kInt4 : WeightBits::kInt8;
+    o.narrow_range = !s_.v1;
     o.dampening = s_.dampening;
     o.act_order = s_.act_order;
     o.float_dtype = l.float_dtype;
@@ -79,16 +88,18 @@ class Gptq final : public WeightMethod {
     q.scheme = l.scheme;
     q.weight = std::move(r.codes);
     q.weight_scale = r.scale.reshaped({r.scale.dim(0)});
+    if (!s_.v1) q.bias = l.bias;  // v0 keeps a linear's float bias (m4's W·shift), as minmax does
     return {std::move(q), {}};
   }
 
  private:
-  // ssz with V1WeightOptions' step count, msModelSlim's ext.step default.
+  // v1: ssz with V1WeightOptions' step count (msModelSlim's ext.step default) or minmax; v0: v0's minmax.
   QuantizedWeight fall_back(const LinearToQuantize& l, const std::string& why) const {
     const char* method = s_.fallback == V1WeightMethod::kSsz ? "ssz" : "minmax";
-    return {quantize_linear_weight_v1(l.module, l.scheme, l.weight, s_.fallback,
-                                      {.float_dtype = l.float_dtype}),
-            fmt::format("{}; quantized with {}", why, method)};
+    QuantizedLinear q = s_.v1 ? quantize_linear_weight_v1(l.module, l.scheme, l.weight, s_.fallback,
+                                                          {.float_dtype = l.float_dtype})
+                              : quantize_linear_weight(l.module, l.scheme, l.weight, l.bias, l.float_dtype);
+    return {std::move(q), fmt::format("{}; quantized with {}", why, method)};
   }
 
   GptqSettings s_;
@@ -98,13 +109,9 @@ class Gptq final : public WeightMethod {
 
 std::shared_ptr<const WeightMethod> parse_gptq_weight(const StepInput& group, const io::yaml::MapReader& keys) {
   const io::yaml::Source& src = group.src;
-  if (!group.defaults.v1) {
-    src.fail(keys.path("weight"),
-             "weight gptq writes the v1 W8A8_DYNAMIC / W4A8_DYNAMIC tensors (apiversion modelslim_v1); "
-             "modelslim_v0 recipes use minmax",
-             keys.get("weight"));
-  }
   GptqSettings s;
+  s.v1 = group.defaults.v1;
+  if (!s.v1) s.fallback = V1WeightMethod::kMinMax;
   if (keys.has("gptq_dampening")) {
     s.dampening = src.as_number(keys.get("gptq_dampening"), keys.path("gptq_dampening"), 1e-6, 10.0);
   }
@@ -115,7 +122,9 @@ std::shared_ptr<const WeightMethod> parse_gptq_weight(const StepInput& group, co
     s.min_tokens = src.as_int(keys.get("gptq_min_tokens"), keys.path("gptq_min_tokens"), 1, INT_MAX);
   }
   if (keys.has("gptq_fallback")) {
-    s.fallback = src.as_choice(keys.get("gptq_fallback"), keys.path("gptq_fallback"), {"ssz", "minmax"}) == "ssz"
+    const std::vector<std::string> allowed = s.v1 ? std::vector<std::string>{"ssz", "minmax"}
+                                                   : std::vector<std::string>{"minmax"};  // ssz is a v1 quantizer
+    s.fallback = src.as_choice(keys.get("gptq_fallback"), keys.path("gptq_fallback"), allowed) == "ssz"
                      ? V1WeightMethod::kSsz
                      : V1WeightMethod::kMinMax;
   }

@@ -94,15 +94,30 @@ LinearHessians layer_input_hessians(const LayerContext& c, const std::set<Module
     const Tensor& rows = c.observations->rows(owner);  // the real rows, as the float pass saw them
     const std::int64_t n = rows.dim(0), cols = rows.dim(1);
     if (n == 0) continue;
+    const auto change = c.input_changes.find(owner);
+    const InputChange none;
+    const InputChange& ch = change == c.input_changes.end() ? none : change->second;
     HessianAccumulator sum(cols, gram_precision(c));
-    sum.add(rows.data<float>(), n, cols);
+    if (ch.shift.empty()) {
+      sum.add(rows.data<float>(), n, cols);
+    } else {
+      // The rows the linear reads are shifted (m4): summed from a shifted copy, not by expanding Σ(x−t)(x−t)ᵀ,
+      // whose terms cancel where the shift is large against the spread.
+      Tensor shifted = rows.clone();
+      float* x = shifted.mutable_data<float>();
+      for (std::int64_t r = 0; r < n; ++r) {
+        for (std::int64_t j = 0; j < cols; ++j) x[r * cols + j] -= ch.shift[static_cast<std::size_t>(j)];
+      }
+      sum.add(x, n, cols);
+    }
     const std::shared_ptr<InputHessian> h = finished(std::move(sum));
-    // The input the linear reads now is the float pass's with channel j divided by d_j: H_ij / (d_i·d_j).
-    if (const auto d = c.input_divisors.find(owner); d != c.input_divisors.end()) {
+    // Channel j is divided by d_j: H_ij / (d_i·d_j).
+    if (!ch.divisor.empty()) {
+      const std::vector<float>& d = ch.divisor;
       float* v = h->values.data();
       for (std::int64_t i = 0; i < cols; ++i) {
         for (std::int64_t j = 0; j < cols; ++j) {
-          v[i * cols + j] /= d->second[static_cast<std::size_t>(i)] * d->second[static_cast<std::size_t>(j)];
+          v[i * cols + j] /= d[static_cast<std::size_t>(i)] * d[static_cast<std::size_t>(j)];
         }
       }
     }

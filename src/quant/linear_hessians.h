@@ -1,14 +1,15 @@
-// The Hessians of linears' inputs that data-fitted weight methods (GPTQ, weight_method.h) read, taken on the rows
-// the quantized pass feeds those linears, after every earlier step changed the layer:
+// The Hessians of linears' inputs that data-fitted weight methods (GPTQ, weight_method.h) read, in the basis each
+// linear reads its input after every earlier step changed the layer:
 //   attention (and a dense MLP): the float pass's input rows of the linear (rotated already, as the rotation
-//     comes before it), each channel divided as the smoothing steps have since divided the linear's input
-//     (LayerContext::input_divisors): the same rows, as the quantized pass takes the float pass's input
-//     (v1 recipes, the only ones with GPTQ), in the basis the linear now reads them;
+//     comes before it), each channel shifted and divided as the smoothing steps have since changed the
+//     linear's input (LayerContext::input_changes). In v1 recipes these are the rows the quantized pass feeds
+//     it (it takes the float pass's input); in v0 ones, the rows of the set every float-pass statistic is taken
+//     on (the anti-outlier set, msModelSlim's anti_dataset);
 //   an expert: its routed rows of the running quantized pass (LayerContext::expert_inputs) for gate/up_proj, and
 //     for down_proj the same rows through the expert's current float gate/up_proj.
-// Only real tokens count (pads are not text). The products are summed at the precision of the run's float passes
-// (RunSettings::float_precision: bf16 by default, as the float pass that gives the layer's statistics). Linears that read one input (q/k/v_proj; gate/up_proj) share one
-// Hessian, computed once.
+// Only real tokens count (pads are not text). The products are summed at the precision of the run's float
+// passes (RunSettings::float_precision: bf16 by default, as the float pass that gives the layer's statistics).
+// Linears that read one input (q/k/v_proj; gate/up_proj) share one Hessian, computed once.
 #pragma once
 
 #include <cstdint>

@@ -63,7 +63,7 @@ std::vector<float> smooth_scales(const std::vector<float>& activation_abs_max,
   return s;
 }
 
-void smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input, std::int64_t q_heads,
+std::vector<float> smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input, std::int64_t q_heads,
                    std::int64_t kv_heads, std::int64_t head_dim, const SmoothOptions& o) {
   if (kv_heads <= 0 || q_heads % kv_heads != 0) {
     throw Error(ErrorCode::kInvalidArgument, "v->o smoothing: " + std::to_string(q_heads) +
@@ -97,13 +97,17 @@ void smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserve
     for (std::int64_t c = 0; c < v_cols; ++c) v[n * v_cols + c] = round_dt(v[n * v_cols + c] / rn, o);
   }
   const std::int64_t o_cols = q_heads * head_dim;
+  std::vector<float> o_divisor(static_cast<std::size_t>(o_cols));
+  for (std::int64_t c = 0; c < o_cols; ++c) {
+    o_divisor[static_cast<std::size_t>(c)] = r[static_cast<std::size_t>(c / head_dim / g * head_dim + c % head_dim)];
+  }
   float* ow = o_weight.mutable_data<float>();
   for (std::int64_t row = 0; row < hidden; ++row) {
     for (std::int64_t c = 0; c < o_cols; ++c) {
-      const std::int64_t kv = c / head_dim / g, d = c % head_dim;
-      ow[row * o_cols + c] = round_dt(ow[row * o_cols + c] * r[static_cast<std::size_t>(kv * head_dim + d)], o);
+      ow[row * o_cols + c] = round_dt(ow[row * o_cols + c] * o_divisor[static_cast<std::size_t>(c)], o);
     }
   }
+  return o_divisor;
 }
 
 NormLinearSmoothing smooth_norm_to_linears(const Tensor& norm_weight, const std::vector<Tensor*>& linears,
@@ -147,6 +151,8 @@ NormLinearSmoothing smooth_norm_to_linears(const Tensor& norm_weight, const std:
     }
     out.linear_biases.push_back(std::move(bias));
   }
+  out.shift = std::move(shift);
+  out.scale = s;
   return out;
 }
 

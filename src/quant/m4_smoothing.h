@@ -27,14 +27,17 @@ std::vector<float> smooth_scales(const std::vector<float>& activation_abs_max,
                                  const std::vector<float>& weight_abs_max, const SmoothOptions& options);
 
 // §3.6, in place on F32 copies: v_weight [kv_heads·head_dim, hidden], o_weight [hidden, q_heads·head_dim];
-// `o_input` holds the statistics of o_proj's input.
-void smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input, std::int64_t q_heads,
+// `o_input` holds the statistics of o_proj's input. Returns what each of o_proj's input channels is now divided
+// by (the GQA-averaged scale of its kv head's channel).
+std::vector<float> smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input, std::int64_t q_heads,
                    std::int64_t kv_heads, std::int64_t head_dim, const SmoothOptions& options);
 
 struct NormLinearSmoothing {
   Tensor norm_weight;                // F32 [hidden]: γ / s
   Tensor norm_bias;                  // F32 [hidden]: −shift / s
   std::vector<Tensor> linear_biases;  // F32 [out_i]: W_i·shift with the weights before scaling, one per linear
+  std::vector<float> shift;           // the linears' input is now (x − shift) / scale
+  std::vector<float> scale;
 };
 
 // §3.5: the linears (F32 [out_i, hidden] copies) are scaled in place, column c by s_c; `input` holds the

@@ -34,9 +34,10 @@ class M4Step final : public LayerStep {
     SmoothOptions o;
     o.alpha = static_cast<float>(alpha());
     o.float_dtype = c.settings.float_dtype;
-    smooth_v_to_o(c.weight({l, ModuleRole::kVProj}), c.weight({l, ModuleRole::kOProj}),
-                  c.observations->stats({l, ModuleRole::kOProj}), c.config.num_attention_heads,
-                  c.config.num_key_value_heads, c.config.head_dim, o);
+    divide_input(c, {l, ModuleRole::kOProj},
+                 smooth_v_to_o(c.weight({l, ModuleRole::kVProj}), c.weight({l, ModuleRole::kOProj}),
+                               c.observations->stats({l, ModuleRole::kOProj}), c.config.num_attention_heads,
+                               c.config.num_key_value_heads, c.config.head_dim, o));
     const ModuleId qkv_ids[] = {{l, ModuleRole::kQProj}, {l, ModuleRole::kKProj}, {l, ModuleRole::kVProj}};
     std::vector<Tensor*> qkv;
     for (const ModuleId& id : qkv_ids) qkv.push_back(&c.weight(id));
@@ -45,7 +46,11 @@ class M4Step final : public LayerStep {
         smooth_norm_to_linears(c.weight(norm), qkv, c.observations->stats({l, ModuleRole::kQProj}), o);
     c.tensors[model::hf_weight_name(norm)] = s.norm_weight;
     c.tensors[model::hf_bias_name(norm)] = s.norm_bias;
-    for (std::size_t i = 0; i < 3; ++i) c.tensors[model::hf_bias_name(qkv_ids[i])] = s.linear_biases[i];
+    for (std::size_t i = 0; i < 3; ++i) {
+      c.tensors[model::hf_bias_name(qkv_ids[i])] = s.linear_biases[i];
+      shift_input(c, qkv_ids[i], s.shift);
+      divide_input(c, qkv_ids[i], s.scale);
+    }
     c.norm_bias = true;
     apply_expert_smoothing(c, keys_.expert_params());
   }

@@ -62,13 +62,29 @@ Tensor& LayerContext::editable_weight(const model::ModuleId& module) {
   return w;
 }
 
-void divide_input(LayerContext& c, const model::ModuleId& module, const std::vector<float>& s) {
-  std::vector<float>& d = c.input_divisors[module];
-  if (d.empty()) d.assign(s.size(), 1.0f);
-  if (d.size() != s.size()) {
-    throw Error(ErrorCode::kInternal, "input scales of another width", "", model::hf_module_name(module));
+namespace {
+
+// `v` (initialised to `fill` when empty) checked against a change of `width` channels.
+std::vector<float>& channels(std::vector<float>& v, std::size_t width, float fill, const model::ModuleId& module) {
+  if (v.empty()) v.assign(width, fill);
+  if (v.size() != width) {
+    throw Error(ErrorCode::kInternal, "input change of another width", "", model::hf_module_name(module));
   }
+  return v;
+}
+
+}  // namespace
+
+void divide_input(LayerContext& c, const model::ModuleId& module, const std::vector<float>& s) {
+  std::vector<float>& d = channels(c.input_changes[module].divisor, s.size(), 1.0f, module);
   for (std::size_t j = 0; j < s.size(); ++j) d[j] *= s[j];
+}
+
+void shift_input(LayerContext& c, const model::ModuleId& module, const std::vector<float>& t) {
+  InputChange& change = c.input_changes[module];
+  std::vector<float>& shift = channels(change.shift, t.size(), 0.0f, module);
+  // (x − S)/D − t = (x − (S + t·D))/D
+  for (std::size_t j = 0; j < t.size(); ++j) shift[j] += change.divisor.empty() ? t[j] : t[j] * change.divisor[j];
 }
 
 }  // namespace moeslim::quant

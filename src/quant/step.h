@@ -116,6 +116,12 @@ struct WeightFallback {
 // edited weight, or `weight` itself when it does not apply to `module`.
 using DeferredWeightEdit = std::function<Tensor(const model::ModuleId& module, const Tensor& weight)>;
 
+// What a linear's input channel j reads now, from the float pass's x_j: (x_j − shift[j]) / divisor[j].
+struct InputChange {
+  std::vector<float> shift;    // in the float pass's units; empty: no shift
+  std::vector<float> divisor;  // empty: 1
+};
+
 // One decoder layer as the steps see it.
 struct LayerContext {
   LayerContext(const model::ModelConfig& config, std::int64_t layer, model::LayerTensors tensors,
@@ -138,12 +144,10 @@ struct LayerContext {
   // Applied in order by read_weight; weight() refuses an expert's weight while one is set.
   std::vector<DeferredWeightEdit> expert_basis_changes;
   std::vector<SmoothingChoice> smoothing;              // what the smoothing steps chose
-  // Per non-expert linear: what each input channel has been divided by since the float pass (smoothing moves a
-  // scale from a linear's input into its weight columns), so that what the float pass saw of its input (the
-  // rows, their Hessian: GPTQ) can be carried to the input the linear now reads. Absent: unchanged. A step
-  // that changes a linear's input otherwise (m4's shift) must not be combined with a reader of it; GPTQ is a
-  // v1 method and m4 a v0 one.
-  std::map<model::ModuleId, std::vector<float>> input_divisors;
+  // Per non-expert linear: how its input now relates to what the float pass saw of it (smoothing moves a scale,
+  // and m4 a shift, from a linear's input into its weights and biases), so that the float pass's rows and their
+  // Hessian (GPTQ) can be carried to the input the linear now reads. Absent: unchanged.
+  std::map<model::ModuleId, InputChange> input_changes;
   std::vector<WeightFallback> weight_fallbacks;        // in the order the linears were quantized
   bool norm_bias = false;                              // every norm is written with a bias (m4's NormBias)
   // When set: hands the mapped pages of a checkpoint tensor (by name) back to the OS. The weight-quantization
@@ -163,8 +167,11 @@ struct LayerContext {
   Tensor& editable_weight(const model::ModuleId& module);
 };
 
-// Records that `module`'s input channel j is now divided by s[j] (on top of any earlier division).
+// Records that `module`'s input channel j is now divided by s[j] (on top of any earlier change).
 void divide_input(LayerContext& context, const model::ModuleId& module, const std::vector<float>& s);
+// Records that `module`'s input channel j now has t[j] subtracted, in the units it has now (after any earlier
+// division: t[j]·divisor[j] in the float pass's).
+void shift_input(LayerContext& context, const model::ModuleId& module, const std::vector<float>& t);
 
 // A step's hook into the quantized pass: it may supply the runtime linear of the modules it calibrates and
 // watches their inputs; once they have seen every batch it writes what it calibrated back into the context.

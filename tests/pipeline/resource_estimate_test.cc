@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
+#include "common/recipe_text.h"
 #include "common/test_paths.h"
 #include "core/error.h"
 #include "model/config.h"
@@ -67,6 +70,23 @@ TEST(ResourceEstimate, GptqAddsItsHessiansPerThread) {
             (4 * h * h + 2 * h * width + 4 * q * q) * 4);
   EXPECT_EQ(peak("qwen3-30b-w4a8-gptq.yaml", 4) - peak("qwen3-30b-w4a8.yaml", 4),
             (4 * (4 * h * h + 2 * h * width) + 4 * q * q) * 4);
+
+  // v0 (the W8A8 script with GPTQ weights): the attention's input rows of the larger prompt set come on top,
+  // k_proj's, its shifted copy and o_proj's.
+  std::ifstream in(testing::source_dir() / "configs" / "qwen3_moe" / "qwen3-moe-w8a8.yaml");
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::string scheme : {"scheme: w8a8_dynamic\n", "scheme: w8a8\n"}) {
+    const std::size_t at = yaml.find(scheme);
+    ASSERT_NE(at, std::string::npos) << scheme;
+    yaml.insert(at + scheme.size(), "        weight: gptq\n");
+  }
+  testing::TempDir dir("resource_estimate_v0_gptq");
+  work.v1 = false;
+  work.anti_tokens = 3000;
+  work.threads = 1;
+  EXPECT_EQ(estimate_resources(testing::load_recipe_text(dir.path(), yaml), config, work).peak_memory_bytes -
+                estimate_resources(bundled("qwen3-moe-w8a8.yaml"), config, work).peak_memory_bytes,
+            (4 * h * h + 2 * h * width + 4 * q * q) * 4 + (2 * h + q) * 4 * 18347);
 }
 
 // The layer's experts in the fewest even groups of at most 1.5 GiB of bf16, at least two experts per thread.

@@ -26,6 +26,7 @@
 #include "core/error.h"
 #include "quant/hessian.h"
 #include "quant/v1_weight_quant.h"
+#include "quant/weight_quant.h"
 #include "quant_test_util.h"
 
 namespace moeslim::quant {
@@ -428,6 +429,30 @@ TEST(GptqRoundToNearest, DiagonalHessianGivesTheMinmaxQuantizer) {
       }
     }
   }
+}
+
+// msModelSlim v0's int8 weights: with nothing to compensate, the narrow range gives v0's per-channel quantizer
+// exactly; with compensation, no code reaches −128.
+TEST(GptqRoundToNearest, NarrowRangeGivesV0sInt8QuantizerAndStaysWithin127) {
+  constexpr std::int64_t out = 24, n = 96;
+  std::mt19937 rng(5);
+  const Tensor w = bf16_matrix(out, n, random_bf16_values(out * n, rng, 0.05f));
+  Floats diagonal(n * n, 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) diagonal[i * n + i] = 1.0f + static_cast<float>(i % 3);
+  GptqOptions o = options(WeightBits::kInt8, 0, true);
+  o.narrow_range = true;
+  const ChannelQuantizedWeight v0 = quantize_weight_int8_per_channel(w, DType::kBF16);
+  const GptqResult rtn = gptq_quantize(w, diagonal, o);
+  EXPECT_EQ(codes_of(rtn.codes), codes_of(v0.codes));
+  EXPECT_EQ(floats_of(rtn.scale), floats_of(v0.scale));
+
+  const GptqResult fitted = gptq_quantize(w, hessian_of(input_rows(400, n, 7), 400, n), o);
+  const Codes codes = codes_of(fitted.codes);
+  EXPECT_GE(*std::min_element(codes.begin(), codes.end()), -127);
+  EXPECT_NE(codes, codes_of(v0.codes)) << "a dense Hessian compensates";
+
+  o.symmetric = false;
+  EXPECT_THROW(gptq_quantize(w, diagonal, o), Error) << "a narrow range is for symmetric codes";
 }
 
 // ---- the point of GPTQ: a smaller layer-output error ----

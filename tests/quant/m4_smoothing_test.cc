@@ -86,6 +86,9 @@ TEST(M4NormToLinears, NormWeightNormBiasLinearBiasAndWeightsFollowTheSpec) {
     EXPECT_EQ(r.norm_weight.data<float>()[c], round_to_bf16(gamma[c] / s[c])) << c;
     EXPECT_EQ(r.norm_bias.data<float>()[c], round_to_bf16(-shift[c] / s[c])) << c;
   }
+  // What the linears' input now is, (x − shift) / s, for whoever carries float-pass rows to it (GPTQ).
+  EXPECT_EQ(r.shift, shift);
+  EXPECT_EQ(r.scale, s);
   EXPECT_EQ(r.norm_weight.data<float>()[3], round_to_bf16(1.5f / kMin));  // huge γ' on the dead channel (§3.7)
   // Linear biases use the weights before the column scaling: bf16(Σ_c W[n,c]·shift_c).
   ASSERT_EQ(r.linear_biases.size(), 2u);
@@ -196,8 +199,10 @@ TEST(M4VToO, GroupMeanRoundsTheSumToBf16BeforeDividing) {
   // a = (1, 1, 2): s = (1, 1, 1.4140625), Σ = 3.4140625 → bf16 3.40625 → /3 → bf16 1.1328125; the unrounded
   // sum would give bf16(1.138) = 1.140625. Group 1: s = (2, 2, 2) → r = 2.
   Tensor v = f32_matrix(2, 1, {1.0f, 1.0f}), o = f32_matrix(1, 6, {1, 1, 1, 1, 1, 1});
-  smooth_v_to_o(v, o, stats_of({1, 1, 2, 4, 4, 4}, 6), 6, 2, 1, SmoothOptions{});
+  const std::vector<float> divisor = smooth_v_to_o(v, o, stats_of({1, 1, 2, 4, 4, 4}, 6), 6, 2, 1, SmoothOptions{});
   EXPECT_EQ(floats_of(o), (std::vector<float>{1.1328125f, 1.1328125f, 1.1328125f, 2, 2, 2}));
+  // o_proj's input channels are now divided by their kv head's r (what its columns were multiplied by).
+  EXPECT_EQ(divisor, (std::vector<float>{1.1328125f, 1.1328125f, 1.1328125f, 2, 2, 2}));
   EXPECT_EQ(floats_of(v), (std::vector<float>{round_to_bf16(1.0f / 1.1328125f), 0.5f}));
 }
 

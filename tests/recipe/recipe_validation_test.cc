@@ -61,6 +61,7 @@ TEST(RecipeValidation, TheTemplatesAreValid) {
   expect_valid(kV0 + "process:\n" + kM4 + kQuantV0);
   expect_valid(kV1 + "process:\n" + kFlex + kQuantV1);
   expect_valid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: ssz, ssz_steps: 10"));
+  expect_valid(v0_group("include: ['*self_attn*'], scheme: w8a8, weight: gptq, gptq_fallback: minmax"));
 }
 
 TEST(RecipeValidation, UnknownTopLevelKey) {
@@ -247,8 +248,8 @@ TEST(RecipeValidation, SszStepsWithoutSsz) {
 }
 
 TEST(RecipeValidation, GptqKeys) {
-  expect_invalid(v0_group("include: ['*self_attn*'], scheme: w8a8, weight: gptq"), "process[1].quantize[0].weight",
-                 "weight gptq writes the v1 W8A8_DYNAMIC / W4A8_DYNAMIC tensors");
+  expect_invalid(v0_group("include: ['*self_attn*'], scheme: w8a8, weight: gptq, gptq_fallback: ssz"),
+                 "process[1].quantize[0].gptq_fallback", "expected one of minmax");
   expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: ssz, gptq_min_tokens: 8"),
                  "process[1].quantize[0].gptq_min_tokens", "gptq_min_tokens applies only to weight: gptq");
   expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, weight: gptq, gptq_dampening: 0"),
