@@ -56,6 +56,15 @@ class GptqLayerTest : public ::testing::Test {
   ActivationSet embedded() const { return {model::embed(embedding_, set_.tokens.ids), &set_.tokens.layout, 1}; }
   model::LayerTensors raw() const { return model::read_layer_tensors(*checkpoint_, config_, kLayer); }
   recipe::Recipe recipe_from(const std::string& yaml) const { return moeslim::testing::load_recipe_text(dir_.path(), yaml); }
+  // Layer kLayer quantized by `r` on the calibration set, its float passes in float32.
+  QuantizedLayer quantize(const recipe::Recipe& r, quant::Propagation propagation) const {
+    ActivationSet calib = embedded();
+    PhaseTimes times;
+    LayerQuantizerOptions o;
+    o.propagation = propagation;
+    o.settings.float_precision = model::FloatPrecision::kF32;
+    return quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
+  }
 
   TempDir dir_{"gptq_layer"};
   model::ModelConfig config_;
@@ -253,12 +262,7 @@ TEST_F(GptqLayerTest, GptqLayerErrorIsBelowSszsOnEveryTinyModel) {
           "  - quantize:\n"
           "      - {include: ['*self_attn*'], scheme: w8a8_dynamic, weight: " + method + "}\n"
           "      - {include: ['*mlp.experts*'], scheme: w4a8_dynamic, weight: " + method + "}\n");
-      ActivationSet calib = embedded();
-      PhaseTimes times;
-      LayerQuantizerOptions o;
-      o.propagation = quant::Propagation::kFloat;
-      o.settings.float_precision = model::FloatPrecision::kF32;
-      error[method] = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times).relative_error;
+      error[method] = quantize(r, quant::Propagation::kFloat).relative_error;
     }
     EXPECT_LT(error["gptq"], error["ssz"]) << model;
     std::cout << model << ": layer " << kLayer << " relative error ssz " << error["ssz"] << ", gptq "
@@ -280,12 +284,7 @@ TEST_F(GptqLayerTest, V0GptqLayerErrorIsBelowMinmaxsAfterM4OnEveryTinyModel) {
           "  - quantize:\n"
           "      - {include: ['*.mlp.*'], exclude: ['*.mlp.gate'], scheme: w8a8_dynamic, weight: " + method + "}\n"
           "      - {include: ['*'], exclude: ['*.mlp.gate'], scheme: w8a8, weight: " + method + "}\n");
-      ActivationSet calib = embedded();
-      PhaseTimes times;
-      LayerQuantizerOptions o;
-      o.propagation = quant::Propagation::kQuantized;
-      o.settings.float_precision = model::FloatPrecision::kF32;
-      layers[method] = quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
+      layers[method] = quantize(r, quant::Propagation::kQuantized);
     }
     const QuantizedLayer &gptq = layers.at("gptq"), &minmax = layers.at("minmax");
     EXPECT_LT(gptq.relative_error, minmax.relative_error) << model;
