@@ -1,3 +1,4 @@
+#include "formats/hf_directory.h"
 #include "formats/msmodelslim/inspect.h"
 
 #include <fmt/core.h>

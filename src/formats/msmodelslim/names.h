@@ -19,6 +19,4 @@ inline constexpr const char* kDescriptionVersion = "1.0.0";
 // generic "w8a8").
 inline constexpr const char* kW8A8QuantizeValue = "w8a8_dynamic";
 
-inline constexpr const char* kConfigFile = "config.json";
-
 }  // namespace moeslim::formats::msmodelslim

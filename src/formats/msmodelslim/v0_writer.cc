@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "formats/msmodelslim/description_file.h"
 #include "formats/msmodelslim/names.h"
+#include "formats/hf_directory.h"
 #include "formats/msmodelslim/output_config.h"
 #include "formats/msmodelslim/w8a8_tensors.h"
 
@@ -49,7 +50,7 @@ WrittenOutput V0Writer::finish(const std::filesystem::path& model_dir, std::int6
 
   result.side_files = copy_model_side_files(model_dir, out_dir());
   const std::string config_file = (model_dir / kConfigFile).string();
-  write_edited_config(model_dir, out_dir(), [&](nlohmann::ordered_json& config) {
+  write_edited_config(model_dir, out_dir(), 4, [&](nlohmann::ordered_json& config) {
     add_w8a8_quantize_keys(config, mindie());
     set_written_layer_count(config, layer_count_written, config_file);
   });
