@@ -1,21 +1,12 @@
 #include "formats/msmodelslim/float_encoding.h"
 
-#include <cmath>
 #include <cstring>
 #include <string>
 
 #include "core/error.h"
-#include "core/half.h"
 
 namespace moeslim::formats::msmodelslim {
 namespace {
-
-void check_float_dtype(DType dtype, const char* what) {
-  if (!is_float_dtype(dtype)) {
-    throw Error(ErrorCode::kInvalidArgument,
-                std::string(what) + " must be BF16, F16 or F32, not " + std::string(dtype_name(dtype)));
-  }
-}
 
 std::uint32_t f32_bits(float f) {
   std::uint32_t bits;
@@ -24,36 +15,6 @@ std::uint32_t f32_bits(float f) {
 }
 
 }  // namespace
-
-Tensor to_float_dtype(const Tensor& t, DType dtype) {
-  check_float_dtype(t.dtype(), "source tensor dtype");
-  check_float_dtype(dtype, "target dtype");
-  if (t.dtype() == dtype) return t;
-  const Tensor f32 = t.dtype() == DType::kF32 ? t : t.to_f32();
-  if (dtype == DType::kF32) return f32;
-  Tensor out = Tensor::zeros(dtype, t.shape());
-  const float* src = f32.data<float>();
-  auto* dst = out.mutable_data<std::uint16_t>();
-  if (dtype == DType::kBF16) {
-    f32_to_bf16(src, dst, t.numel());
-  } else {
-    for (std::size_t i = 0; i < t.numel(); ++i) dst[i] = f32_to_f16(src[i]);
-  }
-  return out;
-}
-
-std::optional<std::size_t> first_inexact_element(const Tensor& t, DType dtype) {
-  check_float_dtype(t.dtype(), "source tensor dtype");
-  check_float_dtype(dtype, "target dtype");
-  if (t.dtype() == dtype || dtype == DType::kF32) return std::nullopt;  // widening to F32 is always exact
-  const Tensor f32 = t.dtype() == DType::kF32 ? t : t.to_f32();
-  const float* v = f32.data<float>();
-  for (std::size_t i = 0; i < t.numel(); ++i) {
-    if (std::isnan(v[i])) continue;
-    if (f32_bits(round_to_float_dtype(v[i], dtype)) != f32_bits(v[i])) return i;
-  }
-  return std::nullopt;
-}
 
 Tensor encode_deq_scale(const Tensor& deq, DType model_dtype) {
   if (deq.dtype() != DType::kF32) {
