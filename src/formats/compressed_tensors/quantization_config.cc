@@ -85,6 +85,7 @@ CtScheme ct_scheme(quant::QuantScheme scheme, const std::string& module) {
 
 nlohmann::ordered_json quantization_config(const model::ModelConfig& config, const LinearPlanOf& plan_of,
                                            const std::string& version) {
+  // Every linear of the layers written, in their order, then lm_head (always float).
   ClassScheme attention, mlp;
   nlohmann::ordered_json ignore = nlohmann::ordered_json::array();
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {

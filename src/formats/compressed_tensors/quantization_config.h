@@ -36,9 +36,12 @@ struct CtScheme {
 // (static W8A8: its activation offset and m4's bias have no place that vLLM's Qwen3-MoE loads).
 CtScheme ct_scheme(quant::QuantScheme scheme, const std::string& module);
 
-// The quantization_config of a model of `config` whose linears are `plan_of`. `version`: the
-// compressed-tensors version written (informational: no reader uses it).
+// The compressed-tensors version written in `version`: llm-compressor's current one. No reader uses it.
+inline constexpr const char* kWrittenVersion = "0.18.0";
+
+// The quantization_config of a model of `config` (its num_hidden_layers: the layers written) whose linears are
+// `plan_of`. `version`: the compressed-tensors version written.
 nlohmann::ordered_json quantization_config(const model::ModelConfig& config, const LinearPlanOf& plan_of,
-                                           const std::string& version);
+                                           const std::string& version = kWrittenVersion);
 
 }  // namespace moeslim::formats::compressed_tensors

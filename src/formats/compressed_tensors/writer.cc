@@ -1,0 +1,123 @@
+#include "formats/compressed_tensors/writer.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "formats/compressed_tensors/quantization_config.h"
+#include "formats/float_tensors.h"
+#include "formats/hf_directory.h"
+#include "formats/module_names.h"
+#include "model/config.h"
+
+namespace moeslim::formats::compressed_tensors {
+namespace {
+
+[[noreturn]] void unsupported(const std::string& tensor, const std::string& why) {
+  throw Error(ErrorCode::kUnsupported, why, {}, tensor);
+}
+
+bool all_zero(const Tensor& t) {
+  const Tensor f = t.to_f32();
+  for (std::size_t i = 0; i < f.numel(); ++i) {
+    if (f.data<float>()[i] != 0.0f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+CtWriter::CtWriter(std::filesystem::path out_dir, DType float_dtype, std::uint64_t max_shard_bytes)
+    : out_dir_(std::move(out_dir)), float_dtype_(float_dtype), shards_(out_dir_, "model", max_shard_bytes) {
+  if (float_dtype != DType::kBF16 && float_dtype != DType::kF16) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the output float dtype must be BF16 or F16, not " + std::string(dtype_name(float_dtype)),
+                out_dir_.string());
+  }
+}
+
+void CtWriter::add(const std::string& name, const Tensor& tensor) {
+  if (finished_) throw Error(ErrorCode::kInvalidArgument, "tensor added after finish()", out_dir_.string(), name);
+  try {
+    shards_.add(name, tensor);
+  } catch (const Error& e) {
+    rethrow_with_file(e, out_dir_.string());
+  }
+}
+
+void CtWriter::add_float(const std::string& tensor_name, const Tensor& tensor) {
+  add(tensor_name, to_float_dtype(tensor, float_dtype_));
+}
+
+void CtWriter::add_norm(const quant::NormTensors& norm) {
+  const std::string module = module_path(norm);
+  // m4 gives every norm a bias; msModelSlim's norms that carry none write zeros, which need no tensor here.
+  if (!norm.bias.empty() && !all_zero(norm.bias)) {
+    unsupported(tensor_name(module, "bias"),
+                "a norm with a bias (m4's NormBias) has no place in vLLM's Qwen3-MoE; the compressed-tensors format "
+                "takes recipes that smooth without a shift (flex_smooth)");
+  }
+  add(tensor_name(module, "weight"), to_float_dtype(norm.weight, float_dtype_));
+}
+
+void CtWriter::add_linear(const quant::QuantizedLinear& linear) {
+  const std::string module = module_path(linear);
+  if (!linear.bias.empty()) {
+    unsupported(tensor_name(module, "bias"),
+                "a linear with a bias (m4's W·shift on q/k/v_proj) has no place in vLLM's Qwen3-MoE; the "
+                "compressed-tensors format takes recipes that smooth without a shift (flex_smooth)");
+  }
+  if (linear.scheme == quant::QuantScheme::kFloat) {
+    add(tensor_name(module, "weight"), to_float_dtype(linear.weight, float_dtype_));
+    return;
+  }
+  ct_scheme(linear.scheme, module);  // refuses a scheme with no compressed-tensors form
+  const Tensor& w = linear.weight;
+  if (w.dtype() != DType::kI8 || w.rank() != 2) {
+    throw Error(ErrorCode::kInternal, "quantized weight must be I8 [out, in], got " + shape_to_string(w.shape()), {},
+                tensor_name(module, "weight"));
+  }
+  const std::string scale_name = tensor_name(module, "weight_scale");
+  if (linear.weight_scale.numel() != static_cast<std::size_t>(w.dim(0))) {
+    throw Error(ErrorCode::kInternal, fmt::format("{} scales for {} output channels", linear.weight_scale.numel(),
+                                                  w.dim(0)),
+                {}, scale_name);
+  }
+  if (const auto i = first_inexact_element(linear.weight_scale, float_dtype_)) {
+    throw Error(ErrorCode::kInternal,
+                fmt::format("scale {} is not exactly representable in {}: the codes were computed against the "
+                            "scale as written",
+                            *i, dtype_name(float_dtype_)),
+                {}, scale_name);
+  }
+  add(tensor_name(module, "weight"), w);
+  add(scale_name, to_float_dtype(linear.weight_scale, float_dtype_).reshaped({w.dim(0), 1}));
+  written_[module] = {linear.scheme, false};
+}
+
+WrittenOutput CtWriter::finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
+                               const nlohmann::ordered_json& /*metadata*/) {
+  if (finished_) throw Error(ErrorCode::kInvalidArgument, "finish() called twice", out_dir_.string());
+  finished_ = true;
+  WrittenOutput result;
+  result.shards = shards_.finish();
+  model::ModelConfig config = model::ModelConfig::load(model_dir);
+  if (layer_count_written > 0) config.num_hidden_layers = layer_count_written;
+  const nlohmann::ordered_json quantization = quantization_config(config, [&](const std::string& module) {
+    const auto it = written_.find(module);
+    return it == written_.end() ? LinearPlan{} : it->second;
+  });
+  result.side_files = copy_model_side_files(model_dir, out_dir_);
+  const std::string config_file = (model_dir / kConfigFile).string();
+  write_edited_config(model_dir, out_dir_, 2, [&](nlohmann::ordered_json& c) {
+    set_written_layer_count(c, layer_count_written, config_file);
+    c["quantization_config"] = quantization;
+  });
+  result.description_path = out_dir_ / kConfigFile;
+  log_info("export: {} tensors ({} bytes) in {} shard(s) and config.json (compressed-tensors) written to {}",
+           result.shards.tensor_count, result.shards.total_size, result.shards.shard_names.size(),
+           out_dir_.string());
+  return result;
+}
+
+}  // namespace moeslim::formats::compressed_tensors
