@@ -73,6 +73,9 @@ void apply_flag_overrides(const QuantOptions& o, recipe::Recipe& r) {
   }
   if (o.mindie_format) {
     if (v1) refuse("--mindie_format", "the MindIE safe_tensor layout is a v0 (W8A8) layout");
+    if (r.save_format == recipe::SaveFormat::kCompressedTensors) {
+      refuse("--mindie_format", "this recipe writes compressed-tensors (its save.format)");
+    }
     r.save_format = recipe::SaveFormat::kMindIE;
   }
   if (v1 && o.batch_size_given) refuse("--batch_size", "modelslim_v1 recipes feed one prompt per forward");

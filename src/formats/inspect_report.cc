@@ -32,7 +32,7 @@ std::string format_inspect_report(const InspectReport& r) {
   s += fmt::format("{:<16}{:>9}{:>9}{:>16}\n\n", "total", total.modules, total.tensors, total.bytes);
 
   for (const InspectViolation& v : r.violations) s += fmt::format("VIOLATION    {}: {}\n", v.subject, v.problem);
-  s += r.ok() ? std::string("check        OK: no violations of the msModelSlim output format\n")
+  s += r.ok() ? fmt::format("check        OK: no violations of the {} format\n", r.layout)
               : fmt::format("check        FAILED: {} violation(s)\n", r.violations.size());
   return s;
 }

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "formats/compressed_tensors/format.h"
 #include "formats/msmodelslim/layouts.h"
 
 namespace moeslim::formats {
@@ -13,6 +14,7 @@ const std::vector<std::unique_ptr<OutputFormat>>& registry() {
   static const std::vector<std::unique_ptr<OutputFormat>> formats = [] {
     std::vector<std::unique_ptr<OutputFormat>> f;
     for (msmodelslim::Layout layout : msmodelslim::all_layouts()) f.push_back(msmodelslim::make_format(layout));
+    f.push_back(compressed_tensors::make_format());
     return f;
   }();
   return formats;
@@ -41,6 +43,7 @@ const OutputFormat& by_name(std::string_view name) {
 }
 
 const OutputFormat& for_recipe(const recipe::Recipe& recipe) {
+  if (recipe.save_format == recipe::SaveFormat::kCompressedTensors) return by_name("compressed-tensors");
   if (recipe.api == recipe::ApiVersion::kV1) return by_name("ascendV1-v1");
   return by_name(recipe.save_format == recipe::SaveFormat::kMindIE ? "mindie" : "ascendV1");
 }

@@ -1,6 +1,7 @@
 // The output formats by name, the one a recipe writes, and the one a directory on disk holds (`eval` and
 // `inspect` are given a directory, not a format). Today's entries are msModelSlim's three layouts
-// (formats/msmodelslim/): "ascendV1", "mindie" and "ascendV1-v1".
+// (formats/msmodelslim/): "ascendV1", "mindie" and "ascendV1-v1", and "compressed-tensors"
+// (formats/compressed_tensors/).
 #pragma once
 
 #include <filesystem>
@@ -18,8 +19,8 @@ std::vector<const OutputFormat*> all_formats();
 // kNotFound naming the known names when there is no format called `name`.
 const OutputFormat& by_name(std::string_view name);
 
-// The format a recipe writes: a v1 recipe writes "ascendV1-v1", a v0 one its save_format ("ascendV1" or
-// "mindie").
+// The format a recipe writes: "compressed-tensors" when its save.format says so; else a v1 recipe writes
+// "ascendV1-v1", a v0 one its save_format ("ascendV1" or "mindie").
 const OutputFormat& for_recipe(const recipe::Recipe& recipe);
 
 // What the pipeline will write for each linear under `recipe`: the scheme of the quantize group claiming the

@@ -85,7 +85,7 @@ bool ModelConfig::is_moe_layer(std::int64_t layer) const {
   return !dense_listed && num_experts > 0 && (layer + 1) % decoder_sparse_step == 0;
 }
 
-ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
+ModelConfig ModelConfig::from_json(const json& j, const std::string& source, Holds holds) {
   if (!j.is_object()) throw Error(ErrorCode::kFormat, "config must be a JSON object", source);
   ConfigReader r(j, source);
   ModelConfig c;
@@ -153,7 +153,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   r.boolean("use_sliding_window", use_sliding_window);
   if (use_sliding_window) r.unsupported("use_sliding_window", "sliding-window attention is not implemented");
   if (c.attention_bias) r.unsupported("attention_bias", "q/k/v/o biases are not implemented (no Qwen3 model has them)");
-  if (const json* qc = r.find("quantization_config", false); qc != nullptr) {
+  if (const json* qc = r.find("quantization_config", false); qc != nullptr && holds == Holds::kFloatModel) {
     r.unsupported("quantization_config", "the checkpoint is already quantized; moeslim needs bf16/f16/f32 weights");
   }
 
@@ -195,7 +195,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   return c;
 }
 
-ModelConfig ModelConfig::load(const std::filesystem::path& model_dir) {
+ModelConfig ModelConfig::load(const std::filesystem::path& model_dir, Holds holds) {
   const auto path = model_dir / "config.json";
   // A missing file is a missing part of the model (kNotFound), not a failed read (kIo).
   std::error_code ec;
@@ -208,7 +208,7 @@ ModelConfig ModelConfig::load(const std::filesystem::path& model_dir) {
   if (!std::filesystem::exists(path, ec)) {
     throw Error(ErrorCode::kNotFound, "no config.json in the model directory", path.string());
   }
-  return from_json(io::read_json_file(path), path.string());
+  return from_json(io::read_json_file(path), path.string(), holds);
 }
 
 void ModelConfig::limit_layers(std::int64_t layer_count) {

@@ -42,10 +42,14 @@ struct ModelConfig {
   std::int64_t kv_width() const { return num_key_value_heads * head_dim; }
   std::int64_t group_size() const { return num_attention_heads / num_key_value_heads; }
 
+  // What a config.json is read as: a float model to quantize, which must not carry a quantization_config, or
+  // a quantized output directory, whose quantization_config its format reads.
+  enum class Holds { kFloatModel, kQuantizedOutput };
+
   // Parses and validates; `source` names the file in error messages.
-  static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& source, Holds holds = Holds::kFloatModel);
   // Reads dir/config.json; kNotFound naming it when the directory or the file is missing.
-  static ModelConfig load(const std::filesystem::path& model_dir);
+  static ModelConfig load(const std::filesystem::path& model_dir, Holds holds = Holds::kFloatModel);
 
   // `--layer_count N`: keep only the first N decoder layers (N must be 1..num_hidden_layers).
   void limit_layers(std::int64_t layer_count);

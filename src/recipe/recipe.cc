@@ -77,13 +77,13 @@ void parse_data(const Source& src, const YAML::Node& node, Recipe& r) {
 void parse_save(const Source& src, const YAML::Node& node, Recipe& r) {
   MapReader m(src, node, "save", {"format"});
   if (!m.has("format")) return;
-  if (r.api == ApiVersion::kV1) {
-    src.fail(m.path("format"),
-             "save.format is v0 only (apiversion modelslim_v0): modelslim_v1 always writes its ascendv1 layout",
-             m.get("format"));
-  }
-  const std::string f = src.as_choice(m.get("format"), m.path("format"), {"ascendV1", "mindie"});
-  r.save_format = f == "mindie" ? SaveFormat::kMindIE : SaveFormat::kAscendV1;
+  const std::vector<std::string> allowed = r.api == ApiVersion::kV1
+                                               ? std::vector<std::string>{"ascendV1-v1", "compressed-tensors"}
+                                               : std::vector<std::string>{"ascendV1", "mindie", "compressed-tensors"};
+  const std::string f = src.as_choice(m.get("format"), m.path("format"), allowed);
+  r.save_format = f == "mindie"               ? SaveFormat::kMindIE
+                  : f == "compressed-tensors" ? SaveFormat::kCompressedTensors
+                                              : SaveFormat::kAscendV1;
 }
 
 Recipe parse(const Source& src, const YAML::Node& root, const std::filesystem::path& file) {

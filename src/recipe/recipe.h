@@ -60,7 +60,9 @@
 namespace moeslim::recipe {
 
 enum class ApiVersion { kV0, kV1 };
-enum class SaveFormat { kAscendV1, kMindIE };  // v0 layouts; v1 recipes always write the v1 layout
+// v0 recipes write msModelSlim's ascendV1 (the default) or MindIE layout, v1 ones its v1 layout; either may write
+// compressed-tensors instead.
+enum class SaveFormat { kAscendV1, kMindIE, kCompressedTensors };
 
 struct Recipe {
   std::filesystem::path file;  // where it was read from

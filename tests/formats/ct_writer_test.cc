@@ -12,7 +12,9 @@
 
 #include "common/test_paths.h"
 #include "core/error.h"
+#include "formats/compressed_tensors/reader.h"
 #include "formats/compressed_tensors/writer.h"
+#include "formats/registry.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
 #include "model/module_id.h"
@@ -74,6 +76,7 @@ TEST_F(CtWriterTest, OneLayerRoundTripsThroughTheCheckpointReader) {
     // A zero bias (what a norm without one is given in msModelSlim's layouts) needs no tensor.
     w.add_norm({{0, model::ModuleRole::kPostAttentionNorm}, ones({config_.hidden_size}),
                 Tensor::zeros(DType::kF32, {config_.hidden_size})});
+    w.add_norm({ModuleId::final_norm(), ones({config_.hidden_size}), Tensor()});
     w.add_float("lm_head.weight", ones({config_.vocab_size, config_.hidden_size}));
     const WrittenOutput out = w.finish(moeslim::testing::bundled_model_dir(), 1);
     EXPECT_EQ(out.description_path, dir_.path() / "config.json");
@@ -97,8 +100,8 @@ TEST_F(CtWriterTest, OneLayerRoundTripsThroughTheCheckpointReader) {
   EXPECT_EQ(ckpt.info("lm_head.weight").dtype, DType::kBF16);
   EXPECT_TRUE(ckpt.contains("model.layers.0.input_layernorm.weight"));
   EXPECT_FALSE(ckpt.contains("model.layers.0.post_attention_layernorm.bias"));
-  // Nothing else: the quantized linears' two tensors each, the router, two norms, embedding and lm_head.
-  EXPECT_EQ(ckpt.names().size(), 2 * written.size() + 5);
+  // Nothing else: the quantized linears' two tensors each, the router, three norms, embedding and lm_head.
+  EXPECT_EQ(ckpt.names().size(), 2 * written.size() + 6);
 
   std::ifstream in(dir_.path() / "config.json");
   const nlohmann::json c = nlohmann::json::parse(in);
@@ -109,6 +112,74 @@ TEST_F(CtWriterTest, OneLayerRoundTripsThroughTheCheckpointReader) {
   EXPECT_EQ(q["ignore"], nlohmann::json({"model.layers.0.mlp.gate", "lm_head"})) << "layer 0 only";
   EXPECT_EQ(q["config_groups"].size(), 2u);
   EXPECT_TRUE(std::filesystem::exists(dir_.path() / "tokenizer.json")) << "side files copied";
+
+  // The registry's size estimate is the bytes written (the layer's q/k_norm aside: this test writes two norms).
+  model::ModelConfig one_layer = config_;
+  one_layer.limit_layers(1);
+  const LinearPlanOf plan = [&](const std::string& module) {
+    const auto it = written.find(module);
+    return it == written.end() ? LinearPlan{} : LinearPlan{it->second.scheme, false};
+  };
+  std::uint64_t stored = 0;
+  for (const std::string& n : ckpt.names()) stored += ckpt.info(n).nbytes();
+  const std::uint64_t head_norms = 2 * static_cast<std::uint64_t>(config_.head_dim) * 2;
+  EXPECT_EQ(by_name("compressed-tensors").estimate_bytes(one_layer, plan, DType::kBF16), stored + head_norms);
+
+  // The reader gives each module the scheme vLLM would, and builds the layer.
+  const CtLayerSource source(dir_.path());
+  EXPECT_EQ(source.scheme_name("model.layers.0.self_attn.q_proj"), "W8A8_DYNAMIC");
+  EXPECT_EQ(source.scheme_name("model.layers.0.mlp.experts.3.down_proj"), "W4A8_DYNAMIC");
+  EXPECT_EQ(source.scheme_name("model.layers.0.mlp.gate"), "FLOAT");
+}
+
+// config.json edited by `edit`, then read: the error the reader gives.
+Error read_error(const std::filesystem::path& dir, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json c = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  const nlohmann::json original = c;
+  edit(c);
+  std::ofstream(dir / "config.json") << c.dump(2);
+  Error result(ErrorCode::kInternal, "");
+  try {
+    CtLayerSource source(dir);
+    source.load_layer(0);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    result = e;
+  }
+  std::ofstream(dir / "config.json") << original.dump(2);
+  return result;
+}
+
+TEST_F(CtWriterTest, TheReaderRefusesWhatItDoesNotRunNamingTheKey) {
+  std::mt19937 rng(9);
+  {
+    CtWriter w(dir_.path(), DType::kBF16);
+    w.add_float("model.embed_tokens.weight", ones({config_.vocab_size, config_.hidden_size}));
+    std::map<std::string, Shape> shapes;
+    for (const model::ExpectedTensor& t : model::expected_layer_tensors(config_, 0)) shapes[t.name] = t.shape;
+    for (const model::ExpectedTensor& t : model::expected_layer_tensors(config_, 0)) {
+      const auto id = model::parse_hf_module_name(t.name.substr(0, t.name.size() - 7));
+      if (!id || id->role == model::ModuleRole::kRouter || id->is_norm()) {
+        w.add_float(t.name, ones(t.shape));
+        continue;
+      }
+      w.add_linear(linear(*id, id->is_expert() ? QuantScheme::kW4A8Dynamic : QuantScheme::kW8A8Dynamic, t.shape, rng));
+    }
+    w.finish(moeslim::testing::bundled_model_dir(), 1);
+  }
+  Error e = read_error(dir_.path(), [](nlohmann::json& c) {
+    c["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "group";
+  });
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(e.field(), "quantization_config.config_groups.group_0.weights.strategy");
+  e = read_error(dir_.path(), [](nlohmann::json& c) { c["quantization_config"]["format"] = "pack-quantized"; });
+  EXPECT_EQ(e.field(), "quantization_config.format");
+  e = read_error(dir_.path(), [](nlohmann::json& c) { c["quantization_config"]["ignore"] = {"lm_head"}; });
+  EXPECT_EQ(e.field(), "quantization_config.ignore") << "the router must be ignored: " << e.what();
+  e = read_error(dir_.path(), [](nlohmann::json& c) {
+    c["quantization_config"]["config_groups"]["group_1"]["input_activations"] = nullptr;
+  });
+  EXPECT_EQ(e.field(), "quantization_config.config_groups.group_1.input_activations");
 }
 
 Error error_of(const std::function<void(CtWriter&)>& f, const std::filesystem::path& dir) {

@@ -169,5 +169,40 @@ TEST(W4A8Cli, RotationAndFlexSmoothingLeaveTheFloatModelsFunction) {
   EXPECT_GT(r["evaluation"]["top1_agreement"].get<double>(), 0.98) << r["evaluation"].dump();
 }
 
+// A recipe with `save: format: compressed-tensors` writes the same numbers as a compressed-tensors checkpoint
+// (int-quantized: W8A8 attention, W4A8 experts, routers ignored), which `inspect` accepts and which evaluates to
+// exactly the msModelSlim output's perplexity, KL and top-1; a recipe with m4's shift is refused before any work,
+// naming the module and the reason.
+TEST(W4A8Cli, CompressedTensorsOutputHoldsTheSameNumbersAsMsModelSlims) {
+  TempDir dir("w4a8_compressed_tensors");
+  const std::string bundled = kConfigs + "/qwen3-235b-w4a8.yaml";
+  std::ofstream(dir.path() / "ct.yaml") << read_whole_file(bundled) << "save:\n  format: compressed-tensors\n";
+  const json ms = quantize(model("tiny-qwen3-moe"), dir.path() / "ms", "--config '" + bundled + "' " + kEval);
+  const json ct = quantize(model("tiny-qwen3-moe"), dir.path() / "ct",
+                           "--config '" + (dir.path() / "ct.yaml").string() + "' " + kEval);
+  ASSERT_FALSE(ms.is_null());
+  ASSERT_FALSE(ct.is_null());
+  expect_inspect_accepts(dir.path() / "ct");
+  for (const char* key : {"quantized_perplexity", "mean_kl", "top1_agreement"}) {
+    EXPECT_EQ(ct["evaluation"][key].get<double>(), ms["evaluation"][key].get<double>()) << key;
+  }
+  const json config = read_json(dir.path() / "ct" / "config.json");
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "compressed-tensors");
+  EXPECT_EQ(config["quantization_config"]["format"], "int-quantized");
+  EXPECT_FALSE(fs::exists(dir.path() / "ct" / "quant_model_description.json"));
+
+  std::string m4 = read_whole_file(kConfigs + "/qwen3-moe-w8a8.yaml");
+  const std::string ascend = "format: ascendV1";
+  ASSERT_NE(m4.find(ascend), std::string::npos);
+  std::ofstream(dir.path() / "m4.yaml") << m4.replace(m4.find(ascend), ascend.size(), "format: compressed-tensors");
+  const CommandResult refused = run_moeslim("quant --model_path " + shell_quoted(model("tiny-qwen3-moe")) +
+                                            " --save_path " + shell_quoted(dir.path() / "m4") + " --config " +
+                                            shell_quoted(dir.path() / "m4.yaml"));
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.err.find("model.layers.0.self_attn.q_proj"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("m4"), std::string::npos) << refused.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "m4"));
+}
+
 }  // namespace
 }  // namespace moeslim::testing

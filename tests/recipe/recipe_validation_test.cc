@@ -291,13 +291,15 @@ TEST(RecipeValidation, EmptyDatasetName) {
 
 TEST(RecipeValidation, SaveFormatInV1) {
   expect_invalid(kV1 + "process:\n" + kQuantV1 + "save: {format: ascendV1}\n", "save.format",
-                 "save.format is v0 only");
+                 "expected one of ascendV1-v1, compressed-tensors");
   expect_valid(kV1 + "process:\n" + kQuantV1 + "save: {}\n");
+  expect_valid(kV1 + "process:\n" + kQuantV1 + "save: {format: ascendV1-v1}\n");
+  expect_valid(kV1 + "process:\n" + kQuantV1 + "save: {format: compressed-tensors}\n");
 }
 
 TEST(RecipeValidation, UnknownSaveFormat) {
   expect_invalid(kV0 + "process:\n" + kQuantV0 + "save: {format: safetensors}\n", "save.format",
-                 "expected one of ascendV1, mindie");
+                 "expected one of ascendV1, mindie, compressed-tensors");
 }
 
 TEST(RecipeValidation, GroupWithNoInclude) {

@@ -1,0 +1,125 @@
+#include "formats/compressed_tensors/format.h"
+
+#include <map>
+
+#include "core/error.h"
+#include "formats/compressed_tensors/quantization_config.h"
+#include "formats/compressed_tensors/reader.h"
+#include "formats/compressed_tensors/writer.h"
+#include "formats/hf_directory.h"
+#include "formats/module_names.h"
+#include "io/checkpoint.h"
+#include "model/module_id.h"
+
+namespace moeslim::formats::compressed_tensors {
+namespace {
+
+class CompressedTensorsFormat final : public OutputFormat {
+ public:
+  std::string_view name() const override { return "compressed-tensors"; }
+
+  void check(const model::ModelConfig& config, const LinearPlanOf& plan_of) const override {
+    quantization_config(config, plan_of);
+  }
+
+  std::unique_ptr<FormatWriter> open_writer(const std::filesystem::path& dir, DType float_dtype) const override {
+    return std::make_unique<CtWriter>(dir, float_dtype);
+  }
+
+  std::unique_ptr<model::LayerSource> open_reader(const std::filesystem::path& dir, model::FloatPrecision precision,
+                                                  std::int64_t layer_count) const override {
+    return std::make_unique<CtLayerSource>(dir, precision, layer_count);
+  }
+
+  // The files, then every module loaded as `eval` loads it: what the loader would refuse is a violation, by
+  // the tensor or config.json key it concerns.
+  InspectReport inspect(const std::filesystem::path& dir) const override {
+    InspectReport r;
+    r.dir = dir;
+    r.layout = std::string(name());
+    r.description_file = kConfigFile;
+    r.model_quant_type = "compressed-tensors";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) throw Error(ErrorCode::kNotFound, "not a directory", dir.string());
+    const auto violation = [&](const Error& e) {
+      r.violations.push_back({e.field().empty() ? (e.file().empty() ? dir.string() : e.file()) : e.field(), e.detail()});
+    };
+    try {
+      const io::Checkpoint ckpt = io::Checkpoint::open(dir);
+      for (const io::ShardStats& s : ckpt.shard_stats()) {
+        r.shard_names.push_back(s.file_name);
+        r.tensor_count += s.tensor_count;
+        r.total_size += s.bytes;
+      }
+      if (ckpt.is_sharded()) r.index_file = "model.safetensors.index.json";
+      CtLayerSource source(dir);
+      r.float_dtype = source.config().torch_dtype == "float16" ? DType::kF16 : DType::kBF16;
+      for (std::int64_t l = 0; l < source.config().num_hidden_layers; ++l) {
+        for (const model::ModuleId& id : model::layer_linears(source.config(), l)) {
+          const std::string module = model::hf_module_name(id);
+          try {
+            InspectTypeSummary& t = r.by_type[source.scheme_name(module)];
+            ++t.modules;
+            for (const std::string& n : ckpt.names_with_prefix(module + ".")) {
+              ++t.tensors;
+              t.bytes += ckpt.info(n).nbytes();
+            }
+          } catch (const Error& e) {
+            violation(e);
+          }
+        }
+        try {
+          source.load_layer(l);
+          source.release_layer(l);
+        } catch (const Error& e) {
+          violation(e);
+        }
+      }
+      try {
+        source.embedding();
+        source.final_norm();
+        source.lm_head();
+      } catch (const Error& e) {
+        violation(e);
+      }
+    } catch (const Error& e) {
+      violation(e);
+    }
+    return r;
+  }
+
+  bool holds(const std::filesystem::path& dir) const override { return holds_compressed_tensors(dir); }
+
+  // The writer's tensors: per quantized linear its I8 weight and [out, 1] scale in the float dtype; float
+  // linears, norm weights, the embedding, the final norm and lm_head (written even when tied) in the float dtype.
+  std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,
+                               DType float_dtype) const override {
+    check(config, plan_of);
+    const std::uint64_t fb = dtype_size(float_dtype);
+    std::uint64_t bytes = 0;
+    for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+      std::map<std::string, bool> linear;
+      for (const model::ModuleId& id : model::layer_linears(config, l)) {
+        linear[tensor_name(model::hf_module_name(id), "weight")] = true;
+      }
+      for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
+        const auto elements = static_cast<std::uint64_t>(shape_numel(t.shape));
+        if (linear.count(t.name) == 0) {
+          bytes += elements * fb;
+          continue;
+        }
+        const LinearPlan plan = plan_of(t.name.substr(0, t.name.size() - std::string(".weight").size()));
+        bytes += plan.scheme == quant::QuantScheme::kFloat ? elements * fb
+                                                           : elements + static_cast<std::uint64_t>(t.shape[0]) * fb;
+      }
+    }
+    const auto embedding = static_cast<std::uint64_t>(config.vocab_size * config.hidden_size);
+    return bytes + static_cast<std::uint64_t>(config.hidden_size) * fb + 2 * embedding * fb;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<OutputFormat> make_format() { return std::make_unique<CompressedTensorsFormat>(); }
+
+}  // namespace moeslim::formats::compressed_tensors
