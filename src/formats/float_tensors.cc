@@ -1,6 +1,7 @@
 #include "formats/float_tensors.h"
 
 #include <cmath>
+#include <bit>
 #include <cstring>
 #include <string>
 
@@ -15,12 +16,6 @@ void check_float_dtype(DType dtype, const char* what) {
     throw Error(ErrorCode::kInvalidArgument,
                 std::string(what) + " must be BF16, F16 or F32, not " + std::string(dtype_name(dtype)));
   }
-}
-
-std::uint32_t f32_bits(float f) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  return bits;
 }
 
 }  // namespace
@@ -50,7 +45,7 @@ std::optional<std::size_t> first_inexact_element(const Tensor& t, DType dtype) {
   const float* v = f32.data<float>();
   for (std::size_t i = 0; i < t.numel(); ++i) {
     if (std::isnan(v[i])) continue;
-    if (f32_bits(round_to_float_dtype(v[i], dtype)) != f32_bits(v[i])) return i;
+    if (std::bit_cast<std::uint32_t>(round_to_float_dtype(v[i], dtype)) != std::bit_cast<std::uint32_t>(v[i])) return i;
   }
   return std::nullopt;
 }

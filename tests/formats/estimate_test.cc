@@ -78,9 +78,11 @@ void write_model(const OutputFormat& format, const LinearPlanOf& plan_of, const 
 }
 
 // The bundled recipes' plans: v0 W8A8 (static attention with m4's q/k/v bias, dynamic experts), v1 W4A8 (dynamic
-// attention, int4 experts); routers float.
+// attention, int4 experts; also in compressed-tensors); routers float.
+bool holds_v1_plan(std::string_view format) { return format == "ascendV1-v1" || format == "compressed-tensors"; }
+
 LinearPlanOf plan_for(std::string_view format) {
-  const bool v1 = format == "ascendV1-v1";
+  const bool v1 = holds_v1_plan(format);
   return [v1](const std::string& module) {
     LinearPlan p;
     const bool expert = module.find(".mlp.") != std::string::npos;
@@ -120,7 +122,7 @@ TEST(OutputFormats, EstimateEqualsWhatIsWrittenAndTheOutputReadsBackAndInspectsC
     const auto source = format->open_reader(out, model::FloatPrecision::kF32, 0);
     EXPECT_EQ(source->config().num_hidden_layers, config.num_hidden_layers);
     const model::DecoderLayer layer = source->load_layer(0);
-    EXPECT_EQ(layer.attn.q_proj->kind(), format->name() == "ascendV1-v1" ? "w8a8_dynamic" : "w8a8");
+    EXPECT_EQ(layer.attn.q_proj->kind(), holds_v1_plan(format->name()) ? "w8a8_dynamic" : "w8a8");
   }
 }
 
@@ -164,8 +166,9 @@ TEST(OutputFormats, CheckRefusesASchemeTheLayoutCannotHoldNamingIt) {
 }
 
 TEST(OutputFormats, RegistryNamesTheKnownFormatsAndDetectsNothingInAFloatCheckpoint) {
-  EXPECT_EQ(all_formats().size(), 3u);
+  EXPECT_EQ(all_formats().size(), 4u);
   EXPECT_EQ(by_name("mindie").name(), "mindie");
+  EXPECT_EQ(by_name("compressed-tensors").name(), "compressed-tensors");
   EXPECT_THROW(by_name("gguf"), Error);
   EXPECT_EQ(detect(testing::bundled_model_dir()), nullptr);
 }

@@ -1,20 +1,12 @@
 #include "formats/msmodelslim/float_encoding.h"
 
+#include <bit>
 #include <cstring>
 #include <string>
 
 #include "core/error.h"
 
 namespace moeslim::formats::msmodelslim {
-namespace {
-
-std::uint32_t f32_bits(float f) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  return bits;
-}
-
-}  // namespace
 
 Tensor encode_deq_scale(const Tensor& deq, DType model_dtype) {
   if (deq.dtype() != DType::kF32) {
@@ -25,7 +17,7 @@ Tensor encode_deq_scale(const Tensor& deq, DType model_dtype) {
   auto* dst = out.mutable_data<std::int64_t>();
   const float* src = deq.data<float>();
   for (std::size_t i = 0; i < deq.numel(); ++i) {
-    dst[i] = static_cast<std::int64_t>(static_cast<std::int32_t>(f32_bits(src[i])));
+    dst[i] = static_cast<std::int64_t>(static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(src[i])));
   }
   return out;
 }
