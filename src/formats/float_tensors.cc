@@ -1,6 +1,7 @@
 #include "formats/float_tensors.h"
 
 #include <cmath>
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <string>
@@ -48,6 +49,12 @@ std::optional<std::size_t> first_inexact_element(const Tensor& t, DType dtype) {
     if (std::bit_cast<std::uint32_t>(round_to_float_dtype(v[i], dtype)) != std::bit_cast<std::uint32_t>(v[i])) return i;
   }
   return std::nullopt;
+}
+
+bool all_zero(const Tensor& t) {
+  const Tensor f = t.to_f32();
+  const float* p = f.data<float>();
+  return std::all_of(p, p + f.numel(), [](float v) { return v == 0.0f; });
 }
 
 }  // namespace moeslim::formats

@@ -18,4 +18,7 @@ Tensor to_float_dtype(const Tensor& t, DType dtype);
 // conversion is exact (a NaN stays a NaN and counts as exact).
 std::optional<std::size_t> first_inexact_element(const Tensor& t, DType dtype);
 
+// Whether every value of `t` (BF16, F16 or F32) is zero: a stored bias or offset that changes nothing.
+bool all_zero(const Tensor& t);
+
 }  // namespace moeslim::formats

@@ -27,7 +27,8 @@ class FloatLinear final : public Linear {
         // packed copy would hold them twice (5–16 % slower GEMMs at expert shapes on one thread, bench/gemm_bench's
         // "bf16 in place" column; the same bits). Where the GEMM needs another form, from_tensor makes the
         // packed copy itself.
-        weight_ = kernels::PreparedWeight::from_tensor(weight, gemm_precision(precision), kernels::WeightStorage::kBorrowed);
+        weight_ = kernels::PreparedWeight::from_tensor(weight, gemm_precision(precision),
+                                                       kernels::WeightStorage::kBorrowed);
         break;
       case DType::kF32:
         weight_ = kernels::PreparedWeight::from_f32(weight.data<float>(), n, k, k, gemm_precision(precision));

@@ -137,6 +137,24 @@ class W8A8StaticLinear final : public Linear {
   std::vector<double> column_bias_;  // quant_bias − 128·Σ_k W, exact
 };
 
+// kInvalidArgument unless `codes` is a non-empty 2-D I8 tensor of int4 values, naming the first code out of range.
+void check_int4_codes(const Tensor& codes) {
+  if (codes.dtype() != DType::kI8 || codes.rank() != 2 || codes.dim(0) <= 0 || codes.dim(1) <= 0) {
+    throw Error(ErrorCode::kInvalidArgument, "int4 codes must be a non-empty 2-D I8 tensor [out, in], got " +
+                                                 std::string(dtype_name(codes.dtype())) + " " +
+                                                 shape_to_string(codes.shape()));
+  }
+  const std::int64_t cols = codes.dim(1);
+  const auto* src = codes.data<std::int8_t>();
+  for (std::int64_t i = 0; i < codes.dim(0) * cols; ++i) {
+    if (src[i] < -8 || src[i] > 7) {
+      throw Error(ErrorCode::kInvalidArgument, "int4 code " + std::to_string(src[i]) + " at row " +
+                                                   std::to_string(i / cols) + ", column " + std::to_string(i % cols) +
+                                                   " is outside [-8, 7]");
+    }
+  }
+}
+
 class DynamicInt8Linear final : public Linear {
  public:
   DynamicInt8Linear(const Tensor& codes, const Tensor& weight_scale, const Tensor& bias, std::string kind)
@@ -194,6 +212,12 @@ std::unique_ptr<Linear> make_w4a8_dynamic_linear(const Tensor& packed_weight, co
   return std::make_unique<DynamicInt8Linear>(unpack_int4_rows(packed_weight), weight_scale, bias, "w4a8_dynamic");
 }
 
+std::unique_ptr<Linear> make_w4a8_dynamic_linear_from_codes(const Tensor& codes, const Tensor& weight_scale,
+                                                            const Tensor& bias) {
+  check_int4_codes(codes);
+  return std::make_unique<DynamicInt8Linear>(codes, weight_scale, bias, "w4a8_dynamic");
+}
+
 Tensor unpack_int4_rows(const Tensor& packed) {
   require(packed.dtype() == DType::kI8 && packed.rank() == 2,
           "packed int4 weight must be a 2-D I8 tensor, got " + std::string(dtype_name(packed.dtype())) + " " +
@@ -216,24 +240,13 @@ Tensor unpack_int4_rows(const Tensor& packed) {
 }
 
 Tensor pack_int4_rows(const Tensor& codes) {
-  if (codes.dtype() != DType::kI8 || codes.rank() != 2 || codes.dim(0) <= 0 || codes.dim(1) <= 0) {
-    throw Error(ErrorCode::kInvalidArgument, "int4 codes must be a non-empty 2-D I8 tensor [out, in], got " +
-                                                 std::string(dtype_name(codes.dtype())) + " " +
-                                                 shape_to_string(codes.shape()));
-  }
+  check_int4_codes(codes);
   const std::int64_t rows = codes.dim(0), cols = codes.dim(1);
   if (rows % 2 != 0) {
     throw Error(ErrorCode::kInvalidArgument, "int4 codes are packed in pairs of output rows, but there are " +
                                                  std::to_string(rows) + " rows (odd)");
   }
   const auto* src = codes.data<std::int8_t>();
-  for (std::int64_t i = 0; i < rows * cols; ++i) {
-    if (src[i] < -8 || src[i] > 7) {
-      throw Error(ErrorCode::kInvalidArgument, "int4 code " + std::to_string(src[i]) + " at row " +
-                                                   std::to_string(i / cols) + ", column " + std::to_string(i % cols) +
-                                                   " is outside [-8, 7]");
-    }
-  }
   Tensor out = Tensor::zeros(DType::kI8, {rows / 2, cols});
   auto* dst = out.mutable_data<std::uint8_t>();
   for (std::int64_t r = 0; r < rows / 2; ++r) {

@@ -35,6 +35,11 @@ std::unique_ptr<Linear> make_w8a8_dynamic_linear(const Tensor& weight, const Ten
 std::unique_ptr<Linear> make_w4a8_dynamic_linear(const Tensor& packed_weight, const Tensor& weight_scale,
                                                  const Tensor& bias = Tensor());
 
+// The same linear from int4 codes one per byte: I8 [out, in] in [−8, 7] (compressed-tensors' int-quantized
+// layout). kInvalidArgument naming the row and column of a code outside [−8, 7].
+std::unique_ptr<Linear> make_w4a8_dynamic_linear_from_codes(const Tensor& codes, const Tensor& weight_scale,
+                                                            const Tensor& bias = Tensor());
+
 // msModelSlim's int4 packing (docs/msmodelslim-format.md §5): byte[r, c] = (q[2r+1, c] << 4) | (q[2r, c] & 0xF),
 // codes in [−8, 7].
 // I8 [rows, in] → I8 [2·rows, in]: even output rows from the low nibbles, odd rows from the high nibbles,

@@ -15,7 +15,9 @@ using model::ModuleRole;
 
 namespace {
 
-kernels::GemmPrecision gram_precision(const LayerContext& c) { return model::gemm_precision(c.settings.float_precision); }
+kernels::GemmPrecision gram_precision(const LayerContext& c) {
+  return model::gemm_precision(c.settings.float_precision);
+}
 
 // H from a sum that saw at least one row.
 std::shared_ptr<InputHessian> finished(HessianAccumulator&& sum) {
@@ -94,9 +96,9 @@ LinearHessians layer_input_hessians(const LayerContext& c, const std::set<Module
     const Tensor& rows = c.observations->rows(owner);  // the real rows, as the float pass saw them
     const std::int64_t n = rows.dim(0), cols = rows.dim(1);
     if (n == 0) continue;
+    static const InputChange kUnchanged;
     const auto change = c.input_changes.find(owner);
-    const InputChange none;
-    const InputChange& ch = change == c.input_changes.end() ? none : change->second;
+    const InputChange& ch = change == c.input_changes.end() ? kUnchanged : change->second;
     HessianAccumulator sum(cols, gram_precision(c));
     if (ch.shift.empty()) {
       sum.add(rows.data<float>(), n, cols);

@@ -63,8 +63,9 @@ std::vector<float> smooth_scales(const std::vector<float>& activation_abs_max,
   return s;
 }
 
-std::vector<float> smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input, std::int64_t q_heads,
-                   std::int64_t kv_heads, std::int64_t head_dim, const SmoothOptions& o) {
+std::vector<float> smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input,
+                                 std::int64_t q_heads, std::int64_t kv_heads, std::int64_t head_dim,
+                                 const SmoothOptions& o) {
   if (kv_heads <= 0 || q_heads % kv_heads != 0) {
     throw Error(ErrorCode::kInvalidArgument, "v->o smoothing: " + std::to_string(q_heads) +
                                                  " attention heads are not a multiple of " +

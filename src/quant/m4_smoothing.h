@@ -29,8 +29,9 @@ std::vector<float> smooth_scales(const std::vector<float>& activation_abs_max,
 // §3.6, in place on F32 copies: v_weight [kv_heads·head_dim, hidden], o_weight [hidden, q_heads·head_dim];
 // `o_input` holds the statistics of o_proj's input. Returns what each of o_proj's input channels is now divided
 // by (the GQA-averaged scale of its kv head's channel).
-std::vector<float> smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input, std::int64_t q_heads,
-                   std::int64_t kv_heads, std::int64_t head_dim, const SmoothOptions& options);
+std::vector<float> smooth_v_to_o(Tensor& v_weight, Tensor& o_weight, const ChannelStatsObserver& o_input,
+                                 std::int64_t q_heads, std::int64_t kv_heads, std::int64_t head_dim,
+                                 const SmoothOptions& options);
 
 struct NormLinearSmoothing {
   Tensor norm_weight;                // F32 [hidden]: γ / s

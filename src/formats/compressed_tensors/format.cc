@@ -1,6 +1,6 @@
 #include "formats/compressed_tensors/format.h"
 
-#include <map>
+#include <set>
 
 #include "core/error.h"
 #include "formats/compressed_tensors/quantization_config.h"
@@ -41,8 +41,9 @@ class CompressedTensorsFormat final : public OutputFormat {
     r.model_quant_type = "compressed-tensors";
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec)) throw Error(ErrorCode::kNotFound, "not a directory", dir.string());
-    const auto violation = [&](const Error& e) {
-      r.violations.push_back({e.field().empty() ? (e.file().empty() ? dir.string() : e.file()) : e.field(), e.detail()});
+    const auto violation = [&](const Error& e) {  // about the tensor or key it names, else its file
+      const std::string& file = e.file().empty() ? dir.string() : e.file();
+      r.violations.push_back({e.field().empty() ? file : e.field(), e.detail()});
     };
     try {
       const io::Checkpoint ckpt = io::Checkpoint::open(dir);
@@ -98,9 +99,9 @@ class CompressedTensorsFormat final : public OutputFormat {
     const std::uint64_t fb = dtype_size(float_dtype);
     std::uint64_t bytes = 0;
     for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
-      std::map<std::string, bool> linear;
+      std::set<std::string> linear;
       for (const model::ModuleId& id : model::layer_linears(config, l)) {
-        linear[tensor_name(model::hf_module_name(id), "weight")] = true;
+        linear.insert(tensor_name(model::hf_module_name(id), "weight"));
       }
       for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
         const auto elements = static_cast<std::uint64_t>(shape_numel(t.shape));

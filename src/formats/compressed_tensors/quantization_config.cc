@@ -19,11 +19,6 @@ constexpr const char* kAttentionTarget = "re:.*self_attn\\.(q|k|v|o|qkv)_proj$";
   throw Error(ErrorCode::kUnsupported, "the compressed-tensors format cannot hold this linear: " + why, {}, module);
 }
 
-bool same(const CtScheme& a, const CtScheme& b) {
-  return a.weight_bits == b.weight_bits && a.group_size == b.group_size && a.symmetric == b.symmetric &&
-         a.int8_token_activations == b.int8_token_activations && a.format == b.format;
-}
-
 nlohmann::ordered_json weight_args(const CtScheme& s) {
   return {{"num_bits", s.weight_bits},
           {"type", "int"},
@@ -62,7 +57,7 @@ void add_to(ClassScheme& c, const CtScheme& s, const std::string& module, const 
     c.first_module = module;
     return;
   }
-  if (!same(*c.scheme, s)) {
+  if (*c.scheme != s) {
     unsupported(module, fmt::format("every quantized {} must share one scheme in this format ({} differs from {})",
                                     what, module, c.first_module));
   }
@@ -114,7 +109,7 @@ nlohmann::ordered_json quantization_config(const model::ModelConfig& config, con
   if (attention.scheme) {
     if (!mlp.scheme) {
       groups.push_back({{"Linear"}, *attention.scheme});
-    } else if (!same(*attention.scheme, *mlp.scheme)) {
+    } else if (*attention.scheme != *mlp.scheme) {
       groups.push_back({{kAttentionTarget}, *attention.scheme});
     }
   }

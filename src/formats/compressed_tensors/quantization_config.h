@@ -30,6 +30,8 @@ struct CtScheme {
   bool symmetric = true;
   bool int8_token_activations = true;  // dynamic per-token symmetric int8 inputs; false: weight-only
   std::string format;                  // "int-quantized" (one code per I8) or "pack-quantized" (int32 words)
+
+  bool operator==(const CtScheme&) const = default;
 };
 
 // The compressed-tensors form of `scheme` for linear `module`; kUnsupported for one the format has no form of

@@ -126,7 +126,9 @@ struct CtLayerSource::Impl {
       }
       Group group{bits == 4 ? quant::QuantScheme::kW4A8Dynamic : quant::QuantScheme::kW8A8Dynamic, {}, false};
       const json targets = g.value("targets", json(nullptr));
-      if (!targets.is_array() || targets.empty()) fail(ErrorCode::kFormat, "must be a non-empty list", path + ".targets");
+      if (!targets.is_array() || targets.empty()) {
+        fail(ErrorCode::kFormat, "must be a non-empty list", path + ".targets");
+      }
       for (std::size_t i = 0; i < targets.size(); ++i) {
         if (targets[i] == "Linear") {
           group.linear_class = true;
@@ -138,7 +140,9 @@ struct CtLayerSource::Impl {
     }
     const json ig = q->value("ignore", json::array());
     if (!ig.is_array()) fail(ErrorCode::kFormat, "must be a list", "quantization_config.ignore");
-    for (std::size_t i = 0; i < ig.size(); ++i) ignore.push_back(matcher(ig[i], fmt::format("quantization_config.ignore[{}]", i)));
+    for (std::size_t i = 0; i < ig.size(); ++i) {
+      ignore.push_back(matcher(ig[i], fmt::format("quantization_config.ignore[{}]", i)));
+    }
   }
 
   // vLLM's order: ignore, then a target naming or matching the module, then the class name.
@@ -173,10 +177,7 @@ struct CtLayerSource::Impl {
 
   // weight_scale [out, 1] in a float dtype, as float32 [out] (vLLM's parameter holds float32).
   Tensor scale(const std::string& module, std::int64_t out) const {
-    const std::string name = tensor_name(module, "weight_scale");
-    if (!ckpt.contains(name)) throw Error(ErrorCode::kNotFound, "missing from the checkpoint", dir.string(), name);
-    const Tensor s = model::read_checked(ckpt, name, {out, 1});
-    return s.to_f32().reshaped({out});
+    return model::read_checked(ckpt, tensor_name(module, "weight_scale"), {out, 1}).to_f32().reshaped({out});
   }
 
   std::unique_ptr<model::Linear> make_linear(const model::ModuleId& id, const Shape& shape) const {
@@ -199,13 +200,11 @@ struct CtLayerSource::Impl {
     const Tensor weight = stored(weight_name, DType::kI8, shape);
     const Tensor s = scale(module, shape[0]);
     if (scheme == quant::QuantScheme::kW8A8Dynamic) return model::make_w8a8_dynamic_linear(weight, s);
-    Tensor packed;
     try {
-      packed = model::pack_int4_rows(weight);  // the runtime's int4 layout; refuses a code outside [-8, 7]
+      return model::make_w4a8_dynamic_linear_from_codes(weight, s);  // refuses a code outside [-8, 7]
     } catch (const Error& e) {
       throw Error(ErrorCode::kFormat, e.detail(), dir.string(), weight_name);
     }
-    return model::make_w4a8_dynamic_linear(packed, s);
   }
 };
 

@@ -17,14 +17,6 @@ namespace {
   throw Error(ErrorCode::kUnsupported, why, {}, tensor);
 }
 
-bool all_zero(const Tensor& t) {
-  const Tensor f = t.to_f32();
-  for (std::size_t i = 0; i < f.numel(); ++i) {
-    if (f.data<float>()[i] != 0.0f) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 CtWriter::CtWriter(std::filesystem::path out_dir, DType float_dtype, std::uint64_t max_shard_bytes)

@@ -133,15 +133,6 @@ std::map<std::string, std::string> read_description(const fs::path& path) {
   return types;
 }
 
-model::ModelConfig read_config(const fs::path& dir) {
-  const fs::path path = dir / "config.json";
-  nlohmann::json j = io::read_json_file(path);
-  // --mindie_format adds {"kv_quant_type": null, ...} here; ModelConfig rejects the key because a float
-  // pipeline cannot use a quantized checkpoint, but this source is exactly the reader for one.
-  if (j.is_object()) j.erase("quantization_config");
-  return model::ModelConfig::from_json(j, path.string());
-}
-
 float bits_to_float(std::uint32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof f);
@@ -159,9 +150,10 @@ struct QuantizedLayerSource::Impl {
   std::map<std::string, std::string> types;
   ShardSet shards;
 
+  // config.json may carry a quantization_config (--mindie_format writes one): it is a quantized output's.
   Impl(const fs::path& d, model::FloatPrecision p, const LayoutRules& r)
-      : dir(d), config(read_config(d)), precision(p), rules(r), description_path(d / r.description_file),
-        types(read_description(description_path)), shards(d) {
+      : dir(d), config(model::ModelConfig::load(d, model::ModelConfig::Holds::kQuantizedOutput)), precision(p),
+        rules(r), description_path(d / r.description_file), types(read_description(description_path)), shards(d) {
     for (const auto& [name, type] : types) {
       if (!shards.contains(name)) {
         throw Error(ErrorCode::kNotFound, "described tensor is missing from the shards (" +
@@ -251,12 +243,6 @@ struct QuantizedLayerSource::Impl {
            name);
     }
     return t;
-  }
-
-  bool all_zero(const Tensor& t) const {
-    const Tensor f = t.to_f32();
-    const float* p = f.data<float>();
-    return std::all_of(p, p + f.numel(), [](float v) { return v == 0.0f; });
   }
 
   // Symmetric weights only: a nonzero weight_offset would need a correction the loaders do not make.
@@ -386,7 +372,7 @@ model::DecoderLayer QuantizedLayerSource::load_layer(std::int64_t layer) {
   const std::string p = model::layer_prefix(layer);
   for (const char* head_norm : {"self_attn.q_norm.bias", "self_attn.k_norm.bias"}) {
     auto it = tensors.find(p + head_norm);
-    if (it != tensors.end() && !m.all_zero(it->second)) {
+    if (it != tensors.end() && !all_zero(it->second)) {
       m.fail(ErrorCode::kUnsupported, "a nonzero per-head q_norm/k_norm bias is not supported", it->first);
     }
   }
@@ -429,7 +415,7 @@ std::unique_ptr<model::Linear> QuantizedLayerSource::lm_head() {
   Tensor bias;
   if (m.shards.contains("model.norm.bias")) {
     const Tensor beta = m.float_tensor("model.norm.bias", {c.hidden_size}).to_f32();
-    if (!m.all_zero(beta)) {
+    if (!all_zero(beta)) {
       const Tensor w = weight.to_f32();
       bias = Tensor::zeros(DType::kF32, {c.vocab_size});
       for (std::int64_t v = 0; v < c.vocab_size; ++v) {
