@@ -53,9 +53,11 @@ class FormatWriter {
 };
 
 // What the pipeline will hand the writer for one linear module ("model.layers.0.self_attn.q_proj"): its
-// scheme (kFloat for the ones left float) and whether it carries a float bias.
+// scheme (kFloat for the ones left float), its grid (W4A16's group size and symmetry) and whether it carries a
+// float bias.
 struct LinearPlan {
   quant::QuantScheme scheme = quant::QuantScheme::kFloat;
+  quant::WeightGrid grid;
   bool has_bias = false;
 };
 using LinearPlanOf = std::function<LinearPlan(const std::string& module)>;

@@ -53,7 +53,10 @@ LinearPlanOf linear_plan(const recipe::Recipe& recipe) {
   const bool m4 = recipe.gives_norms_a_bias();
   return [&recipe, m4](const std::string& module) {
     LinearPlan plan;
-    if (const quant::QuantGroup* group = recipe.group_for(module)) plan.scheme = group->scheme;
+    if (const quant::QuantGroup* group = recipe.group_for(module)) {
+      plan.scheme = group->scheme;
+      plan.grid = group->grid;
+    }
     const std::string leaf = leaf_of(module);
     plan.has_bias = m4 && (leaf == "q_proj" || leaf == "k_proj" || leaf == "v_proj");
     return plan;

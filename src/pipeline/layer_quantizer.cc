@@ -8,6 +8,7 @@
 #include "model/causal_lm.h"
 #include "model/grouped_layer_pass.h"
 #include "model/quantized_linear.h"
+#include "model/weight_only_linear.h"
 #include "pipeline/layer_statistics.h"
 
 namespace moeslim::pipeline {
@@ -18,14 +19,18 @@ using model::ModuleId;
 using model::ModuleRole;
 
 // The runtime linear of `q` when no step calibrates it: float32 for float linears, the integer dynamic linears
-// for W8A8_DYNAMIC and W4A8_DYNAMIC (int4 codes are unpacked, one per int8).
-std::unique_ptr<model::Linear> runtime_linear(const quant::QuantizedLinear& q) {
+// for W8A8_DYNAMIC and W4A8_DYNAMIC (int4 codes are unpacked, one per int8), and for W4A16 a float32 linear on
+// the weight dequantized in the model's float dtype.
+std::unique_ptr<model::Linear> runtime_linear(const quant::QuantizedLinear& q, DType float_dtype) {
   switch (q.scheme) {
     case quant::QuantScheme::kFloat:
       return model::make_float_linear(q.weight, q.bias, model::FloatPrecision::kF32);
     case quant::QuantScheme::kW8A8Dynamic:
     case quant::QuantScheme::kW4A8Dynamic:
       return model::make_w8a8_dynamic_linear(q.weight, q.weight_scale, q.bias);
+    case quant::QuantScheme::kW4A16:
+      return model::make_w4a16_linear(q.weight, q.weight_scale, q.weight_zero_point, q.bias, float_dtype,
+                                      model::FloatPrecision::kF32);
     case quant::QuantScheme::kW8A8:
       break;
   }
@@ -221,7 +226,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       for (const auto& pass : passes) {
         if (auto linear = pass->linear_for(module, q)) return linear;
       }
-      return runtime_linear(q);
+      return runtime_linear(q, c.settings.float_dtype);
     };
     model::DecoderLayer quantized = model::build_layer_without_experts(config, layer, c.tensors, make_runtime);
     bool router_handed_over = false;

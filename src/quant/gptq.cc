@@ -126,6 +126,30 @@ void group_start_weights(const float* original, const float* working, std::int64
   }
 }
 
+// static_groups: the parameters of every group of group_size neighbouring original columns, from the working
+// weights before any update (`original`, [n, ld] in quantization order) into static_scale/static_zero
+// [groups, out] and into the result's scales/zeros [out, groups] (zeros may be null). `rows`: group_size·ld floats.
+void static_group_params(const float* original, std::int64_t ld, const std::vector<std::int64_t>& order,
+                         const GptqOptions& o, std::int64_t out, float* rows, float* static_scale,
+                         float* static_zero, float* scales, float* zeros) {
+  const std::int64_t n = static_cast<std::int64_t>(order.size()), groups = n / o.group_size;
+  std::vector<std::int64_t> position(order.size());  // position[c]: where original column c is quantized
+  for (std::int64_t k = 0; k < n; ++k) position[static_cast<std::size_t>(order[static_cast<std::size_t>(k)])] = k;
+  for (std::int64_t g = 0; g < groups; ++g) {
+    for (std::int64_t a = 0; a < o.group_size; ++a) {
+      const float* src = original + position[static_cast<std::size_t>(g * o.group_size + a)] * ld;
+      std::copy_n(src, out, rows + a * ld);
+    }
+    float* scale = static_scale + g * out;
+    float* zero = static_zero + g * out;
+    group_params(rows, ld, o.group_size, out, o, scale, zero);
+    for (std::int64_t r = 0; r < out; ++r) {
+      scales[r * groups + g] = scale[r];
+      if (zeros != nullptr) zeros[r * groups + g] = zero[r];
+    }
+  }
+}
+
 // Wᵀ in quantization order into wt and wt2 [n, out] (row stride ldw), dead columns zero, through `rows`
 // (kReadRows·read_stride(n) floats of scratch). kInvalidArgument naming the first weight row that holds a NaN or
 // an infinity.
@@ -191,6 +215,7 @@ struct Workspace {
   std::vector<float> scale, zero;  // the current group's parameters per output row
   std::vector<float> column;       // a column of F within a sub-block
   std::vector<float> group_inverse, group_delta, group_rows;  // group_start_weights' scratch and result
+  std::vector<float> static_scale, static_zero;  // static_groups: every group's parameters, [groups, out]
   std::vector<float> read_rows;  // weight rows as they are read
 
   template <typename Vector>
@@ -199,6 +224,11 @@ struct Workspace {
     return v.data();
   }
 };
+
+Workspace& thread_workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
 
 // The upper triangle of h mirrored into a full symmetric matrix (act_order permutes rows and columns alike),
 // tile by tile through a dense transposed copy (reading down a column would touch rows n floats apart, which for
@@ -308,7 +338,11 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
     invalid("group size " + std::to_string(options.group_size) + " does not divide the " + std::to_string(n) +
             " input columns");
   }
-  const std::int64_t gw = options.group_size > 0 ? options.group_size : n, groups = n / gw;
+  // Static groups are fixed before the loop, which then runs as for one group per row (gw = n: nothing to
+  // compute at group starts, blocks not cut at them).
+  const bool static_groups = options.static_groups && options.group_size > 0;
+  const std::int64_t groups = options.group_size > 0 ? n / options.group_size : 1;
+  const std::int64_t gw = static_groups ? n : n / groups;
   const std::int64_t bs = std::min(options.block_size, n);
   GptqResult result;
   result.codes = Tensor::zeros(DType::kI8, {out, n});
@@ -319,7 +353,7 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
   // Rows of the working buffers `ld` floats apart: oneDNN's GEMMs slow down by ~20 % when their C rows are a
   // multiple of 2 KB apart (measured at out = 2048), so such widths get 16 floats of padding.
   const std::int64_t ld = out % 512 == 0 ? out + 16 : out;
-  thread_local Workspace ws;
+  Workspace& ws = thread_workspace();
   float* original = Workspace::sized(ws.original, n * ld);
   float* w = Workspace::sized(ws.working, n * ld);
   float* d = Workspace::sized(ws.deviation, bs * ld);
@@ -328,7 +362,7 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
   float* zero = Workspace::sized(ws.zero, out);
   float* column = Workspace::sized(ws.column, kSubBlock);
   float *group_inverse = nullptr, *group_delta = nullptr, *group_rows = nullptr;
-  if (groups > 1) {
+  if (groups > 1 && !static_groups) {
     group_inverse = Workspace::sized(ws.group_inverse, gw * gw);
     group_delta = Workspace::sized(ws.group_delta, gw * ld);
     group_rows = Workspace::sized(ws.group_rows, gw * ld);
@@ -339,6 +373,13 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
   float* zeros = options.symmetric ? nullptr : result.zero_point.mutable_data<float>();
   const CodeRange range = code_range(options);
   const float* f = hessian.factor.data();  // F, lower: row j holds column j's weights of the earlier columns
+  float *static_scale = nullptr, *static_zero = nullptr;
+  if (static_groups) {
+    static_scale = Workspace::sized(ws.static_scale, groups * out);
+    static_zero = Workspace::sized(ws.static_zero, groups * out);
+    float* rows = Workspace::sized(ws.group_rows, options.group_size * ld);
+    static_group_params(original, ld, hessian.order, options, out, rows, static_scale, static_zero, scales, zeros);
+  }
   using kernels::row_major;
 
   std::int64_t b1 = 0;
@@ -351,7 +392,7 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
     for (std::int64_t c0 = b0; c0 < b1; c0 = c1) {
       c1 = std::min({c0 + kSubBlock, b1, (c0 / gw + 1) * gw});  // a group's first column starts a sub-block
       for (std::int64_t i = c0; i < c1; ++i) {
-        if (i % gw == 0) {
+        if (!static_groups && i % gw == 0) {
           const float* rows = w + i * ld;  // the first group: no compensation yet
           if (i > 0) {
             group_start_weights(original, w, ld, f, n, i, gw, out, group_inverse, group_delta, group_rows);
@@ -364,8 +405,10 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
           }
         }
         float* di = d + (i - b0) * ld;
-        kernels::quantize_codes_elementwise(w + i * ld, scale, zero, out, options.float_dtype, range,
-                                            block_codes + (i - b0) * ld, original + i * ld, di);
+        const std::int64_t g = static_groups ? hessian.order[static_cast<std::size_t>(i)] / options.group_size : 0;
+        kernels::quantize_codes_elementwise(w + i * ld, static_groups ? static_scale + g * out : scale,
+                                            static_groups ? static_zero + g * out : zero, out, options.float_dtype,
+                                            range, block_codes + (i - b0) * ld, original + i * ld, di);
         // w̃_j += F_ji · D_i for the sub-block's later columns (F's column i, gathered).
         if (i + 1 < c1) {
           for (std::int64_t j = i + 1; j < c1; ++j) column[j - i - 1] = f[j * n + i];
@@ -388,7 +431,7 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
 
   if (options.act_order) {
     result.order = hessian.order;
-    if (options.group_size > 0) {
+    if (options.group_size > 0 && !static_groups) {
       result.group_index.resize(static_cast<std::size_t>(n));
       for (std::int64_t k = 0; k < n; ++k) {
         result.group_index[static_cast<std::size_t>(hessian.order[static_cast<std::size_t>(k)])] =
@@ -404,6 +447,54 @@ GptqResult gptq_quantize(const Tensor& weight, std::span<const float> hessian, c
     invalid("weight to quantize must be 2-D, got " + shape_to_string(weight.shape()));
   }
   return gptq_quantize(weight, prepare_gptq_hessian(hessian, weight.dim(1), options), options);
+}
+
+GptqResult round_to_nearest(const Tensor& weight, const GptqOptions& options) {
+  check_options(options);
+  if (weight.rank() != 2 || !is_float_dtype(weight.dtype())) {
+    invalid("weight to quantize must be a 2-D float tensor, got " + std::string(dtype_name(weight.dtype())) + " " +
+            shape_to_string(weight.shape()));
+  }
+  const std::int64_t out = weight.dim(0), n = weight.dim(1);
+  if (options.group_size > 0 && n % options.group_size != 0) {
+    invalid("group size " + std::to_string(options.group_size) + " does not divide the " + std::to_string(n) +
+            " input columns");
+  }
+  const std::int64_t gw = options.group_size > 0 ? options.group_size : n, groups = n / gw;
+  GptqResult result;
+  result.codes = Tensor::zeros(DType::kI8, {out, n});
+  result.scale = Tensor::zeros(DType::kF32, {out, groups});
+  if (!options.symmetric) result.zero_point = Tensor::zeros(DType::kF32, {out, groups});
+  if (out == 0 || n == 0) return result;
+  // GPTQ's loop with nothing to compensate: the identity order, no dead column.
+  GptqHessian identity;
+  identity.columns = n;
+  identity.order.resize(static_cast<std::size_t>(n));
+  std::iota(identity.order.begin(), identity.order.end(), std::int64_t{0});
+  identity.dead.assign(static_cast<std::size_t>(n), 0);
+  const std::int64_t ld = out;
+  Workspace& ws = thread_workspace();
+  float* wt = Workspace::sized(ws.original, n * ld);
+  load_transposed(weight, identity, Workspace::sized(ws.read_rows, kReadRows * read_stride(n)), wt, wt, ld);
+  std::int8_t* block_codes = Workspace::sized(ws.codes, gw * ld);
+  float* scale = Workspace::sized(ws.scale, out);
+  float* zero = Workspace::sized(ws.zero, out);
+  float* scales = result.scale.mutable_data<float>();
+  float* zeros = options.symmetric ? nullptr : result.zero_point.mutable_data<float>();
+  const CodeRange range = code_range(options);
+  for (std::int64_t g = 0; g < groups; ++g) {
+    group_params(wt + g * gw * ld, ld, gw, out, options, scale, zero);
+    for (std::int64_t r = 0; r < out; ++r) {
+      scales[r * groups + g] = scale[r];
+      if (zeros != nullptr) zeros[r * groups + g] = zero[r];
+    }
+    for (std::int64_t a = 0; a < gw; ++a) {
+      kernels::quantize_codes_elementwise(wt + (g * gw + a) * ld, scale, zero, out, options.float_dtype, range,
+                                          block_codes + a * ld);
+    }
+    store_codes(block_codes, ld, g * gw, gw, identity.order, out, n, result.codes.mutable_data<std::int8_t>());
+  }
+  return result;
 }
 
 }  // namespace moeslim::quant

@@ -53,6 +53,12 @@
 // implementation reads the block's weights without their in-block updates when a group starts inside a block;
 // here the result does not depend on block_size.) Per-row scales come from the weights before any update (after
 // step 1).
+//
+// static_groups: each group's parameters come from the weights before any update (after step 1), as per-row
+// scales do, and the groups are group_size neighbouring columns of the original order whatever the quantization
+// order (llm-compressor's "weight"/"static" activation ordering). Then act_order reorders the compensation but
+// not the groups, and a loader needs no g_idx: compressed-tensors' fused-MoE loaders in vLLM take contiguous
+// groups only (docs/compressed-tensors.md §3.a).
 #pragma once
 
 #include <cstdint>
@@ -73,6 +79,7 @@ struct GptqOptions {
   // clamped to ±127 (quantize_weight_int8_per_channel), and its W8A8 linears are written so.
   bool narrow_range = false;
   std::int64_t group_size = 0;      // 0: one scale per output row; else a divisor of `in` (32, 64, 128 in practice)
+  bool static_groups = false;       // groups' parameters from the unupdated weights, groups contiguous (above)
   double dampening = 0.01;          // relative to mean(diag H); > 0
   bool act_order = false;
   // Columns per lazy batch (rounding only); ≥ 1. It is the batch GEMM's K: oneDNN's f32 GEMM runs at ~190
@@ -106,7 +113,8 @@ struct GptqResult {
   Tensor codes;       // I8 [out, in], original column order (int4 codes one per int8, in [−8, 7])
   Tensor scale;       // F32 [out, groups] (groups = 1 per row), each value representable in float_dtype
   Tensor zero_point;  // F32 [out, groups], integer values, when asymmetric; else empty
-  std::vector<std::int32_t> group_index;  // act_order with groups: per original column, its group; else empty
+  // act_order with groups that are not static_groups: per original column, its group; else empty
+  std::vector<std::int32_t> group_index;
   std::vector<std::int64_t> order;        // act_order: the quantization order (GptqHessian::order); else empty
 };
 
@@ -117,5 +125,11 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
 
 // prepare_gptq_hessian, then the above.
 GptqResult gptq_quantize(const Tensor& weight, std::span<const float> hessian, const GptqOptions& options);
+
+// The same grid without compensation: every code rounded to nearest, each group's (or row's) parameters from its
+// own weights, groups contiguous. What gptq_quantize gives for a diagonal Hessian, without one: the data-free
+// quantizer of a grouped linear (a W4A16 group's minmax, and GPTQ's fallback for a starved expert). The options'
+// dampening, act_order, static_groups and block_size do not apply. Errors as gptq_quantize's.
+GptqResult round_to_nearest(const Tensor& weight, const GptqOptions& options);
 
 }  // namespace moeslim::quant

@@ -6,6 +6,9 @@
 // A linear that too few calibration tokens reached (an expert the router seldom picks), or whose Hessian is not
 // positive definite even after dampening, is quantized by the group's data-free fallback (`gptq_fallback`: ssz
 // by default in v1, minmax, v0's only one) instead, and the report names it with the reason.
+// W4A16 (v1): GPTQ on the group's grid (`group_size`, `symmetric`). With act_order the groups stay contiguous
+// and their parameters come from the unupdated weights (GptqOptions::static_groups), so that the output needs
+// no g_idx. Its fallback is minmax on the same grid whatever gptq_fallback says: ssz has no per-group form.
 #include <climits>
 #include <string>
 
@@ -16,6 +19,7 @@
 #include "quant/linear_quantizer.h"
 #include "quant/step_registry.h"
 #include "quant/v1_weight_quant.h"
+#include "quant/w4a16_weight.h"
 
 namespace moeslim::quant {
 namespace {
@@ -47,7 +51,8 @@ class Gptq final : public WeightMethod {
             {"gptq_fallback", s_.fallback == V1WeightMethod::kSsz ? "ssz" : "minmax"}};
   }
   bool supports(QuantScheme s) const override {
-    return s_.v1 ? v1_weight_quant_produces(s) : s == QuantScheme::kW8A8 || s == QuantScheme::kW8A8Dynamic;
+    return s_.v1 ? v1_weight_quant_produces(s) || s == QuantScheme::kW4A16
+                 : s == QuantScheme::kW8A8 || s == QuantScheme::kW8A8Dynamic;
   }
   bool needs_input_hessian() const override { return true; }
 
@@ -62,9 +67,11 @@ class Gptq final : public WeightMethod {
       throw Error(ErrorCode::kInternal, "the Hessian does not fit the weight", {}, name + ".weight");
     }
     const std::int64_t in = l.weight.dim(1);
-    GptqOptions o;
-    o.bits = l.scheme == QuantScheme::kW4A8Dynamic ? WeightBits::kInt4 : WeightBits::kInt8;
+    const bool w4a16 = l.scheme == QuantScheme::kW4A16;
+    GptqOptions o = w4a16 ? w4a16_options(l.grid, l.float_dtype) : GptqOptions{};
+    if (!w4a16) o.bits = l.scheme == QuantScheme::kW4A8Dynamic ? WeightBits::kInt4 : WeightBits::kInt8;
     o.narrow_range = !s_.v1;
+    o.static_groups = s_.act_order;
     o.dampening = s_.dampening;
     o.act_order = s_.act_order;
     o.float_dtype = l.float_dtype;
@@ -83,6 +90,7 @@ class Gptq final : public WeightMethod {
     } catch (const Error& e) {
       throw Error(e.code(), e.detail(), {}, name + ".weight");
     }
+    if (w4a16) return {w4a16_linear(l.module, l.grid, std::move(r)), {}};
     QuantizedLinear q;
     q.module = l.module;
     q.scheme = l.scheme;
@@ -95,6 +103,9 @@ class Gptq final : public WeightMethod {
  private:
   // v1: ssz with V1WeightOptions' step count (msModelSlim's ext.step default) or minmax; v0: v0's minmax.
   QuantizedWeight fall_back(const LinearToQuantize& l, const std::string& why) const {
+    if (l.scheme == QuantScheme::kW4A16) {
+      return {quantize_w4a16_minmax(l.module, l.weight, l.grid, l.float_dtype), why + "; quantized with minmax"};
+    }
     const char* method = s_.fallback == V1WeightMethod::kSsz ? "ssz" : "minmax";
     QuantizedLinear q = s_.v1 ? quantize_linear_weight_v1(l.module, l.scheme, l.weight, s_.fallback,
                                                           {.float_dtype = l.float_dtype})

@@ -22,6 +22,9 @@ using io::yaml::MapReader;
 // Router names probed when checking that a group leaves the router float: every layer index a Qwen3-MoE model
 // has (Qwen3-235B has 94 layers), so a layer-specific glob is caught too.
 constexpr int kProbeLayers = 128;
+// W4A16's default group: the size llm-compressor's W4A16 preset and vLLM's Marlin kernels are built around.
+constexpr std::int64_t kDefaultW4A16GroupSize = 128;
+constexpr const char* kSchemes = "w8a8, w8a8_dynamic, w4a8_dynamic, w4a16";
 
 QuantScheme parse_scheme(const StepInput& in, const YAML::Node& node, const std::string& path) {
   const io::yaml::Source& src = in.src;
@@ -30,10 +33,10 @@ QuantScheme parse_scheme(const StepInput& in, const YAML::Node& node, const std:
   if (node.IsScalar() && (node.Scalar() == "float" || node.Scalar() == "FLOAT")) {
     src.fail(path,
              "'float' is not a quantization scheme: linears that no group claims stay float, so leave them out "
-             "of every include (or exclude them); allowed: w8a8, w8a8_dynamic, w4a8_dynamic",
+             "of every include (or exclude them); allowed: " + std::string(kSchemes),
              node);
   }
-  const std::string v = src.as_choice(node, path, {"w8a8", "w8a8_dynamic", "w4a8_dynamic"});
+  const std::string v = src.as_choice(node, path, {"w8a8", "w8a8_dynamic", "w4a8_dynamic", "w4a16"});
   if (v == "w8a8") {
     if (in.defaults.v1) {
       src.fail(path,
@@ -52,7 +55,44 @@ QuantScheme parse_scheme(const StepInput& in, const YAML::Node& node, const std:
     }
     return QuantScheme::kW4A8Dynamic;
   }
+  if (v == "w4a16") {
+    if (!in.defaults.v1) {
+      src.fail(path, "w4a16 is written only by the v1 pipeline: use apiversion modelslim_v1", node);
+    }
+    return QuantScheme::kW4A16;
+  }
   return QuantScheme::kW8A8Dynamic;
+}
+
+// `group_size` (input columns per scale, 0 for one per output channel; 128 by default) and `symmetric` (true by
+// default): w4a16's grid. The other schemes' layouts are per channel and symmetric, so the keys are refused there.
+WeightGrid parse_grid(const io::yaml::Source& src, const MapReader& m, QuantScheme scheme) {
+  WeightGrid grid;
+  if (scheme != QuantScheme::kW4A16) {
+    for (const char* key : {"group_size", "symmetric"}) {
+      if (m.has(key)) {
+        src.fail(m.path(key),
+                 fmt::format("{} applies only to scheme w4a16 ({} is per channel and symmetric)", key,
+                             quant_scheme_name(scheme)),
+                 m.get(key));
+      }
+    }
+    return grid;
+  }
+  grid.group_size = kDefaultW4A16GroupSize;
+  if (m.has("group_size")) {
+    grid.group_size = src.as_int(m.get("group_size"), m.path("group_size"), 0, 1 << 20);
+    if (grid.group_size % 8 != 0) {
+      src.fail(m.path("group_size"),
+               "a group size must be 0 (one scale per output channel) or a multiple of 8 (eight int4 codes fill "
+               "one packed word); 32, 64 and 128 are what vLLM's kernels take",
+               m.get("group_size"));
+    }
+  }
+  if (m.has("symmetric")) {
+    grid.symmetric = src.as_choice(m.get("symmetric"), m.path("symmetric"), {"true", "false"}) == "true";
+  }
+  return grid;
 }
 
 std::vector<std::string> parse_globs(const io::yaml::Source& src, const YAML::Node& node, const std::string& path,
@@ -71,7 +111,7 @@ std::vector<std::string> parse_globs(const io::yaml::Source& src, const YAML::No
 // The group keys every group has, plus every weight method's own keys (a key of a method the group does not
 // use is reported with the method it belongs to).
 std::vector<std::string> group_keys() {
-  std::vector<std::string> keys = {"include", "exclude", "scheme", "weight"};
+  std::vector<std::string> keys = {"include", "exclude", "scheme", "group_size", "symmetric", "weight"};
   for (const WeightMethodEntry& m : weight_method_registry()) keys.insert(keys.end(), m.keys.begin(), m.keys.end());
   return keys;
 }
@@ -113,6 +153,7 @@ QuantGroup parse_group(const StepInput& in, const YAML::Node& node, const std::s
   g.include = parse_globs(src, m.require("include"), m.path("include"), /*non_empty=*/true);
   if (m.has("exclude")) g.exclude = parse_globs(src, m.get("exclude"), m.path("exclude"), /*non_empty=*/false);
   g.scheme = parse_scheme(in, m.require("scheme"), m.path("scheme"));
+  g.grid = parse_grid(src, m, g.scheme);
   const WeightMethodEntry& method = find_method(in, m);
   g.method = method.parse(StepInput{src, node, path, in.defaults}, m);
   if (!g.method->supports(g.scheme)) {
@@ -163,6 +204,10 @@ nlohmann::ordered_json QuantizeStep::settings() const {
   nlohmann::ordered_json groups = nlohmann::ordered_json::array();
   for (const QuantGroup& g : groups_) {
     nlohmann::ordered_json j = {{"include", g.include}, {"exclude", g.exclude}, {"scheme", quant_scheme_name(g.scheme)}};
+    if (g.scheme == QuantScheme::kW4A16) {
+      j["group_size"] = g.grid.group_size;
+      j["symmetric"] = g.grid.symmetric;
+    }
     j["weight"] = g.method->settings();
     groups.push_back(j);
   }
@@ -252,7 +297,8 @@ QuantizedWeight QuantizeStep::quantize_linear(const LayerContext& c, const model
     return {float_linear(module, weight, c.bias(module)), {}};
   }
   const Tensor bias = c.bias(module);
-  QuantizedWeight q = group->method->quantize({module, group->scheme, weight, bias, c.settings.float_dtype, hessian});
+  QuantizedWeight q =
+      group->method->quantize({module, group->scheme, weight, bias, c.settings.float_dtype, group->grid, hessian});
   if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));
   return q;
 }
@@ -281,7 +327,7 @@ StepList parse_quantize_step(const StepInput& in) {
   const io::yaml::Source& src = in.src;
   if (!in.node.IsSequence()) {
     src.fail(in.path,
-             "expected a list of groups (include, exclude, scheme, weight, ssz_steps), got " +
+             "expected a list of groups (include, exclude, scheme, group_size, symmetric, weight and its keys), got " +
                  io::yaml::describe(in.node),
              in.node);
   }

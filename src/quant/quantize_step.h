@@ -17,6 +17,7 @@ struct QuantGroup {
   std::vector<std::string> include;  // fnmatch globs on Hugging Face module names; at least one
   std::vector<std::string> exclude;
   QuantScheme scheme = QuantScheme::kW8A8Dynamic;  // never kFloat
+  WeightGrid grid;  // kW4A16's group size and symmetry (`group_size`, `symmetric`); the default for the others
   std::shared_ptr<const WeightMethod> method;
   bool matches(const std::string& module) const;  // some include matches and no exclude matches
 };

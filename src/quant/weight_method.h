@@ -48,6 +48,7 @@ struct LinearToQuantize {
   const Tensor& weight;  // [out, in] BF16/F16/F32, any view
   const Tensor& bias;    // F32 [out] or empty, kept as the float bias where the scheme has one
   DType float_dtype;     // the model's
+  WeightGrid grid;       // kW4A16's group size and symmetry (the group's); the other schemes use the default
   // For a method that needs_input_hessian(): the Hessian of the linear's input, or nullptr when no calibration
   // row reached it (an expert the router never picked).
   const InputHessian* hessian = nullptr;

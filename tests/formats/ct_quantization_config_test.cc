@@ -118,7 +118,7 @@ TEST(CtQuantizationConfig, RefusesWhatItCannotHoldNamingTheModule) {
   Error e = error_of(plan(QuantScheme::kW8A8, QuantScheme::kW8A8Dynamic));
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
   EXPECT_EQ(e.field(), "model.layers.0.self_attn.q_proj");
-  EXPECT_TRUE(contains(e.what(), "w8a8_dynamic or w4a8_dynamic")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "w8a8_dynamic, w4a8_dynamic or w4a16")) << e.what();
 
   e = error_of([](const std::string& module) {
     LinearPlan p;

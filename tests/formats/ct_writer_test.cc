@@ -118,7 +118,7 @@ TEST_F(CtWriterTest, OneLayerRoundTripsThroughTheCheckpointReader) {
   one_layer.limit_layers(1);
   const LinearPlanOf plan = [&](const std::string& module) {
     const auto it = written.find(module);
-    return it == written.end() ? LinearPlan{} : LinearPlan{it->second.scheme, false};
+    return it == written.end() ? LinearPlan{} : LinearPlan{it->second.scheme, {}, false};
   };
   std::uint64_t stored = 0;
   for (const std::string& n : ckpt.names()) stored += ckpt.info(n).nbytes();
@@ -172,8 +172,11 @@ TEST_F(CtWriterTest, TheReaderRefusesWhatItDoesNotRunNamingTheKey) {
   });
   EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
   EXPECT_EQ(e.field(), "quantization_config.config_groups.group_0.weights.strategy");
-  e = read_error(dir_.path(), [](nlohmann::json& c) { c["quantization_config"]["format"] = "pack-quantized"; });
+  e = read_error(dir_.path(), [](nlohmann::json& c) { c["quantization_config"]["format"] = "float-quantized"; });
   EXPECT_EQ(e.field(), "quantization_config.format");
+  // pack-quantized int4 is read weight-only (W4A16); with int8 inputs it has no scheme moeslim runs.
+  e = read_error(dir_.path(), [](nlohmann::json& c) { c["quantization_config"]["format"] = "pack-quantized"; });
+  EXPECT_EQ(e.field(), "quantization_config.config_groups.group_0.input_activations");
   e = read_error(dir_.path(), [](nlohmann::json& c) { c["quantization_config"]["ignore"] = {"lm_head"}; });
   EXPECT_EQ(e.field(), "quantization_config.ignore") << "the router must be ignored: " << e.what();
   e = read_error(dir_.path(), [](nlohmann::json& c) {

@@ -130,7 +130,7 @@ TEST(OutputFormats, Int4ExpertsHalveWhatInt8ExpertsWrite) {
   const model::ModelConfig config = model::ModelConfig::load(testing::bundled_model_dir());
   const OutputFormat& v1 = by_name("ascendV1-v1");
   const auto int8 = [](const std::string& m) {
-    return LinearPlan{m.ends_with("mlp.gate") ? quant::QuantScheme::kFloat : quant::QuantScheme::kW8A8Dynamic, false};
+    return LinearPlan{m.ends_with("mlp.gate") ? quant::QuantScheme::kFloat : quant::QuantScheme::kW8A8Dynamic, {}, false};
   };
   const auto int4 = [&](const std::string& m) {
     LinearPlan p = int8(m);
@@ -149,7 +149,7 @@ TEST(OutputFormats, Int4ExpertsHalveWhatInt8ExpertsWrite) {
 
 TEST(OutputFormats, CheckRefusesASchemeTheLayoutCannotHoldNamingIt) {
   const model::ModelConfig config = model::ModelConfig::load(testing::bundled_model_dir());
-  const auto all = [](quant::QuantScheme s) { return [s](const std::string&) { return LinearPlan{s, false}; }; };
+  const auto all = [](quant::QuantScheme s) { return [s](const std::string&) { return LinearPlan{s, {}, false}; }; };
   for (const auto& [name, scheme] : {std::pair{"ascendV1", quant::QuantScheme::kW4A8Dynamic},
                                      std::pair{"mindie", quant::QuantScheme::kW4A8Dynamic},
                                      std::pair{"ascendV1-v1", quant::QuantScheme::kW8A8}}) {

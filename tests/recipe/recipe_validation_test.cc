@@ -218,9 +218,29 @@ TEST(RecipeValidation, W4A8InV0) {
                  "w4a8_dynamic is written only by the v1 pipeline");
 }
 
+TEST(RecipeValidation, W4A16AndItsGrid) {
+  expect_valid(v1_group("include: ['*mlp.experts*'], scheme: w4a16"));
+  expect_valid(v1_group("include: ['*'], exclude: ['*.mlp.gate'], scheme: w4a16, group_size: 0, symmetric: false, "
+                        "weight: gptq"));
+  expect_invalid(v0_group("include: ['*self_attn*'], scheme: w4a16"), "process[1].quantize[0].scheme",
+                 "w4a16 is written only by the v1 pipeline");
+  expect_invalid(v1_group("include: ['*self_attn*'], scheme: w8a8_dynamic, group_size: 128"),
+                 "process[1].quantize[0].group_size", "group_size applies only to scheme w4a16");
+  expect_invalid(v1_group("include: ['*mlp.experts*'], scheme: w4a8_dynamic, symmetric: false"),
+                 "process[1].quantize[0].symmetric", "symmetric applies only to scheme w4a16");
+  expect_invalid(v1_group("include: ['*mlp.experts*'], scheme: w4a16, group_size: 100"),
+                 "process[1].quantize[0].group_size", "a multiple of 8");
+  expect_invalid(v1_group("include: ['*mlp.experts*'], scheme: w4a16, group_size: -8"),
+                 "process[1].quantize[0].group_size", "out of range");
+  expect_invalid(v1_group("include: ['*mlp.experts*'], scheme: w4a16, symmetric: maybe"),
+                 "process[1].quantize[0].symmetric", "true, false");
+  expect_invalid(v1_group("include: ['*mlp.experts*'], scheme: w4a16, weight: ssz"), "process[1].quantize[0].scheme",
+                 "weight method ssz cannot produce W4A16");
+}
+
 TEST(RecipeValidation, UnknownScheme) {
-  expect_invalid(v1_group("include: ['*mlp.experts*'], scheme: w4a16"), "process[1].quantize[0].scheme",
-                 "expected one of w8a8, w8a8_dynamic, w4a8_dynamic");
+  expect_invalid(v1_group("include: ['*mlp.experts*'], scheme: w4a4"), "process[1].quantize[0].scheme",
+                 "expected one of w8a8, w8a8_dynamic, w4a8_dynamic, w4a16");
   expect_invalid(v1_group("include: ['*mlp.experts*']"), "process[1].quantize[0].scheme",
                  "missing required key 'scheme'");
 }

@@ -91,8 +91,8 @@ class CompressedTensorsFormat final : public OutputFormat {
 
   bool holds(const std::filesystem::path& dir) const override { return holds_compressed_tensors(dir); }
 
-  // The writer's tensors: per quantized linear its I8 weight and [out, 1] scale in the float dtype; float
-  // linears, norm weights, the embedding, the final norm and lm_head (written even when tied) in the float dtype.
+  // The writer's tensors: per quantized linear those of ct_linear_tensors; float linears, norm weights, the
+  // embedding, the final norm and lm_head (written even when tied) in the float dtype.
   std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,
                                DType float_dtype) const override {
     check(config, plan_of);
@@ -109,9 +109,16 @@ class CompressedTensorsFormat final : public OutputFormat {
           bytes += elements * fb;
           continue;
         }
-        const LinearPlan plan = plan_of(t.name.substr(0, t.name.size() - std::string(".weight").size()));
-        bytes += plan.scheme == quant::QuantScheme::kFloat ? elements * fb
-                                                           : elements + static_cast<std::uint64_t>(t.shape[0]) * fb;
+        const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
+        const LinearPlan plan = plan_of(module);
+        if (plan.scheme == quant::QuantScheme::kFloat) {
+          bytes += elements * fb;
+          continue;
+        }
+        const CtScheme s = ct_scheme(plan.scheme, plan.grid, module);
+        for (const CtTensor& c : ct_linear_tensors(s, t.shape[0], t.shape[1], float_dtype, module)) {
+          bytes += static_cast<std::uint64_t>(shape_numel(c.shape)) * dtype_size(c.dtype);
+        }
       }
     }
     const auto embedding = static_cast<std::uint64_t>(config.vocab_size * config.hidden_size);

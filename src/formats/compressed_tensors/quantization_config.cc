@@ -65,17 +65,39 @@ void add_to(ClassScheme& c, const CtScheme& s, const std::string& module, const 
 
 }  // namespace
 
-CtScheme ct_scheme(quant::QuantScheme scheme, const std::string& module) {
+CtScheme ct_scheme(quant::QuantScheme scheme, const quant::WeightGrid& grid, const std::string& module) {
   switch (scheme) {
     case quant::QuantScheme::kW8A8Dynamic:
       return {8, 0, true, true, "int-quantized"};
     case quant::QuantScheme::kW4A8Dynamic:
       return {4, 0, true, true, "int-quantized"};
+    case quant::QuantScheme::kW4A16:
+      return {4, grid.group_size, grid.symmetric, false, "pack-quantized"};
     default:
-      unsupported(module, fmt::format("scheme {} has no compressed-tensors form here; use w8a8_dynamic or "
-                                      "w4a8_dynamic",
+      unsupported(module, fmt::format("scheme {} has no compressed-tensors form here; use w8a8_dynamic, "
+                                      "w4a8_dynamic or w4a16",
                                       quant::quant_scheme_name(scheme)));
   }
+}
+
+std::vector<CtTensor> ct_linear_tensors(const CtScheme& s, std::int64_t out, std::int64_t in, DType float_dtype,
+                                        const std::string& module) {
+  if (s.format == "int-quantized") return {{"weight", DType::kI8, {out, in}}, {"weight_scale", float_dtype, {out, 1}}};
+  if (in % 8 != 0) {
+    unsupported(module, fmt::format("its {} input columns are not a multiple of 8, the int4 codes one packed int32 "
+                                    "word holds",
+                                    in));
+  }
+  if (s.group_size > 0 && in % s.group_size != 0) {
+    unsupported(module, fmt::format("group_size {} does not divide its {} input columns; pick a divisor", s.group_size,
+                                    in));
+  }
+  const std::int64_t groups = s.group_size > 0 ? in / s.group_size : 1;
+  std::vector<CtTensor> t = {{"weight_packed", DType::kI32, {out, in / 8}},
+                             {"weight_scale", float_dtype, {out, groups}},
+                             {"weight_shape", DType::kI64, {2}}};
+  if (!s.symmetric) t.push_back({"weight_zero_point", DType::kI32, {(out + 7) / 8, groups}});
+  return t;
 }
 
 nlohmann::ordered_json quantization_config(const model::ModelConfig& config, const LinearPlanOf& plan_of,
@@ -84,6 +106,10 @@ nlohmann::ordered_json quantization_config(const model::ModelConfig& config, con
   ClassScheme attention, mlp;
   nlohmann::ordered_json ignore = nlohmann::ordered_json::array();
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    std::map<std::string, Shape> weight_shape;  // by module
+    for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
+      if (t.name.ends_with(".weight")) weight_shape[t.name.substr(0, t.name.size() - 7)] = t.shape;
+    }
     for (const model::ModuleId& id : model::layer_linears(config, l)) {
       const std::string module = model::hf_module_name(id);
       const LinearPlan plan = plan_of(module);
@@ -95,7 +121,13 @@ nlohmann::ordered_json quantization_config(const model::ModelConfig& config, con
         unsupported(module, "it carries a float bias (m4's norm-linear shift folds one into q/k/v_proj), which "
                             "vLLM's Qwen3-MoE attention does not load; smooth with flex_smooth instead");
       }
-      const CtScheme s = ct_scheme(plan.scheme, module);
+      const CtScheme s = ct_scheme(plan.scheme, plan.grid, module);
+      if (s.format == "pack-quantized" && !s.symmetric && id.is_expert()) {
+        unsupported(module, "vLLM's fused-MoE methods load only symmetric int4 experts; set symmetric: true in the "
+                            "experts' quantize group");
+      }
+      const Shape& shape = weight_shape.at(module);
+      ct_linear_tensors(s, shape[0], shape[1], DType::kBF16, module);  // refuses what cannot be packed
       const bool is_attention = id.role == model::ModuleRole::kQProj || id.role == model::ModuleRole::kKProj ||
                                 id.role == model::ModuleRole::kVProj || id.role == model::ModuleRole::kOProj;
       add_to(is_attention ? attention : mlp, s, module, is_attention ? "attention linear" : "expert or MLP linear");
@@ -130,16 +162,21 @@ nlohmann::ordered_json quantization_config(const model::ModelConfig& config, con
     g["weights"] = weight_args(s);
     config_groups["group_" + std::to_string(i)] = std::move(g);
   }
-  return {{"config_groups", std::move(config_groups)},
-          {"format", mixed ? "mixed-precision" : groups.front().second.format},
-          {"global_compression_ratio", nullptr},
-          {"ignore", std::move(ignore)},
-          {"kv_cache_scheme", nullptr},
-          {"quant_method", "compressed-tensors"},
-          {"quantization_status", "compressed"},
-          {"sparsity_config", nlohmann::ordered_json::object()},
-          {"transform_config", nlohmann::ordered_json::object()},
-          {"version", version}};
+  nlohmann::ordered_json q = {{"config_groups", std::move(config_groups)},
+                              {"format", mixed ? "mixed-precision" : groups.front().second.format}};
+  // vLLM-Ascend's W4A16 MoE method: the experts' group size (groups.front() holds the MLP's scheme if any).
+  if (groups.front().second.format == "pack-quantized" && groups.front().second.group_size > 0) {
+    q["group_size"] = groups.front().second.group_size;
+  }
+  q["global_compression_ratio"] = nullptr;
+  q["ignore"] = std::move(ignore);
+  q["kv_cache_scheme"] = nullptr;
+  q["quant_method"] = "compressed-tensors";
+  q["quantization_status"] = "compressed";
+  q["sparsity_config"] = nlohmann::ordered_json::object();
+  q["transform_config"] = nlohmann::ordered_json::object();
+  q["version"] = version;
+  return q;
 }
 
 }  // namespace moeslim::formats::compressed_tensors

@@ -8,12 +8,15 @@
 //     current vLLM would otherwise quantize) and lm_head always;
 //   `format` is the groups' one format, or "mixed-precision" with each group carrying its own (a per-group
 //     format key is written only then: compressed-tensors before 0.11 refuses it);
-//   only the QuantizationArgs keys every compressed-tensors version accepts (no scale_dtype / zp_dtype).
+//   only the QuantizationArgs keys every compressed-tensors version accepts (no scale_dtype / zp_dtype);
+//   with W4A16 experts, a top-level `group_size`: vLLM-Ascend's W4A16 MoE method reads the group size there
+//     (default 32), not from the group's arguments; compressed-tensors and vLLM ignore it.
 // What the layout cannot hold is refused with kUnsupported naming the module.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -34,9 +37,25 @@ struct CtScheme {
   bool operator==(const CtScheme&) const = default;
 };
 
-// The compressed-tensors form of `scheme` for linear `module`; kUnsupported for one the format has no form of
-// (static W8A8: its activation offset and m4's bias have no place that vLLM's Qwen3-MoE loads).
-CtScheme ct_scheme(quant::QuantScheme scheme, const std::string& module);
+// The compressed-tensors form of `scheme` (on `grid`, W4A16's) for linear `module`; kUnsupported for one the
+// format has no form of (static W8A8: its activation offset and m4's bias have no place that vLLM's Qwen3-MoE
+// loads).
+CtScheme ct_scheme(quant::QuantScheme scheme, const quant::WeightGrid& grid, const std::string& module);
+
+// One stored tensor of a quantized linear: its name after the module's ("weight_packed"), dtype and shape.
+struct CtTensor {
+  std::string suffix;
+  DType dtype;
+  Shape shape;
+};
+
+// The tensors a linear of scheme `s` with an [out, in] weight is stored as, in the order written (§2.2, §2.3):
+// int-quantized: weight I8 [out, in], weight_scale [out, 1]; pack-quantized: weight_packed I32 [out, in/8],
+// weight_scale [out, groups], weight_shape I64 [2], and weight_zero_point I32 [ceil(out/8), groups] when
+// asymmetric. Scales in `float_dtype`. kUnsupported naming `module` when the group size does not divide `in`
+// or `in` is not a multiple of 8 (vLLM's packed parameters).
+std::vector<CtTensor> ct_linear_tensors(const CtScheme& s, std::int64_t out, std::int64_t in, DType float_dtype,
+                                        const std::string& module);
 
 // The compressed-tensors version written in `version`: llm-compressor's current one. No reader uses it.
 inline constexpr const char* kWrittenVersion = "0.18.0";

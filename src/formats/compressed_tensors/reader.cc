@@ -1,5 +1,7 @@
 #include "formats/compressed_tensors/reader.h"
 
+#include <cstring>
+#include <map>
 #include <regex>
 #include <vector>
 
@@ -7,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "formats/compressed_tensors/int4_words.h"
+#include "formats/compressed_tensors/quantization_config.h"
 #include "formats/hf_directory.h"
 #include "formats/module_names.h"
 #include "io/checkpoint.h"
@@ -14,6 +18,7 @@
 #include "model/layer_loader.h"
 #include "model/module_id.h"
 #include "model/quantized_linear.h"
+#include "model/weight_only_linear.h"
 #include "quant/quant_types.h"
 
 namespace moeslim::formats::compressed_tensors {
@@ -36,9 +41,17 @@ struct Matcher {
 
 struct Group {
   quant::QuantScheme scheme;
+  quant::WeightGrid grid;      // W4A16's
   std::vector<Matcher> names;  // its targets other than "Linear"
   bool linear_class = false;   // it targets "Linear"
 };
+
+// args[key], or null when absent (or args is not an object).
+json value_of(const json& args, const char* key) {
+  if (!args.is_object()) return nullptr;
+  const auto it = args.find(key);
+  return it == args.end() ? json(nullptr) : *it;
+}
 
 }  // namespace
 
@@ -74,26 +87,80 @@ struct CtLayerSource::Impl {
     return m;
   }
 
-  // `args` must hold `key` equal to `want` (a JSON value); `what` says what the runtime would need.
-  void require(const json& args, const std::string& path, const char* key, const json& want) const {
-    const auto it = args.find(key);
-    const json got = it == args.end() ? json(nullptr) : *it;
-    if (got != want) {
-      fail(ErrorCode::kUnsupported,
-           fmt::format("{} is {}; moeslim reads int-quantized channel weights with dynamic per-token int8 inputs "
-                       "({} = {})",
-                       key, got.dump(), key, want.dump()),
-           path + "." + key);
+  // `args` must hold `key` equal to one of `want` (JSON values).
+  void require(const json& args, const std::string& path, const char* key, const std::vector<json>& want) const {
+    const json got = value_of(args, key);
+    for (const json& w : want) {
+      if (got == w) return;
     }
+    std::vector<std::string> allowed;
+    for (const json& w : want) allowed.push_back(w.dump());
+    fail(ErrorCode::kUnsupported,
+         fmt::format("{} is {}; moeslim reads int-quantized channel weights with dynamic per-token int8 inputs and "
+                     "pack-quantized int4 weights with float inputs ({} = {})",
+                     key, got.dump(), key, fmt::join(allowed, " or ")),
+         path + "." + key);
+  }
+
+  // A group's weights and inputs as one of the schemes moeslim runs.
+  Group group_scheme(const std::string& format, const std::string& format_key, const json& g,
+                     const std::string& path) const {
+    const json weights = value_of(g, "weights");
+    if (!weights.is_object()) fail(ErrorCode::kFormat, "must be an object", path + ".weights");
+    const json inputs = value_of(g, "input_activations");
+    const std::string w = path + ".weights";
+    require(weights, w, "type", {"int"});
+    require(weights, w, "dynamic", {false});
+    if (format == "pack-quantized") {
+      require(weights, w, "num_bits", {4});
+      require(weights, w, "strategy", {"group", "channel"});
+      require(weights, w, "symmetric", {true, false});
+      // "weight"/"static" order GPTQ's columns but keep contiguous groups: the same tensors as no actorder.
+      require(weights, w, "actorder", {nullptr, "weight", "static"});
+      if (!inputs.is_null()) {
+        fail(ErrorCode::kUnsupported, "pack-quantized int4 weights with quantized inputs have no vLLM scheme moeslim "
+                                      "runs; moeslim reads them weight-only (input_activations null)",
+             path + ".input_activations");
+      }
+      Group group{quant::QuantScheme::kW4A16, {}, {}, false};
+      group.grid.symmetric = value_of(weights, "symmetric") == true;
+      if (value_of(weights, "strategy") == "group") {
+        const json gs = value_of(weights, "group_size");
+        if (!gs.is_number_integer() || gs.get<std::int64_t>() < 1 || gs.get<std::int64_t>() > (1 << 20)) {
+          fail(ErrorCode::kFormat, "must be a positive integer for strategy group, got " + gs.dump(),
+               w + ".group_size");
+        }
+        group.grid.group_size = gs.get<std::int64_t>();
+      }
+      return group;
+    }
+    if (format != "int-quantized") {
+      fail(ErrorCode::kUnsupported, fmt::format("format '{}': moeslim reads int-quantized and pack-quantized", format),
+           format_key);
+    }
+    require(weights, w, "num_bits", {4, 8});
+    require(weights, w, "symmetric", {true});
+    require(weights, w, "strategy", {"channel"});
+    require(weights, w, "actorder", {nullptr});
+    if (!inputs.is_object()) {
+      fail(ErrorCode::kUnsupported, "weight-only int-quantized layers have no vLLM scheme; moeslim reads dynamic "
+                                    "per-token int8 inputs", path + ".input_activations");
+    }
+    for (const auto& [key, want] : std::vector<std::pair<const char*, json>>{
+             {"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "token"}, {"dynamic", true}}) {
+      require(inputs, path + ".input_activations", key, {want});
+    }
+    const bool int4 = value_of(weights, "num_bits") == 4;
+    return {int4 ? quant::QuantScheme::kW4A8Dynamic : quant::QuantScheme::kW8A8Dynamic, {}, {}, false};
   }
 
   void parse(const json& root) {
     const auto q = root.find("quantization_config");
     if (q == root.end() || !q->is_object()) fail(ErrorCode::kFormat, "missing or not an object", "quantization_config");
-    if (q->value("quant_method", "") != "compressed-tensors") {
+    if (value_of(*q, "quant_method") != "compressed-tensors") {
       fail(ErrorCode::kFormat, "is not compressed-tensors", "quantization_config.quant_method");
     }
-    const std::string top_format = q->value("format", "");
+    const json top_format = value_of(*q, "format");
     const auto cg = q->find("config_groups");
     if (cg == q->end() || !cg->is_object() || cg->empty()) {
       fail(ErrorCode::kFormat, "must be a non-empty object", "quantization_config.config_groups");
@@ -101,31 +168,12 @@ struct CtLayerSource::Impl {
     for (const auto& [name, g] : cg->items()) {
       const std::string path = "quantization_config.config_groups." + name;
       if (!g.is_object()) fail(ErrorCode::kFormat, "must be an object", path);
-      const std::string format = g.contains("format") ? g["format"].get<std::string>() : top_format;
-      if (format != "int-quantized") {
-        fail(ErrorCode::kUnsupported, fmt::format("format '{}': moeslim reads int-quantized", format),
-             g.contains("format") ? path + ".format" : "quantization_config.format");
-      }
-      const json weights = g.value("weights", json(nullptr));
-      if (!weights.is_object()) fail(ErrorCode::kFormat, "must be an object", path + ".weights");
-      const int bits = weights.value("num_bits", 0);
-      if (bits != 4 && bits != 8) fail(ErrorCode::kUnsupported, "must be 4 or 8", path + ".weights.num_bits");
-      require(weights, path + ".weights", "type", "int");
-      require(weights, path + ".weights", "symmetric", true);
-      require(weights, path + ".weights", "strategy", "channel");
-      require(weights, path + ".weights", "dynamic", false);
-      require(weights, path + ".weights", "actorder", nullptr);
-      const json inputs = g.value("input_activations", json(nullptr));
-      if (!inputs.is_object()) {
-        fail(ErrorCode::kUnsupported, "weight-only int-quantized layers have no vLLM scheme; moeslim reads dynamic "
-                                      "per-token int8 inputs", path + ".input_activations");
-      }
-      for (const auto& [key, want] : std::vector<std::pair<const char*, json>>{
-               {"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "token"}, {"dynamic", true}}) {
-        require(inputs, path + ".input_activations", key, want);
-      }
-      Group group{bits == 4 ? quant::QuantScheme::kW4A8Dynamic : quant::QuantScheme::kW8A8Dynamic, {}, false};
-      const json targets = g.value("targets", json(nullptr));
+      const bool own_format = g.contains("format");
+      const json format = own_format ? g["format"] : top_format;
+      const std::string format_key = own_format ? path + ".format" : "quantization_config.format";
+      if (!format.is_string()) fail(ErrorCode::kFormat, "must be a string, got " + format.dump(), format_key);
+      Group group = group_scheme(format.get<std::string>(), format_key, g, path);
+      const json targets = value_of(g, "targets");
       if (!targets.is_array() || targets.empty()) {
         fail(ErrorCode::kFormat, "must be a non-empty list", path + ".targets");
       }
@@ -138,25 +186,25 @@ struct CtLayerSource::Impl {
       }
       groups.push_back(std::move(group));
     }
-    const json ig = q->value("ignore", json::array());
+    const json ig = q->contains("ignore") ? (*q)["ignore"] : json::array();
     if (!ig.is_array()) fail(ErrorCode::kFormat, "must be a list", "quantization_config.ignore");
     for (std::size_t i = 0; i < ig.size(); ++i) {
       ignore.push_back(matcher(ig[i], fmt::format("quantization_config.ignore[{}]", i)));
     }
   }
 
-  // vLLM's order: ignore, then a target naming or matching the module, then the class name.
-  quant::QuantScheme scheme_of(const std::string& module) const {
+  // vLLM's order: ignore, then a target naming or matching the module, then the class name. nullptr: float.
+  const Group* group_of(const std::string& module) const {
     for (const Matcher& m : ignore) {
-      if (m.matches(module)) return quant::QuantScheme::kFloat;
+      if (m.matches(module)) return nullptr;
     }
     for (const Group& g : groups) {
       for (const Matcher& m : g.names) {
-        if (m.matches(module)) return g.scheme;
+        if (m.matches(module)) return &g;
       }
     }
     for (const Group& g : groups) {
-      if (g.linear_class) return g.scheme;
+      if (g.linear_class) return &g;
     }
     fail(ErrorCode::kFormat, "no config group targets " + module + " and ignore does not list it (vLLM refuses it)",
          "quantization_config");
@@ -180,6 +228,41 @@ struct CtLayerSource::Impl {
     return model::read_checked(ckpt, tensor_name(module, "weight_scale"), {out, 1}).to_f32().reshaped({out});
   }
 
+  // A pack-quantized int4 linear (weight-only), dequantized per group in its scales' dtype as vLLM's WNA16
+  // kernels do in the model's (moeslim writes the scales in it).
+  std::unique_ptr<model::Linear> w4a16_linear(const std::string& module, const quant::WeightGrid& grid,
+                                              const Shape& shape) const {
+    const std::int64_t out = shape[0], in = shape[1];
+    const std::string scale_name = tensor_name(module, "weight_scale");
+    DType scale_dtype = DType::kBF16;
+    if (ckpt.contains(scale_name) && is_float_dtype(ckpt.info(scale_name).dtype)) scale_dtype = ckpt.info(scale_name).dtype;
+    std::vector<CtTensor> layout;
+    try {
+      layout = ct_linear_tensors(ct_scheme(quant::QuantScheme::kW4A16, grid, module), out, in, scale_dtype, module);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kUnsupported, e.detail(), config_file.string(), module);
+    }
+    std::map<std::string, Tensor> t;
+    for (const CtTensor& c : layout) t[c.suffix] = stored(tensor_name(module, c.suffix), c.dtype, c.shape);
+    const std::string shape_name = tensor_name(module, "weight_shape");
+    std::int64_t dims[2];
+    std::memcpy(dims, t.at("weight_shape").bytes(), sizeof dims);  // a view need not be aligned
+    if (dims[0] != out || dims[1] != in) {
+      throw Error(ErrorCode::kFormat, fmt::format("holds [{}, {}], the weight is {}", dims[0], dims[1],
+                                                  shape_to_string(shape)),
+                  dir.string(), shape_name);
+    }
+    const std::string weight_name = tensor_name(module, "weight_packed");
+    try {
+      const Tensor codes = unpack_int4_columns(t.at("weight_packed"), in);
+      Tensor zero;
+      if (!grid.symmetric) zero = unpack_int4_rows_from_words(t.at("weight_zero_point"), out).to_f32();
+      return model::make_w4a16_linear(codes, t.at("weight_scale").to_f32(), zero, Tensor(), scale_dtype, precision);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kFormat, e.detail(), dir.string(), weight_name);
+    }
+  }
+
   std::unique_ptr<model::Linear> make_linear(const model::ModuleId& id, const Shape& shape) const {
     const std::string module = model::hf_module_name(id);
     const std::string weight_name = tensor_name(module, "weight");
@@ -187,9 +270,9 @@ struct CtLayerSource::Impl {
       throw Error(ErrorCode::kUnsupported, "a linear bias is not part of vLLM's Qwen3-MoE", dir.string(),
                   tensor_name(module, "bias"));
     }
-    const quant::QuantScheme scheme = scheme_of(module);
+    const Group* group = group_of(module);
     const bool router = id.role == model::ModuleRole::kRouter;
-    if (scheme == quant::QuantScheme::kFloat) {
+    if (group == nullptr) {
       return model::make_float_linear(model::read_checked(ckpt, weight_name, shape), Tensor(),
                                       router ? model::FloatPrecision::kF32 : precision);
     }
@@ -197,9 +280,10 @@ struct CtLayerSource::Impl {
       fail(ErrorCode::kUnsupported, "the router " + module + " must be listed in ignore (it stays float)",
            "quantization_config.ignore");
     }
+    if (group->scheme == quant::QuantScheme::kW4A16) return w4a16_linear(module, group->grid, shape);
     const Tensor weight = stored(weight_name, DType::kI8, shape);
     const Tensor s = scale(module, shape[0]);
-    if (scheme == quant::QuantScheme::kW8A8Dynamic) return model::make_w8a8_dynamic_linear(weight, s);
+    if (group->scheme == quant::QuantScheme::kW8A8Dynamic) return model::make_w8a8_dynamic_linear(weight, s);
     try {
       return model::make_w4a8_dynamic_linear_from_codes(weight, s);  // refuses a code outside [-8, 7]
     } catch (const Error& e) {
@@ -218,7 +302,8 @@ CtLayerSource::~CtLayerSource() = default;
 const model::ModelConfig& CtLayerSource::config() const { return impl_->config; }
 
 std::string CtLayerSource::scheme_name(const std::string& module) const {
-  return quant::quant_scheme_name(impl_->scheme_of(module));
+  const Group* g = impl_->group_of(module);
+  return quant::quant_scheme_name(g == nullptr ? quant::QuantScheme::kFloat : g->scheme);
 }
 
 model::DecoderLayer CtLayerSource::load_layer(std::int64_t layer) {
@@ -270,7 +355,7 @@ bool holds_compressed_tensors(const fs::path& dir) {
   try {
     const json root = io::read_ordered_json_file(dir / kConfigFile);
     const auto q = root.find("quantization_config");
-    return q != root.end() && q->is_object() && q->value("quant_method", "") == "compressed-tensors";
+    return q != root.end() && value_of(*q, "quant_method") == "compressed-tensors";
   } catch (const Error&) {
     return false;
   }

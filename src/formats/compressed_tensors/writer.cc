@@ -1,9 +1,13 @@
 #include "formats/compressed_tensors/writer.h"
 
+#include <cmath>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "formats/compressed_tensors/int4_words.h"
 #include "formats/compressed_tensors/quantization_config.h"
 #include "formats/float_tensors.h"
 #include "formats/hf_directory.h"
@@ -15,6 +19,24 @@ namespace {
 
 [[noreturn]] void unsupported(const std::string& tensor, const std::string& why) {
   throw Error(ErrorCode::kUnsupported, why, {}, tensor);
+}
+
+// An asymmetric W4A16 linear's zero points (F32 [out, groups], integers in [−8, 7]) packed eight rows a word.
+Tensor packed_zero_points(const quant::QuantizedLinear& linear, const Shape& shape) {
+  const Tensor& z = linear.weight_zero_point;
+  const std::string name = tensor_name(module_path(linear), "weight_zero_point");
+  if (z.dtype() != DType::kF32 || z.numel() != static_cast<std::size_t>(shape_numel(shape))) {
+    throw Error(ErrorCode::kInternal, "zero points must be F32 " + shape_to_string(shape), {}, name);
+  }
+  Tensor codes = Tensor::zeros(DType::kI8, shape);
+  const float* src = z.data<float>();
+  for (std::size_t i = 0; i < z.numel(); ++i) {
+    if (!(src[i] >= -8.0f && src[i] <= 7.0f && src[i] == std::nearbyint(src[i]))) {
+      throw Error(ErrorCode::kInternal, fmt::format("zero point {} is not an int4 integer", src[i]), {}, name);
+    }
+    codes.mutable_data<std::int8_t>()[i] = static_cast<std::int8_t>(src[i]);
+  }
+  return pack_int4_rows_to_words(codes);
 }
 
 }  // namespace
@@ -63,16 +85,19 @@ void CtWriter::add_linear(const quant::QuantizedLinear& linear) {
     add(tensor_name(module, "weight"), to_float_dtype(linear.weight, float_dtype_));
     return;
   }
-  ct_scheme(linear.scheme, module);  // refuses a scheme with no compressed-tensors form
+  const CtScheme scheme = ct_scheme(linear.scheme, linear.grid, module);  // refuses one with no form here
   const Tensor& w = linear.weight;
   if (w.dtype() != DType::kI8 || w.rank() != 2) {
     throw Error(ErrorCode::kInternal, "quantized weight must be I8 [out, in], got " + shape_to_string(w.shape()), {},
                 tensor_name(module, "weight"));
   }
+  const std::int64_t out = w.dim(0), in = w.dim(1);
+  const std::vector<CtTensor> layout = ct_linear_tensors(scheme, out, in, float_dtype_, module);
   const std::string scale_name = tensor_name(module, "weight_scale");
-  if (linear.weight_scale.numel() != static_cast<std::size_t>(w.dim(0))) {
-    throw Error(ErrorCode::kInternal, fmt::format("{} scales for {} output channels", linear.weight_scale.numel(),
-                                                  w.dim(0)),
+  const Shape& scale_shape = layout[1].shape;  // [out, 1] or [out, groups]
+  if (linear.weight_scale.numel() != static_cast<std::size_t>(shape_numel(scale_shape))) {
+    throw Error(ErrorCode::kInternal, fmt::format("{} scales where the layout has {}", linear.weight_scale.numel(),
+                                                  shape_to_string(scale_shape)),
                 {}, scale_name);
   }
   if (const auto i = first_inexact_element(linear.weight_scale, float_dtype_)) {
@@ -82,9 +107,20 @@ void CtWriter::add_linear(const quant::QuantizedLinear& linear) {
                             *i, dtype_name(float_dtype_)),
                 {}, scale_name);
   }
-  add(tensor_name(module, "weight"), w);
-  add(scale_name, to_float_dtype(linear.weight_scale, float_dtype_).reshaped({w.dim(0), 1}));
-  written_[module] = {linear.scheme, false};
+  const Tensor scale = to_float_dtype(linear.weight_scale, float_dtype_).reshaped(scale_shape);
+  if (scheme.format == "int-quantized") {
+    add(tensor_name(module, "weight"), w);
+    add(scale_name, scale);
+  } else {
+    add(tensor_name(module, "weight_packed"), pack_int4_columns(w));
+    add(scale_name, scale);
+    Tensor shape = Tensor::zeros(DType::kI64, {2});
+    shape.mutable_data<std::int64_t>()[0] = out;
+    shape.mutable_data<std::int64_t>()[1] = in;
+    add(tensor_name(module, "weight_shape"), shape);
+    if (!scheme.symmetric) add(tensor_name(module, "weight_zero_point"), packed_zero_points(linear, scale_shape));
+  }
+  written_[module] = {linear.scheme, linear.grid, false};
 }
 
 WrittenOutput CtWriter::finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,

@@ -1,8 +1,10 @@
 // Writes a quantized model as a compressed-tensors checkpoint (docs/compressed-tensors.md §2), streaming:
 //   model-0000k-of-0000N.safetensors + model.safetensors.index.json, Hugging Face's names;
-//   a quantized linear "<module>": `weight` I8 [out, in] (int8 codes, or int4 codes one per byte: the
-//     int-quantized layout vLLM's W8A8 and W4A8 int schemes read) and `weight_scale` [out, 1] in the model's
-//     float dtype (values exact in it, as the v1 quantizers make them);
+//   a quantized linear "<module>" as ct_linear_tensors lays it out (quantization_config.h): W8A8_DYNAMIC and
+//     W4A8_DYNAMIC int-quantized, `weight` I8 [out, in] (int8 codes, or int4 codes one per byte: what vLLM's
+//     W8A8 and W4A8 int schemes read) and `weight_scale` [out, 1]; W4A16 pack-quantized, `weight_packed` (eight
+//     int4 codes an int32 word, int4_words.h), `weight_scale` [out, groups], `weight_shape` and, asymmetric,
+//     `weight_zero_point`. Scales in the model's float dtype (values exact in it, as the quantizers make them);
 //   float tensors (embedding, norms, routers, linears left float, lm_head) in the model's float dtype, by
 //     their checkpoint names;
 //   config.json: the input's, with `quantization_config` (quantization_config.h) made at finish() from the

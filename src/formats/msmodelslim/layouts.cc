@@ -83,7 +83,12 @@ class LayoutFormat final : public OutputFormat {
     const SchemeRule* rule = rules_.scheme(plan.scheme);
     if (rule == nullptr) {
       throw Error(ErrorCode::kUnsupported,
-                  fmt::format("the {} layout cannot hold {} linears", rules_.name, quant::quant_scheme_name(plan.scheme)),
+                  fmt::format("the {} layout cannot hold {} linears{}", rules_.name,
+                              quant::quant_scheme_name(plan.scheme),
+                              plan.scheme == quant::QuantScheme::kW4A16
+                                  ? " (msModelSlim's formats have no weight-only int4): add `save: {format: "
+                                    "compressed-tensors}` to the recipe"
+                                  : ""),
                   {}, module);
     }
     return *rule;

@@ -328,7 +328,9 @@ struct QuantizedLayerSource::Impl {
         return model::make_w8a8_dynamic_linear(weight, loaded_weight_scale(module, *rule, out), bias);
       case quant::QuantScheme::kW4A8Dynamic:
         return model::make_w4a8_dynamic_linear(weight, loaded_weight_scale(module, *rule, out), bias);
-      case quant::QuantScheme::kFloat: break;
+      case quant::QuantScheme::kFloat:
+      case quant::QuantScheme::kW4A16:  // no msModelSlim layout has it
+        break;
     }
     throw Error(ErrorCode::kUnsupported, "quantization type '" + type + "' is not implemented by the runtime",
                 description_path.string(), wname);
