@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/resources.h"
 #include "core/error.h"
+#include "formats/registry.h"
 #include "quant/step_registry.h"
 #include "recipe/recipe.h"
 
@@ -50,6 +51,14 @@ std::string one_line(const std::string& text) {
   return out;
 }
 
+// "<format>: <runtime>, <runtime>": what the recipe writes and which serving runtimes load it.
+std::string output_text(const recipe::Recipe& r) {
+  const formats::OutputFormat& format = formats::for_recipe(r);
+  std::string runtimes;
+  for (const std::string& rt : format.runtimes(formats::linear_plan(r))) runtimes += (runtimes.empty() ? "" : ", ") + rt;
+  return std::string(format.name()) + ": " + (runtimes.empty() ? "no runtime known" : runtimes);
+}
+
 std::string match_text(const recipe::Recipe& r) {
   if (r.quant_type.empty()) return "-";
   std::string types;
@@ -78,14 +87,15 @@ int run_recipes(const RecipesOptions& o) {
     throw Error(ErrorCode::kNotFound, "no bundled recipe named '" + o.show + "'; available: " + names,
                 configs.string(), "--show");
   }
-  std::printf("%-24s %-39s %-13s %-26s %-31s %s\n", "NAME", "FILE (under configs/)", "APIVERSION",
-              "ONE-CLICK MATCH", "STEPS", "PICK IT WHEN");
+  std::printf("%-27s %-42s %-13s %-26s %-31s %-51s %s\n", "NAME", "FILE (under configs/)", "APIVERSION",
+              "ONE-CLICK MATCH", "STEPS", "WRITES: RUNS ON", "PICK IT WHEN");
   for (const auto& r : all) {
     std::string steps;
     for (const std::string& s : r.step_names()) steps += (steps.empty() ? "" : ",") + s;
-    std::printf("%-24s %-39s %-13s %-26s %-31s %s\n", r.name.c_str(),
+    std::printf("%-27s %-42s %-13s %-26s %-31s %-51s %s\n", r.name.c_str(),
                 r.file.lexically_relative(configs).generic_string().c_str(), r.defaults.apiversion.c_str(),
-                match_text(r).c_str(), steps.c_str(), one_line(r.use_when.empty() ? r.description : r.use_when).c_str());
+                match_text(r).c_str(), steps.c_str(), output_text(r).c_str(),
+                one_line(r.use_when.empty() ? r.description : r.use_when).c_str());
   }
   return 0;
 }
@@ -96,9 +106,10 @@ CommandRunner register_recipes(CLI::App& app) {
   auto opts = std::make_shared<RecipesOptions>();
   CLI::App* sub = app.add_subcommand(
       "recipes",
-      "List the bundled quantization recipes (configs/**/*.yaml): name, file, msModelSlim API version, the\n"
-      "--model_type/--quant_type pair the one-click path resolves to it (if any), its steps in order and\n"
-      "when to pick it (the recipe's use_when line).\n"
+      "List the bundled quantization recipes (configs/**/*.yaml): name, msModelSlim API version, the\n"
+      "--model_type/--quant_type pair the one-click path resolves to it (if any), its steps in order, the\n"
+      "output format it writes with the serving runtimes that load it (MindIE, vLLM-Ascend, vLLM GPU,\n"
+      "vLLM CPU), and when to pick it (the recipe's use_when line).\n"
       "--show NAME prints a recipe's YAML, a starting point for your own `moeslim quant --config FILE`;\n"
       "--steps lists the steps a recipe's process may name and the weight methods its quantize groups may use.\n"
       "Example: moeslim recipes --show qwen3-30b-w4a8");

@@ -95,6 +95,11 @@ class OutputFormat {
   // what check() refuses.
   virtual std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,
                                        DType float_dtype) const = 0;
+
+  // The serving runtimes that load a model written with `plan_of` in this format ("MindIE", "vLLM-Ascend",
+  // "vLLM GPU", "vLLM CPU"), judged by the schemes of layer 0's attention and experts, from what the runtimes'
+  // loaders accept (docs/msmodelslim-format.md, docs/compressed-tensors.md). Empty when none does.
+  virtual std::vector<std::string> runtimes(const LinearPlanOf& plan_of) const = 0;
 };
 
 }  // namespace moeslim::formats

@@ -51,7 +51,8 @@ TEST(BundledRecipes, AllLoadSortedByName) {
   for (const auto& r : all) names.push_back(r.name);
   EXPECT_EQ(names, (std::vector<std::string>{"qwen3-235b-w4a8", "qwen3-235b-w4a8-gptq", "qwen3-235b-w4a8-rot",
                                              "qwen3-30b-w4a8", "qwen3-30b-w4a8-gptq", "qwen3-30b-w4a8-plus",
-                                             "qwen3-30b-w4a8-rot", "qwen3-moe-w4a8-rot-gptq", "qwen3-moe-w8a8",
+                                             "qwen3-30b-w4a8-rot", "qwen3-moe-w4a16-gptq", "qwen3-moe-w4a8-rot-gptq",
+                                             "qwen3-moe-w4a8-rot-gptq-ct", "qwen3-moe-w8a8", "qwen3-moe-w8a8-dynamic",
                                              "qwen3-moe-w8a8-plus"}));
   for (const auto& r : all) {
     EXPECT_EQ(r.name, r.file.stem().string()) << "name and file stem differ";
@@ -156,6 +157,37 @@ TEST(BundledRecipes, PlusVariantsAddSubgraphsAndHaveNoMatch) {
   }
   EXPECT_EQ(w8.batch_size, w8_base.batch_size);
   EXPECT_EQ(w8.anti_dataset, w8_base.anti_dataset);
+}
+
+// The compressed-tensors recipes (docs/compressed-tensors.md): what each writes, for which runtime.
+TEST(BundledRecipes, CompressedTensorsRecipes) {
+  const Names all_four = {"norm-linear", "ov", "moe-input", "up-down"};
+  const Recipe w4a16 = bundled("qwen3-moe-w4a16-gptq.yaml");
+  EXPECT_EQ(w4a16.save_format, SaveFormat::kCompressedTensors);
+  EXPECT_EQ(w4a16.find_step("rotate"), nullptr);
+  EXPECT_EQ(subgraphs(w4a16), all_four);
+  for (const std::string& m : {attn(0, "q_proj"), attn(47, "o_proj"), expert(3, 127, "down_proj")}) {
+    EXPECT_EQ(assignment(w4a16, m), "W4A16 gptq") << m;
+    EXPECT_EQ(w4a16.group_for(m)->grid, (quant::WeightGrid{128, true})) << m;
+  }
+  EXPECT_EQ(assignment(w4a16, router(0)), "float");
+
+  const Recipe w8a8 = bundled("qwen3-moe-w8a8-dynamic.yaml");
+  EXPECT_EQ(w8a8.save_format, SaveFormat::kCompressedTensors);
+  EXPECT_NE(w8a8.find_step("rotate"), nullptr);
+  EXPECT_EQ(subgraphs(w8a8), all_four);
+  EXPECT_EQ(assignment(w8a8, attn(5, "v_proj")), "W8A8_DYNAMIC gptq");
+  EXPECT_EQ(assignment(w8a8, expert(5, 0, "up_proj")), "W8A8_DYNAMIC gptq");
+  EXPECT_EQ(assignment(w8a8, router(5)), "float");
+
+  // The same process as qwen3-moe-w4a8-rot-gptq, saved as compressed-tensors.
+  const Recipe w4a8 = bundled("qwen3-moe-w4a8-rot-gptq-ct.yaml");
+  const Recipe ascend = bundled("qwen3-moe-w4a8-rot-gptq.yaml");
+  EXPECT_EQ(w4a8.save_format, SaveFormat::kCompressedTensors);
+  EXPECT_EQ(w4a8.step_names(), ascend.step_names());
+  for (std::size_t i = 0; i < w4a8.steps.size(); ++i) EXPECT_EQ(w4a8.steps[i]->settings(), ascend.steps[i]->settings());
+  EXPECT_EQ(assignment(w4a8, attn(1, "k_proj")), "W8A8_DYNAMIC gptq");
+  EXPECT_EQ(assignment(w4a8, expert(1, 9, "gate_proj")), "W4A8_DYNAMIC gptq");
 }
 
 TEST(BundledRecipes, DatasetsResolveToTheBundledData) {

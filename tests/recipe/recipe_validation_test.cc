@@ -73,7 +73,7 @@ TEST(RecipeValidation, UnknownNestedKeys) {
   expect_invalid(kV0 + "process:\n  - smooth: {method: m4, subgraphs: [norm-linear, ov], alpah: 0.5}\n" + kQuantV0,
                  "process[0].smooth.alpah", "allowed keys: method, subgraphs, alpha, beta");
   expect_invalid(v1_group("include: ['*'], schema: w8a8_dynamic"), "process[1].quantize[0].schema",
-                 "allowed keys: include, exclude, scheme, weight, ssz_steps");
+                 "allowed keys: include, exclude, scheme, group_size, symmetric, weight, ssz_steps");
   expect_invalid(kV0 + "data: {calib: x.json}\nprocess:\n" + kQuantV0, "data.calib",
                  "allowed keys: calib_dataset, anti_dataset, batch_size");
   expect_invalid(kV0 + "match: {model_type: [Qwen3-30B], quant_type: w8a8}\nprocess:\n" + kQuantV0,

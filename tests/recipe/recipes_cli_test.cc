@@ -14,11 +14,21 @@ TEST(RecipesCli, ListsEveryBundledRecipe) {
                            "qwen3-moe-w8a8-plus", "qwen3-30b-w4a8-plus", "modelslim_v0", "modelslim_v1",
                            "Qwen3-30B w4a8", "Qwen3-235B w4a8", "Qwen3-30B,Qwen3-235B w8a8",
                            "flex_smooth,quantize ", "m4,quantize,static_calibration ", "qwen3-moe-w4a8-rot-gptq ",
-                           "rotate,flex_smooth,quantize ", "PICK IT WHEN", "must match msModelSlim's one-click"}) {
+                           "rotate,flex_smooth,quantize ", "PICK IT WHEN", "must match msModelSlim's one-click",
+                           "WRITES: RUNS ON", "ascendV1: MindIE, vLLM-Ascend ", "ascendV1-v1: MindIE, vLLM-Ascend ",
+                           "compressed-tensors: vLLM GPU ", "compressed-tensors: vLLM GPU, vLLM CPU, vLLM-Ascend ",
+                           "compressed-tensors: vLLM CPU, vLLM-Ascend "}) {
     EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
   }
+  // The target runtimes of each compressed-tensors recipe.
+  const auto line_of = [&](const std::string& name) { return r.out.substr(r.out.find(name + " "), 200); };
+  EXPECT_NE(line_of("qwen3-moe-w4a16-gptq").find("compressed-tensors: vLLM GPU "), std::string::npos) << r.out;
+  EXPECT_NE(line_of("qwen3-moe-w8a8-dynamic").find("vLLM GPU, vLLM CPU, vLLM-Ascend"), std::string::npos) << r.out;
+  EXPECT_NE(line_of("qwen3-moe-w4a8-rot-gptq-ct").find("compressed-tensors: vLLM CPU, vLLM-Ascend"),
+            std::string::npos)
+      << r.out;
   // Header plus one line per recipe.
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 11) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 14) << r.out;
 }
 
 TEST(RecipesCli, ShowPrintsTheFile) {

@@ -91,6 +91,39 @@ class CompressedTensorsFormat final : public OutputFormat {
 
   bool holds(const std::filesystem::path& dir) const override { return holds_compressed_tensors(dir); }
 
+  // From the scheme selection of docs/compressed-tensors.md §3–§4:
+  //   vLLM on GPUs: W8A8 int8 dynamic and W4A16 (WNA16); its W4A8 int methods run only on CPUs;
+  //   vLLM on CPUs: W8A8 int8 dynamic and W4A8 int;
+  //   vLLM-Ascend: experts W8A8_DYNAMIC, W4A8_DYNAMIC or W4A16 by group; attention float or W8A8_DYNAMIC (it has
+  //     no 4-bit linear scheme).
+  std::vector<std::string> runtimes(const LinearPlanOf& plan_of) const override {
+    using quant::QuantScheme;
+    const LinearPlan attention = plan_of("model.layers.0.self_attn.q_proj");
+    const LinearPlan experts = plan_of("model.layers.0.mlp.experts.0.gate_proj");
+    const auto all = [&](const auto& ok) { return ok(attention, false) && ok(experts, true); };
+    std::vector<std::string> out;
+    if (all([](const LinearPlan& p, bool) {
+          return p.scheme == QuantScheme::kFloat || p.scheme == QuantScheme::kW8A8Dynamic ||
+                 p.scheme == QuantScheme::kW4A16;
+        })) {
+      out.push_back("vLLM GPU");
+    }
+    if (all([](const LinearPlan& p, bool) {
+          return p.scheme == QuantScheme::kFloat || p.scheme == QuantScheme::kW8A8Dynamic ||
+                 p.scheme == QuantScheme::kW4A8Dynamic;
+        })) {
+      out.push_back("vLLM CPU");
+    }
+    if (all([](const LinearPlan& p, bool expert) {
+          if (p.scheme == QuantScheme::kFloat || p.scheme == QuantScheme::kW8A8Dynamic) return true;
+          if (!expert) return false;
+          return p.scheme == QuantScheme::kW4A8Dynamic || (p.scheme == QuantScheme::kW4A16 && p.grid.group_size > 0);
+        })) {
+      out.push_back("vLLM-Ascend");
+    }
+    return out;
+  }
+
   // The writer's tensors: per quantized linear those of ct_linear_tensors; float linears, norm weights, the
   // embedding, the final norm and lm_head (written even when tied) in the float dtype.
   std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,

@@ -47,6 +47,12 @@ class LayoutFormat final : public OutputFormat {
 
   // Every tensor the writer will add, sized by the table: per layer its linears (by plan) and norms; then the
   // embedding, the final norm and lm_head (written even when tied to the embedding).
+  // Both current layouts load in MindIE and vLLM-Ascend; the older one only in MindIE up to 2.1.RC1.
+  std::vector<std::string> runtimes(const LinearPlanOf& /*plan_of*/) const override {
+    if (rules_.layout == Layout::kMindIE) return {"MindIE <= 2.1.RC1"};
+    return {"MindIE", "vLLM-Ascend"};
+  }
+
   std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,
                                DType float_dtype) const override {
     std::uint64_t bytes = 0;
