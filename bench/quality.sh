@@ -4,9 +4,10 @@
 # float model's next-token distribution, top-1 agreement, how many experts saw no calibration token (those
 # are quantized data-free; quant_report.json lists every expert's token count) and how many linears GPTQ left
 # to its fallback. The W4A8 rows include an ablation of qwen3-moe-w4a8-rot-gptq (each of its steps left out in
-# turn), written to the work directory as recipes of their own.
+# turn), written to the work directory as recipes of their own, and so do the W4A16 rows.
 # Usage: bench/quality.sh [--timing] [workdir]
-#   (about 15 minutes on 2 cores; REUSE=1 re-tabulates existing outputs; MODELS="a b" picks models/ entries)
+#   (about 20 minutes on 2 cores; REUSE=1 re-tabulates existing outputs; MODELS="a b" picks models/ entries;
+#   ONLY=REGEX runs only the rows whose names match the extended regular expression)
 #   --timing  also the W4A8 recipes' seconds per layer on a 2-layer Qwen3-30B-A3B-shaped synth checkpoint
 #             (build/bench/quant_bench; about 25 more minutes on 2 cores and 12 GB of disk), so that the price
 #             of each step is visible next to its quality
@@ -25,6 +26,10 @@ sed '/^  - rotate:/,/^      method: hadamard/d' "$BEST" >"$WORK/ablation-no-rota
 sed 's/weight: gptq/weight: ssz/' "$BEST" >"$WORK/ablation-ssz.yaml"
 sed 's/weight: gptq/weight: gptq\n        gptq_act_order: false/' "$BEST" >"$WORK/ablation-no-act-order.yaml"
 sed 's/subgraphs: \[norm-linear, ov, moe-input, up-down\]/subgraphs: [norm-linear, ov]/' "$BEST" >"$WORK/ablation-no-moe-smoothing.yaml"
+# The W4A16 recipe without its smoothing step, and with minmax (round to nearest) in place of GPTQ.
+W4A16=$C/qwen3-moe-w4a16-gptq.yaml
+sed '/^  - smooth:/,/^      subgraphs:/d' "$W4A16" >"$WORK/w4a16-no-smoothing.yaml"
+sed 's/weight: gptq/weight: minmax/' "$W4A16" >"$WORK/w4a16-minmax.yaml"
 # msModelSlim's W8A8 script with GPTQ weights (v0 grid) in both groups.
 sed 's/^        scheme: w8a8\(_dynamic\)\?$/&\n        weight: gptq/' $C/qwen3-moe-w8a8.yaml >"$WORK/w8a8-gptq.yaml"
 CASES=(
@@ -47,6 +52,11 @@ CASES=(
   "  ablation: ssz instead of GPTQ|--config $WORK/ablation-ssz.yaml"
   "  ablation: GPTQ without act_order|--config $WORK/ablation-no-act-order.yaml"
   "  ablation: no moe-input / up-down smoothing|--config $WORK/ablation-no-moe-smoothing.yaml"
+  "compressed-tensors W4A8 (qwen3-moe-w4a8-rot-gptq-ct)|--config $C/qwen3-moe-w4a8-rot-gptq-ct.yaml"
+  "compressed-tensors W8A8 dynamic (qwen3-moe-w8a8-dynamic)|--config $C/qwen3-moe-w8a8-dynamic.yaml"
+  "compressed-tensors W4A16 g128 GPTQ (qwen3-moe-w4a16-gptq)|--config $W4A16"
+  "  W4A16 ablation: no smoothing|--config $WORK/w4a16-no-smoothing.yaml"
+  "  W4A16 ablation: minmax instead of GPTQ|--config $WORK/w4a16-minmax.yaml"
 )
 for MODEL in ${MODELS:-tiny-qwen3-moe-massive tiny-qwen3-moe-outliers tiny-qwen3-moe}; do
   echo
@@ -58,6 +68,7 @@ for MODEL in ${MODELS:-tiny-qwen3-moe-massive tiny-qwen3-moe-outliers tiny-qwen3
   for CASE in "${CASES[@]}"; do
     NAME=${CASE%%|*}
     FLAGS=${CASE#*|}
+    [ -z "${ONLY:-}" ] || echo "$NAME" | grep -Eq "$ONLY" || continue
     OUT="$WORK/$MODEL-$(echo "$NAME" | tr -c 'A-Za-z0-9\n' '-')"
     # shellcheck disable=SC2086
     [ "${REUSE:-0}" = 1 ] && [ -f "$OUT/quant_report.json" ] || build/src/cli/moeslim quant --model_path "models/$MODEL" --save_path "$OUT" --force \

@@ -55,7 +55,9 @@ std::string one_line(const std::string& text) {
 std::string output_text(const recipe::Recipe& r) {
   const formats::OutputFormat& format = formats::for_recipe(r);
   std::string runtimes;
-  for (const std::string& rt : format.runtimes(formats::linear_plan(r))) runtimes += (runtimes.empty() ? "" : ", ") + rt;
+  for (const std::string& rt : format.runtimes(formats::linear_plan(r))) {
+    runtimes += (runtimes.empty() ? "" : ", ") + rt;
+  }
   return std::string(format.name()) + ": " + (runtimes.empty() ? "no runtime known" : runtimes);
 }
 

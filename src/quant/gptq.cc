@@ -52,6 +52,28 @@ void check_options(const GptqOptions& o) {
   }
 }
 
+// check_options, and a 2-D float weight whose columns the group size divides.
+void check_weight(const Tensor& weight, const GptqOptions& o) {
+  check_options(o);
+  if (weight.rank() != 2 || !is_float_dtype(weight.dtype())) {
+    invalid("weight to quantize must be a 2-D float tensor, got " + std::string(dtype_name(weight.dtype())) + " " +
+            shape_to_string(weight.shape()));
+  }
+  if (o.group_size > 0 && weight.dim(1) % o.group_size != 0) {
+    invalid("group size " + std::to_string(o.group_size) + " does not divide the " + std::to_string(weight.dim(1)) +
+            " input columns");
+  }
+}
+
+// Codes, scales (and zero points when asymmetric) of an [out, n] weight in `groups` groups, all zero.
+GptqResult zero_result(std::int64_t out, std::int64_t n, std::int64_t groups, const GptqOptions& o) {
+  GptqResult result;
+  result.codes = Tensor::zeros(DType::kI8, {out, n});
+  result.scale = Tensor::zeros(DType::kF32, {out, groups});
+  if (!o.symmetric) result.zero_point = Tensor::zeros(DType::kF32, {out, groups});
+  return result;
+}
+
 // Whether v[0, n) holds no NaN and no infinity (exponent all ones), as an integer reduction that vectorises.
 bool all_finite(const float* v, std::int64_t n) {
   std::uint32_t bad = 0;
@@ -321,11 +343,7 @@ GptqHessian prepare_gptq_hessian(std::span<const float> hessian, std::int64_t co
 }
 
 GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const GptqOptions& options) {
-  check_options(options);
-  if (weight.rank() != 2 || !is_float_dtype(weight.dtype())) {
-    invalid("weight to quantize must be a 2-D float tensor, got " + std::string(dtype_name(weight.dtype())) + " " +
-            shape_to_string(weight.shape()));
-  }
+  check_weight(weight, options);
   const std::int64_t out = weight.dim(0), n = weight.dim(1);
   if (hessian.columns != n) {
     invalid("weight " + shape_to_string(weight.shape()) + " needs a Hessian of " + std::to_string(n) +
@@ -334,20 +352,13 @@ GptqResult gptq_quantize(const Tensor& weight, const GptqHessian& hessian, const
   if (hessian.dampening != options.dampening || hessian.act_order != options.act_order) {
     invalid("the Hessian was prepared with other dampening or act_order options");
   }
-  if (options.group_size > 0 && n % options.group_size != 0) {
-    invalid("group size " + std::to_string(options.group_size) + " does not divide the " + std::to_string(n) +
-            " input columns");
-  }
   // Static groups are fixed before the loop, which then runs as for one group per row (gw = n: nothing to
   // compute at group starts, blocks not cut at them).
   const bool static_groups = options.static_groups && options.group_size > 0;
   const std::int64_t groups = options.group_size > 0 ? n / options.group_size : 1;
   const std::int64_t gw = static_groups ? n : n / groups;
   const std::int64_t bs = std::min(options.block_size, n);
-  GptqResult result;
-  result.codes = Tensor::zeros(DType::kI8, {out, n});
-  result.scale = Tensor::zeros(DType::kF32, {out, groups});
-  if (!options.symmetric) result.zero_point = Tensor::zeros(DType::kF32, {out, groups});
+  GptqResult result = zero_result(out, n, groups, options);
   if (out == 0) return result;
 
   // Rows of the working buffers `ld` floats apart: oneDNN's GEMMs slow down by ~20 % when their C rows are a
@@ -450,21 +461,10 @@ GptqResult gptq_quantize(const Tensor& weight, std::span<const float> hessian, c
 }
 
 GptqResult round_to_nearest(const Tensor& weight, const GptqOptions& options) {
-  check_options(options);
-  if (weight.rank() != 2 || !is_float_dtype(weight.dtype())) {
-    invalid("weight to quantize must be a 2-D float tensor, got " + std::string(dtype_name(weight.dtype())) + " " +
-            shape_to_string(weight.shape()));
-  }
+  check_weight(weight, options);
   const std::int64_t out = weight.dim(0), n = weight.dim(1);
-  if (options.group_size > 0 && n % options.group_size != 0) {
-    invalid("group size " + std::to_string(options.group_size) + " does not divide the " + std::to_string(n) +
-            " input columns");
-  }
   const std::int64_t gw = options.group_size > 0 ? options.group_size : n, groups = n / gw;
-  GptqResult result;
-  result.codes = Tensor::zeros(DType::kI8, {out, n});
-  result.scale = Tensor::zeros(DType::kF32, {out, groups});
-  if (!options.symmetric) result.zero_point = Tensor::zeros(DType::kF32, {out, groups});
+  GptqResult result = zero_result(out, n, groups, options);
   if (out == 0 || n == 0) return result;
   // GPTQ's loop with nothing to compensate: the identity order, no dead column.
   GptqHessian identity;

@@ -130,7 +130,8 @@ TEST(OutputFormats, Int4ExpertsHalveWhatInt8ExpertsWrite) {
   const model::ModelConfig config = model::ModelConfig::load(testing::bundled_model_dir());
   const OutputFormat& v1 = by_name("ascendV1-v1");
   const auto int8 = [](const std::string& m) {
-    return LinearPlan{m.ends_with("mlp.gate") ? quant::QuantScheme::kFloat : quant::QuantScheme::kW8A8Dynamic, {}, false};
+    const bool router = m.ends_with("mlp.gate");
+    return LinearPlan{router ? quant::QuantScheme::kFloat : quant::QuantScheme::kW8A8Dynamic, {}, false};
   };
   const auto int4 = [&](const std::string& m) {
     LinearPlan p = int8(m);

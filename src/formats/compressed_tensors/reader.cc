@@ -234,8 +234,10 @@ struct CtLayerSource::Impl {
                                               const Shape& shape) const {
     const std::int64_t out = shape[0], in = shape[1];
     const std::string scale_name = tensor_name(module, "weight_scale");
-    DType scale_dtype = DType::kBF16;
-    if (ckpt.contains(scale_name) && is_float_dtype(ckpt.info(scale_name).dtype)) scale_dtype = ckpt.info(scale_name).dtype;
+    DType scale_dtype = DType::kBF16;  // what a missing or non-float scale is then reported against
+    if (ckpt.contains(scale_name) && is_float_dtype(ckpt.info(scale_name).dtype)) {
+      scale_dtype = ckpt.info(scale_name).dtype;
+    }
     std::vector<CtTensor> layout;
     try {
       layout = ct_linear_tensors(ct_scheme(quant::QuantScheme::kW4A16, grid, module), out, in, scale_dtype, module);
