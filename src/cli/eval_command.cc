@@ -73,6 +73,14 @@ int run_eval(const EvalOptions& o) {
     if (r.has_reference) {
       out += fmt::format(", \"reference_perplexity\": {:.10g}, \"mean_kl\": {:.10g}, \"top1_agreement\": {:.10g}",
                          r.reference_perplexity, r.mean_kl, r.top1_agreement);
+      out += fmt::format(", \"router_agreement\": {{\"exact\": {:.10g}, \"mean_overlap\": {:.10g}, \"per_layer\": [",
+                         r.router_total.exact, r.router_total.mean_overlap);
+      for (std::size_t i = 0; i < r.router_layers.size(); ++i) {
+        const auto& [layer, a] = r.router_layers[i];
+        out += fmt::format("{}{{\"layer\": {}, \"exact\": {:.10g}, \"mean_overlap\": {:.10g}}}", i == 0 ? "" : ", ",
+                           layer, a.exact, a.mean_overlap);
+      }
+      out += "]}";
     }
     std::printf("%s}\n", out.c_str());
   } else {
@@ -81,6 +89,14 @@ int run_eval(const EvalOptions& o) {
     if (r.has_reference) {
       std::printf("reference    perplexity %.6f\nmean KL      %.6g nats (reference || model)\ntop-1 agree  %.4f\n",
                   r.reference_perplexity, r.mean_kl, r.top1_agreement);
+      if (!r.router_layers.empty()) {
+        std::printf("router agree %.4f of tokens keep their top-k experts, mean overlap %.4f (%zu MoE layers)\n",
+                    r.router_total.exact, r.router_total.mean_overlap, r.router_layers.size());
+        for (const auto& [layer, a] : r.router_layers) {
+          std::printf("  layer %3lld  same experts %.4f  overlap %.4f\n", static_cast<long long>(layer), a.exact,
+                      a.mean_overlap);
+        }
+      }
     }
   }
   return 0;
@@ -95,15 +111,17 @@ CommandRunner register_eval(CLI::App& app) {
       "Perplexity of a model on held-in text: every document's tokens followed by <|endoftext|>, concatenated,\n"
       "cut into independent windows of --window tokens; exp(mean negative log-likelihood) of every token after the\n"
       "first of each window. With --reference, also the mean KL divergence of the model's next-token distribution\n"
-      "from the reference's and their top-1 agreement.\n"
+      "from the reference's, their top-1 agreement, and router agreement: per MoE layer, the fraction of tokens\n"
+      "whose top-k experts are the same set in both models (each run on its own hidden states) and the mean share\n"
+      "of the k experts they have in common; a layer far below the others is where quantization moved the router.\n"
       "Example: moeslim eval --model models/tiny-qwen3-moe --data data/eval_valid.jsonl --json");
   sub->add_option("--model", opts->model,
-                  "Model directory: a float Hugging Face checkpoint, or a moeslim/msModelSlim quantized output "
-                  "(evaluated with the runtime's integer arithmetic)")->required()->check(CLI::ExistingDirectory);
+                  "Model directory: a float Hugging Face checkpoint, or a quantized output in msModelSlim's or the "
+                  "compressed-tensors format (evaluated with the runtime's arithmetic)")->required()->check(CLI::ExistingDirectory);
   sub->add_option("--data", opts->data, "Evaluation text: JSONL with a \"text\" field, or a JSON array of strings")
       ->required()
       ->check(CLI::ExistingFile);
-  sub->add_option("--reference", opts->reference, "Model directory to compare with, usually the float model (mean KL, top-1 agreement)")
+  sub->add_option("--reference", opts->reference, "Model directory to compare with, usually the float model (mean KL, top-1 and router agreement)")
       ->check(CLI::ExistingDirectory);
   sub->add_option("--window", opts->window, "Tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   sub->add_option("--layer_count", opts->layer_count, "Use only the first N decoder layers (0 = all)")

@@ -142,6 +142,9 @@ int run_quant(const QuantOptions& o) {
         line += fmt::format("; quantized data-free (no calibration token): experts [{}]", fmt::join(without, ","));
       }
     }
+    if (layer.router_agreement) {
+      line += fmt::format("  router same experts {:.4f}", layer.router_agreement->exact);
+    }
     for (const quant::SmoothingChoice& choice : layer.smoothing) {
       line += fmt::format("  {} α {:.2f} β {:.2f}", choice.subgraph, choice.alpha, choice.beta);
     }
@@ -153,6 +156,10 @@ int run_quant(const QuantOptions& o) {
              "top-1 agreement {:.4f}",
              e.data, e.tokens, e.quantized_perplexity, e.float_perplexity, 100.0 * e.perplexity_change, e.mean_kl,
              e.top1_agreement);
+    if (!e.router_layers.empty()) {
+      log_info("quant: router agreement on {}: {:.4f} of tokens keep their top-k experts, mean overlap {:.4f}", e.data,
+               e.router_total.exact, e.router_total.mean_overlap);
+    }
   }
   return 0;
 }

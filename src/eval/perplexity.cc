@@ -70,9 +70,13 @@ EvalResult evaluate(model::LayerSource& model, model::LayerSource* reference, co
   if (options.progress) {
     run.on_layer_done = [&](std::int64_t done, std::int64_t total) { options.progress("layers", done, total); };
   }
+  // With a reference, both runs record their routing (the expert sets only: small next to the hidden states).
+  RoutingRecorder routes, ref_routes;
+  if (reference != nullptr) run.observer = &routes;
   const Tensor hidden = model::run_layers(model, windows, run);
   Tensor ref_hidden;
   if (reference != nullptr) {
+    run.observer = &ref_routes;
     if (reference->config().vocab_size != config.vocab_size) {
       throw Error(ErrorCode::kInvalidArgument, "reference model has a different vocabulary size", "", "--reference");
     }
@@ -143,6 +147,12 @@ EvalResult evaluate(model::LayerSource& model, model::LayerSource* reference, co
     r.mean_kl = kl_sum / static_cast<double>(predicted);
     r.top1_agreement = static_cast<double>(agree) / static_cast<double>(predicted);
     r.reference_perplexity = std::exp(ref_nll_sum / static_cast<double>(predicted));
+    std::vector<RouterAgreement> layers;
+    for (const std::int64_t layer : routes.layers()) {
+      r.router_layers.emplace_back(layer, router_agreement(routes, ref_routes, layer));
+      layers.push_back(r.router_layers.back().second);
+    }
+    r.router_total = combined(layers);
   }
   return r;
 }

@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <utility>
 #include <vector>
 
+#include "eval/router_agreement.h"
 #include "model/causal_lm.h"
 #include "text/tokenizer.h"
 
@@ -37,6 +39,10 @@ struct EvalResult {
   double mean_kl = 0;
   double top1_agreement = 0;
   double reference_perplexity = 0;
+  // Only with a reference model: per MoE layer (ascending), how often the model's router picks the reference's
+  // experts for the same token, each model fed its own hidden states (router_agreement.h); and over all layers.
+  std::vector<std::pair<std::int64_t, RouterAgreement>> router_layers;
+  RouterAgreement router_total;
 };
 
 struct EvalOptions {

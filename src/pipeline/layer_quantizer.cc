@@ -150,6 +150,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   ObservationCollector collector(request, options.settings.include_padding,
                                  (anti != nullptr ? anti->layout : calib.layout)->real_rows());
   ExpertTokenCounter tokens(moe ? config.num_experts : 0);
+  eval::RoutingRecorder float_routes, quantized_routes;  // router agreement (MoE layers)
   // The float outputs go to `reference` (quantized propagation: calib keeps the input for the quantized pass)
   // or to calib itself, with the input kept aside for the quantized check (float propagation).
   ActivationSet reference{Tensor(), calib.layout, calib.batch_size};
@@ -176,7 +177,8 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       run(float_layer, *anti, &collector, hooks);
       clock.end("anti statistics");
     }
-    ObserverFanOut observers({anti == nullptr ? &collector : nullptr, propagate_quantized ? nullptr : &tokens});
+    ObserverFanOut observers({anti == nullptr ? &collector : nullptr, propagate_quantized ? nullptr : &tokens,
+                              moe ? &float_routes : nullptr});
     if (propagate_quantized) {
       reference.hidden = calib.hidden.clone();
       run(float_layer, reference, &observers, hooks);
@@ -271,6 +273,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     std::vector<model::ForwardObserver*> watchers;
     for (const auto& pass : passes) watchers.push_back(pass.get());
     if (propagate_quantized) watchers.push_back(&tokens);
+    if (moe) watchers.push_back(&quantized_routes);
     ObserverFanOut observers(watchers);
     double error = 0;  // Σ‖quantized output − float output‖²
     if (propagate_quantized) {
@@ -282,6 +285,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       error = real_rows_squared_distance(check.hidden, calib.hidden, *calib.layout);
     }
     out.relative_error = update > 0 ? std::sqrt(error / update) : 0.0;
+    if (moe) out.router_agreement = eval::router_agreement(float_routes, quantized_routes, layer);
     // What is left (a dense layer's MLP), while the layer (which owns the passes' linears) exists.
     std::vector<ModuleId> rest;
     for (const ModuleId& m : model::layer_linears(config, layer)) {

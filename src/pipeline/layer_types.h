@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/profiler.h"
 #include "core/tensor.h"
+#include "eval/router_agreement.h"
 #include "model/module_id.h"
 #include "model/token_layout.h"
 #include "quant/quant_types.h"
@@ -69,6 +71,9 @@ struct QuantizedLayer {
   std::map<model::ModuleId, quant::NormTensors> norms;
   double relative_error = 0;               // ‖quantized − float‖ / ‖float − input‖ on the calibration set
   std::vector<std::int64_t> expert_tokens;  // calibration tokens routed to each expert (MoE layers)
+  // MoE layers: how often the quantized layer's router picks the float layer's experts for a calibration token
+  // (both passes fed the same input, so this is the layer's own effect).
+  std::optional<eval::RouterAgreement> router_agreement;
   std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose
   std::vector<quant::WeightFallback> weight_fallbacks;  // linears a data-fitted method left to its fallback
 };

@@ -67,8 +67,15 @@ EvaluationReport evaluate_output(const QuantRunOptions& o, const std::filesystem
   };
   const eval::EvalResult r = eval::evaluate(*quantized, reference.get(), data.windows, options);
   if (progress) progress->finish();
-  return EvaluationReport{o.eval_data.string(),  r.predicted_tokens, r.reference_perplexity, r.perplexity,
-                          r.perplexity / r.reference_perplexity - 1.0, r.mean_kl,           r.top1_agreement};
+  return EvaluationReport{o.eval_data.string(),
+                          r.predicted_tokens,
+                          r.reference_perplexity,
+                          r.perplexity,
+                          r.perplexity / r.reference_perplexity - 1.0,
+                          r.mean_kl,
+                          r.top1_agreement,
+                          r.router_layers,
+                          r.router_total};
 }
 
 // The most token rows one forward chunk holds: `batch_size` of the longest prompts.
@@ -207,7 +214,8 @@ void QuantRun::quantize_layers() {
     start = PhaseTimes::mark();
     for (const std::string& name : names) checkpoint_->release(name);
     times_.add("writing", start);
-    per_layer_.push_back(LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens, q.weight_fallbacks});
+    per_layer_.push_back(
+        LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens, q.weight_fallbacks, q.router_agreement});
     progress.set_detail(fmt::format("layer {} relative error {:.4f}", l, q.relative_error));
     progress.advance();
   }

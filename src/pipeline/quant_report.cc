@@ -20,6 +20,10 @@ ordered_json smoothing_json(const std::vector<quant::SmoothingChoice>& choices) 
   return out;
 }
 
+ordered_json agreement_json(const eval::RouterAgreement& a) {
+  return {{"exact", a.exact}, {"mean_overlap", a.mean_overlap}, {"tokens", a.tokens}};
+}
+
 ordered_json layer_json(const LayerReport& l) {
   ordered_json r = {{"layer", l.layer}, {"relative_error", l.relative_error}};
   if (!l.smoothing.empty()) r["smoothing"] = smoothing_json(l.smoothing);
@@ -34,6 +38,7 @@ ordered_json layer_json(const LayerReport& l) {
     }
     r["weight_fallbacks"] = fallbacks;
   }
+  if (l.router_agreement) r["router_agreement"] = agreement_json(*l.router_agreement);
   return r;
 }
 
@@ -80,6 +85,16 @@ ordered_json to_json(const QuantReport& q) {
                        {"perplexity_change", e.perplexity_change},
                        {"mean_kl", e.mean_kl},
                        {"top1_agreement", e.top1_agreement}};
+    if (!e.router_layers.empty()) {
+      ordered_json router = agreement_json(e.router_total);
+      router["per_layer"] = ordered_json::array();
+      for (const auto& [layer, a] : e.router_layers) {
+        ordered_json l = agreement_json(a);
+        l["layer"] = layer;
+        router["per_layer"].push_back(l);
+      }
+      r["evaluation"]["router_agreement"] = router;
+    }
   }
   r["expected_output_bytes"] = q.expected_output_bytes;
   r["expected_peak_memory_bytes"] = q.expected_peak_memory_bytes;

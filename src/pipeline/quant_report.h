@@ -6,11 +6,13 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/profiler.h"
+#include "eval/router_agreement.h"
 #include "quant/step.h"
 
 namespace moeslim::pipeline {
@@ -21,6 +23,7 @@ struct LayerReport {
   std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose
   std::vector<std::int64_t> expert_tokens;        // calibration tokens per expert; empty for a dense layer
   std::vector<quant::WeightFallback> weight_fallbacks;  // linears a data-fitted method (GPTQ) left to its fallback
+  std::optional<eval::RouterAgreement> router_agreement;  // MoE layers, on the calibration set
 
   // Experts that saw no calibration token (quantized from their weights alone).
   std::vector<std::int64_t> experts_without_tokens() const;
@@ -34,6 +37,9 @@ struct EvaluationReport {
   double perplexity_change = 0;  // quantized / float − 1
   double mean_kl = 0;
   double top1_agreement = 0;
+  // Per MoE layer and over all of them, the quantized model's routing against the float model's on this text.
+  std::vector<std::pair<std::int64_t, eval::RouterAgreement>> router_layers;
+  eval::RouterAgreement router_total;
 };
 
 struct QuantReport {

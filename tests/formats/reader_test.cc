@@ -402,6 +402,28 @@ TEST(QuantizedModel, W8A8DirectoryTracksTheFloatModel) {
   // so these bounds, not the perplexity, are what catch a wrong bias.
   EXPECT_LT(r.mean_kl, 2e-3);
   EXPECT_GT(r.top1_agreement, 0.95);
+  // Router agreement on every MoE layer: high but not perfect (the routers see quantized hidden states).
+  ASSERT_EQ(r.router_layers.size(), 4u);
+  for (const auto& [layer, a] : r.router_layers) {
+    EXPECT_GT(a.exact, 0.5) << layer;
+    EXPECT_LT(a.exact, 1.0) << layer;
+    EXPECT_GE(a.mean_overlap, a.exact) << layer;
+    EXPECT_EQ(a.tokens, r.predicted_tokens + static_cast<std::int64_t>(float_model().windows.layout.sequences.size()));
+  }
+  EXPECT_GT(r.router_total.exact, 0.5);
+}
+
+TEST(QuantizedModel, RouterAgreementOfTheFloatModelWithItselfIsOne) {
+  FloatModel& m = float_model();
+  model::CheckpointLayerSource a(m.checkpoint, m.config, model::FloatPrecision::kF32);
+  model::CheckpointLayerSource b(m.checkpoint, m.config, model::FloatPrecision::kF32);
+  const EvalResult r = evaluate(a, &b, m.windows, {});
+  ASSERT_EQ(r.router_layers.size(), 4u);
+  for (const auto& [layer, agreement] : r.router_layers) {
+    EXPECT_EQ(agreement.exact, 1.0) << layer;
+    EXPECT_EQ(agreement.mean_overlap, 1.0) << layer;
+  }
+  EXPECT_EQ(r.router_total.exact, 1.0);
 }
 
 TEST(QuantizedModel, MindieLayoutComputesTheSameModel) {

@@ -233,6 +233,19 @@ TEST(W4A8Cli, W4A16RecipeWritesPackQuantizedThatEvalAndInspectRead) {
     const double want = r["evaluation"][report_key].get<double>();
     EXPECT_NEAR(ev[key].get<double>(), want, 1e-9 * want) << key;
   }
+  // Router agreement, on the evaluation text (eval and the report agree) and per layer on the calibration set.
+  const json& router = r["evaluation"]["router_agreement"];
+  EXPECT_NEAR(ev["router_agreement"]["exact"].get<double>(), router["exact"].get<double>(), 1e-9);
+  ASSERT_EQ(ev["router_agreement"]["per_layer"].size(), 4u);
+  EXPECT_GT(router["exact"].get<double>(), 0.5);
+  EXPECT_LT(router["exact"].get<double>(), 1.0);
+  EXPECT_GE(router["mean_overlap"].get<double>(), router["exact"].get<double>());
+  for (const json& layer : r["per_layer"]) {
+    const json& a = layer["router_agreement"];
+    EXPECT_GT(a["tokens"].get<std::int64_t>(), 0);
+    EXPECT_GT(a["exact"].get<double>(), 0.5) << layer["layer"];
+    EXPECT_LE(a["exact"].get<double>(), 1.0) << layer["layer"];
+  }
 }
 
 }  // namespace
