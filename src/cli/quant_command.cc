@@ -137,9 +137,13 @@ int run_quant(const QuantOptions& o) {
       std::sort(counts.begin(), counts.end());
       line += fmt::format("  expert tokens min {} median {} max {}", counts.front(), counts[counts.size() / 2],
                           counts.back());
-      const std::vector<std::int64_t> without = layer.experts_without_tokens();
-      if (!without.empty()) {
-        line += fmt::format("; quantized data-free (no calibration token): experts [{}]", fmt::join(without, ","));
+      const std::int64_t floor = report.starved_expert_min_tokens;
+      const std::vector<std::int64_t> starved = layer.starved_experts(floor);
+      if (!starved.empty()) {
+        line += fmt::format("; quantized data-free ({}): experts [{}]",
+                            floor <= 1 ? std::string("no calibration token")
+                                       : fmt::format("fewer than min_expert_tokens = {} calibration tokens", floor),
+                            fmt::join(starved, ","));
       }
     }
     if (layer.router_agreement) {

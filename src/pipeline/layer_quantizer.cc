@@ -149,7 +149,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
   quant::LayerObservations observations;
   ObservationCollector collector(request, options.settings.include_padding,
                                  (anti != nullptr ? anti->layout : calib.layout)->real_rows());
-  ExpertTokenCounter tokens(moe ? config.num_experts : 0);
+  ExpertTokenCounter tokens(moe ? config.num_experts : 0), anti_tokens(moe ? config.num_experts : 0);
   eval::RoutingRecorder float_routes, quantized_routes;  // router agreement (MoE layers)
   // The float outputs go to `reference` (quantized propagation: calib keeps the input for the quantized pass)
   // or to calib itself, with the input kept aside for the quantized check (float propagation).
@@ -174,7 +174,9 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       release(model::expert_linears(layer, g.first, g.last));
     };
     if (anti != nullptr && !request.empty()) {
-      run(float_layer, *anti, &collector, hooks);
+      ObserverFanOut anti_observers({&collector, moe ? &anti_tokens : nullptr});
+      run(float_layer, *anti, &anti_observers, hooks);
+      out.anti_expert_tokens = anti_tokens.counts();
       clock.end("anti statistics");
     }
     ObserverFanOut observers({anti == nullptr ? &collector : nullptr, propagate_quantized ? nullptr : &tokens,

@@ -71,6 +71,7 @@ struct QuantizedLayer {
   std::map<model::ModuleId, quant::NormTensors> norms;
   double relative_error = 0;               // ‖quantized − float‖ / ‖float − input‖ on the calibration set
   std::vector<std::int64_t> expert_tokens;  // calibration tokens routed to each expert (MoE layers)
+  std::vector<std::int64_t> anti_expert_tokens;  // the same on the anti-outlier set, when a pass ran over it
   // MoE layers: how often the quantized layer's router picks the float layer's experts for a calibration token
   // (both passes fed the same input, so this is the layer's own effect).
   std::optional<eval::RouterAgreement> router_agreement;

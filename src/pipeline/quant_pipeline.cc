@@ -194,6 +194,7 @@ void QuantRun::setup() {
   layer_options_.settings.float_precision = o_.float_precision;
   layer_options_.release_mapped = [this](const std::string& name) { checkpoint_->release(name); };
   layer_options_.settings.experts_per_group = experts_per_group_;
+  layer_options_.settings.min_expert_tokens = recipe_.min_expert_tokens;
   times_.add("setup", start);
 }
 
@@ -215,7 +216,8 @@ void QuantRun::quantize_layers() {
     for (const std::string& name : names) checkpoint_->release(name);
     times_.add("writing", start);
     per_layer_.push_back(
-        LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens, q.weight_fallbacks, q.router_agreement});
+        LayerReport{l, q.relative_error, q.smoothing, q.expert_tokens, q.anti_expert_tokens, q.weight_fallbacks,
+                    q.router_agreement});
     progress.set_detail(fmt::format("layer {} relative error {:.4f}", l, q.relative_error));
     progress.advance();
   }
@@ -266,6 +268,7 @@ QuantReport QuantRun::report_and_commit() {
   r.layers = config_.num_hidden_layers;
   r.anti_tokens = anti_.tokens.layout.real_rows();
   r.calibration_tokens = calib_.tokens.layout.real_rows();
+  r.starved_expert_min_tokens = recipe_.min_expert_tokens;
   r.per_layer = per_layer_;
   if (!o_.eval_data.empty()) {
     const auto start = PhaseTimes::mark();

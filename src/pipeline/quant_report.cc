@@ -24,13 +24,15 @@ ordered_json agreement_json(const eval::RouterAgreement& a) {
   return {{"exact", a.exact}, {"mean_overlap", a.mean_overlap}, {"tokens", a.tokens}};
 }
 
-ordered_json layer_json(const LayerReport& l) {
+ordered_json layer_json(const LayerReport& l, std::int64_t min_expert_tokens) {
   ordered_json r = {{"layer", l.layer}, {"relative_error", l.relative_error}};
   if (!l.smoothing.empty()) r["smoothing"] = smoothing_json(l.smoothing);
   if (!l.expert_tokens.empty()) {
     r["expert_tokens"] = l.expert_tokens;
     r["experts_without_tokens"] = l.experts_without_tokens();
+    r["starved_experts"] = l.starved_experts(min_expert_tokens);
   }
+  if (!l.anti_expert_tokens.empty()) r["anti_expert_tokens"] = l.anti_expert_tokens;
   if (!l.weight_fallbacks.empty()) {
     ordered_json fallbacks = ordered_json::array();
     for (const quant::WeightFallback& f : l.weight_fallbacks) {
@@ -44,10 +46,12 @@ ordered_json layer_json(const LayerReport& l) {
 
 }  // namespace
 
-std::vector<std::int64_t> LayerReport::experts_without_tokens() const {
+std::vector<std::int64_t> LayerReport::experts_without_tokens() const { return starved_experts(1); }
+
+std::vector<std::int64_t> LayerReport::starved_experts(std::int64_t min_tokens) const {
   std::vector<std::int64_t> out;
   for (std::size_t e = 0; e < expert_tokens.size(); ++e) {
-    if (expert_tokens[e] == 0) out.push_back(static_cast<std::int64_t>(e));
+    if (expert_tokens[e] < min_tokens) out.push_back(static_cast<std::int64_t>(e));
   }
   return out;
 }
@@ -73,8 +77,9 @@ ordered_json to_json(const QuantReport& q) {
   r["layers"] = q.layers;
   r["anti_tokens"] = q.anti_tokens;
   r["calibration_tokens"] = q.calibration_tokens;
+  r["starved_expert_min_tokens"] = q.starved_expert_min_tokens;
   ordered_json per_layer = ordered_json::array();
-  for (const LayerReport& l : q.per_layer) per_layer.push_back(layer_json(l));
+  for (const LayerReport& l : q.per_layer) per_layer.push_back(layer_json(l, q.starved_expert_min_tokens));
   r["per_layer"] = per_layer;
   if (q.evaluation) {
     const EvaluationReport& e = *q.evaluation;

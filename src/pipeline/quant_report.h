@@ -22,11 +22,14 @@ struct LayerReport {
   double relative_error = 0;                      // ‖quantized − float‖ / ‖float − input‖ (calibration set)
   std::vector<quant::SmoothingChoice> smoothing;  // what the smoothing steps chose
   std::vector<std::int64_t> expert_tokens;        // calibration tokens per expert; empty for a dense layer
+  std::vector<std::int64_t> anti_expert_tokens;   // anti-outlier set tokens per expert, when a pass ran over it
   std::vector<quant::WeightFallback> weight_fallbacks;  // linears a data-fitted method (GPTQ) left to its fallback
   std::optional<eval::RouterAgreement> router_agreement;  // MoE layers, on the calibration set
 
-  // Experts that saw no calibration token (quantized from their weights alone).
+  // Experts that saw no calibration token.
   std::vector<std::int64_t> experts_without_tokens() const;
+  // Experts that fewer than `min_tokens` calibration tokens reached (quantized from their weights alone).
+  std::vector<std::int64_t> starved_experts(std::int64_t min_tokens) const;
 };
 
 struct EvaluationReport {
@@ -62,6 +65,7 @@ struct QuantReport {
   std::int64_t layers = 0;
   std::int64_t anti_tokens = 0;
   std::int64_t calibration_tokens = 0;
+  std::int64_t starved_expert_min_tokens = 1;  // the recipe's data.min_expert_tokens
   std::vector<LayerReport> per_layer;
   std::optional<EvaluationReport> evaluation;
   std::uint64_t expected_output_bytes = 0;

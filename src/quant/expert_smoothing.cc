@@ -72,7 +72,7 @@ void apply_expert_smoothing(LayerContext& c, const ExpertSmoothingParams& params
     for (std::int64_t e = 0; e < c.config.num_experts; ++e) {
       const ModuleId down = ModuleId::expert_proj(c.layer, ModuleRole::kDownProj, e);
       const ChannelStatsObserver& h = c.observations->stats(down);
-      if (h.rows_observed() == 0) continue;  // no token: s = 1
+      if (h.rows_observed() < c.settings.min_expert_tokens) continue;  // starved (no token, or too few): s = 1
       plan->up_down_scale[static_cast<std::size_t>(e)] = up_down_scales(c.read_weight(down), h.abs_max(), params.alpha,
                                                                         params.beta, dt);
       if (c.release_mapped) c.release_mapped(model::hf_weight_name(down));

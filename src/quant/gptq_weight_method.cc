@@ -58,9 +58,11 @@ class Gptq final : public WeightMethod {
 
   QuantizedWeight quantize(const LinearToQuantize& l) const override {
     const std::int64_t rows = l.hessian == nullptr ? 0 : l.hessian->rows;
-    if (rows < s_.min_tokens) {
-      return fall_back(l, fmt::format("{} calibration token{} reached it, fewer than gptq_min_tokens ({})", rows,
-                                      rows == 1 ? "" : "s", s_.min_tokens));
+    if (rows < s_.min_tokens || rows < l.min_tokens) {
+      const bool recipe_floor = l.min_tokens > s_.min_tokens;
+      return fall_back(l, fmt::format("{} calibration token{} reached it, fewer than {} ({})", rows,
+                                      rows == 1 ? "" : "s", recipe_floor ? "min_expert_tokens" : "gptq_min_tokens",
+                                      recipe_floor ? l.min_tokens : s_.min_tokens));
     }
     const std::string name = model::hf_module_name(l.module);
     if (l.weight.rank() != 2 || l.hessian->values.size() != static_cast<std::size_t>(l.weight.dim(1) * l.weight.dim(1))) {

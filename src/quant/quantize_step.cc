@@ -298,7 +298,8 @@ QuantizedWeight QuantizeStep::quantize_linear(const LayerContext& c, const model
   }
   const Tensor bias = c.bias(module);
   QuantizedWeight q =
-      group->method->quantize({module, group->scheme, weight, bias, c.settings.float_dtype, group->grid, hessian});
+      group->method->quantize({module, group->scheme, weight, bias, c.settings.float_dtype, group->grid, hessian,
+                               module.is_expert() ? c.settings.min_expert_tokens : 0});
   if (c.release_mapped) c.release_mapped(model::hf_weight_name(module));
   return q;
 }

@@ -62,7 +62,7 @@ struct StepDefaults {
   bool statistics_on_anti_set = true;
 };
 
-// Settings of one run that steps need (the command line and the model decide them, not the recipe).
+// Settings of one run that steps need (the command line, the model and the recipe's data block decide them).
 struct RunSettings {
   DType float_dtype = DType::kBF16;    // the model's float dtype: what smoothed weights are rounded to
   bool include_padding = false;        // pads enter the statistics (msModelSlim's padded batches)
@@ -72,6 +72,9 @@ struct RunSettings {
   std::int64_t experts_per_group = 0;
   // The float passes' GEMM precision (the float layer's pass, and a step's own float runs: GPTQ's Hessians).
   model::FloatPrecision float_precision = model::FloatPrecision::kF32;
+  // An expert that fewer calibration tokens reached is starved: the steps fit nothing to its few rows (no
+  // up-down smoothing, GPTQ's data-free fallback). The recipe's data.min_expert_tokens; 1: only experts with none.
+  std::int64_t min_expert_tokens = 1;
   bool experts_in_one_group(const model::ModelConfig& config) const {
     return experts_per_group <= 0 || experts_per_group >= config.num_experts;
   }

@@ -52,6 +52,9 @@ struct LinearToQuantize {
   // For a method that needs_input_hessian(): the Hessian of the linear's input, or nullptr when no calibration
   // row reached it (an expert the router never picked).
   const InputHessian* hessian = nullptr;
+  // The recipe's data.min_expert_tokens for an expert's linear (0 for the others): a data-fitted method leaves
+  // an expert that fewer calibration tokens reached to its data-free fallback.
+  std::int64_t min_tokens = 0;
 };
 
 struct QuantizedWeight {

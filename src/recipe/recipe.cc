@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -53,7 +54,7 @@ std::string parse_dataset_name(const Source& src, const MapReader& m, const std:
 }
 
 void parse_data(const Source& src, const YAML::Node& node, Recipe& r) {
-  MapReader m(src, node, "data", {"calib_dataset", "anti_dataset", "batch_size"});
+  MapReader m(src, node, "data", {"calib_dataset", "anti_dataset", "batch_size", "min_expert_tokens"});
   if (m.has("calib_dataset")) r.calib_dataset = parse_dataset_name(src, m, "calib_dataset");
   if (m.has("anti_dataset")) {
     if (r.api == ApiVersion::kV1) {
@@ -71,6 +72,9 @@ void parse_data(const Source& src, const YAML::Node& node, Recipe& r) {
                m.get("batch_size"));
     }
     r.batch_size = src.as_int(m.get("batch_size"), m.path("batch_size"), 1, 16);
+  }
+  if (m.has("min_expert_tokens")) {
+    r.min_expert_tokens = src.as_int(m.get("min_expert_tokens"), m.path("min_expert_tokens"), 1, INT32_MAX);
   }
 }
 

@@ -24,6 +24,9 @@
 //     calib_dataset: qwen3-moe_calib_prompt_50.json   # a bare name is looked up in the project's data/
 //     anti_dataset: qwen3-moe_anti_prompt_50.json     # v0 only (statistics for smoothing); default = calib
 //     batch_size: 4                           # v0 only, 1..16 (v1 always runs one prompt per forward)
+//     min_expert_tokens: 1                    # an expert the router sent fewer calibration tokens is "starved":
+//                                             #   quantized from its weights alone (no up-down smoothing, GPTQ's
+//                                             #   data-free fallback); default 1, i.e. only experts with none
 //   process:                                  # the steps (quant/step_registry.h), in this order; each key once
 //     - rotate: {method: hadamard}            # §5; must come before smooth
 //     - smooth:
@@ -34,7 +37,9 @@
 //     - quantize:                             # required; a list of groups, first matching group wins
 //         - include: ["*self_attn*"]          # fnmatch-style globs (*, ?, [..]) on module names such as
 //           exclude: []                       #   "model.layers.3.mlp.experts.7.up_proj", case-sensitive
-//           scheme: w8a8 | w8a8_dynamic | w4a8_dynamic   # w8a8 (static): v0 only; w4a8_dynamic: v1 only
+//           scheme: w8a8 | w8a8_dynamic | w4a8_dynamic | w4a16   # w8a8 (static): v0 only; the 4-bit: v1 only
+//           group_size: 128                   # w4a16 only: input columns per scale (0: one per channel)
+//           symmetric: true                   # w4a16 only: false adds an integer zero point per scale
 //           weight: minmax | ssz | gptq       # default minmax; ssz, gptq: v1 only
 //           ssz_steps: 50                     # optional, ssz only
 //           gptq_dampening: 0.01              # optional, gptq only: λ relative to mean(diag H)
@@ -42,7 +47,8 @@
 //           gptq_min_tokens: 32               # optional, gptq only: fewer calibration tokens -> fallback
 //           gptq_fallback: ssz | minmax       # optional, gptq only: the data-free method for those
 //   save:
-//     format: ascendV1 | mindie               # v0 only (default ascendV1); v1 always writes its own layout
+//     format: ascendV1 | mindie | compressed-tensors   # v0 (default ascendV1)
+//     format: ascendV1-v1 | compressed-tensors          # v1 (default ascendV1-v1)
 //
 // Linears no group claims stay float; the router (`*.mlp.gate`) must stay float (a group that matches it and
 // does not exclude it is an error), and lm_head and the embeddings are always float.
@@ -76,6 +82,7 @@ struct Recipe {
   std::string calib_dataset;             // "" = the caller's default
   std::string anti_dataset;              // "" = same as the calibration set
   std::optional<std::int64_t> batch_size;
+  std::int64_t min_expert_tokens = 1;  // data.min_expert_tokens: fewer calibration tokens make an expert starved
   quant::StepList steps;  // process, in order (the quantize step adds static calibration after itself)
   SaveFormat save_format = SaveFormat::kAscendV1;
 

@@ -7,7 +7,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -246,6 +248,46 @@ TEST(W4A8Cli, W4A16RecipeWritesPackQuantizedThatEvalAndInspectRead) {
     EXPECT_GT(a["exact"].get<double>(), 0.5) << layer["layer"];
     EXPECT_LE(a["exact"].get<double>(), 1.0) << layer["layer"];
   }
+}
+
+// The starved-expert policy (data.min_expert_tokens): an expert that fewer calibration tokens reached gets no
+// up-down smoothing and GPTQ's data-free fallback, and the report lists it; the others are fitted as before.
+TEST(W4A8Cli, ExpertsUnderMinExpertTokensAreQuantizedFromTheirWeightsAlone) {
+  TempDir dir("w4a8_min_expert_tokens");
+  constexpr std::int64_t kFloor = 5000;
+  const fs::path recipe = dir.path() / "starved.yaml";
+  std::ofstream(recipe) << "apiversion: modelslim_v1\ndata:\n  min_expert_tokens: " << kFloor << "\nprocess:\n"
+                           "  - smooth: {method: flex_smooth, subgraphs: [norm-linear, up-down]}\n"
+                           "  - quantize:\n"
+                           "      - {include: ['*self_attn*'], scheme: w8a8_dynamic}\n"
+                           "      - {include: ['*mlp.experts*'], scheme: w4a8_dynamic, weight: gptq}\n";
+  const json r = quantize(model("tiny-qwen3-moe"), dir.path() / "out", "--config '" + recipe.string() + "'");
+  ASSERT_FALSE(r.is_null());
+  EXPECT_EQ(r["starved_expert_min_tokens"], kFloor);
+  bool some_layer_is_split = false;
+  for (const json& layer : r["per_layer"]) {
+    std::set<std::string> starved_linears;
+    std::vector<std::int64_t> starved;
+    for (std::size_t e = 0; e < layer["expert_tokens"].size(); ++e) {
+      if (layer["expert_tokens"][e].get<std::int64_t>() >= kFloor) continue;
+      starved.push_back(static_cast<std::int64_t>(e));
+      for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) {
+        starved_linears.insert("model.layers." + layer["layer"].dump() + ".mlp.experts." + std::to_string(e) + "." +
+                               proj);
+      }
+    }
+    some_layer_is_split = some_layer_is_split || (!starved.empty() && starved.size() < layer["expert_tokens"].size());
+    EXPECT_EQ(layer["starved_experts"], json(starved)) << layer["layer"];
+    EXPECT_EQ(layer["smoothing"]["up-down"]["experts_smoothed"].get<std::size_t>(),
+              layer["expert_tokens"].size() - starved.size());
+    std::set<std::string> fallen_back;
+    for (const json& f : layer.value("weight_fallbacks", json::array())) {
+      fallen_back.insert(f["module"].get<std::string>());
+      EXPECT_NE(f["reason"].get<std::string>().find("fewer than min_expert_tokens (5000)"), std::string::npos) << f;
+    }
+    EXPECT_EQ(fallen_back, starved_linears) << layer["layer"];
+  }
+  EXPECT_TRUE(some_layer_is_split) << "the floor should starve some experts of some layer and not others";
 }
 
 }  // namespace

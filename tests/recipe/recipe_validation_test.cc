@@ -304,6 +304,18 @@ TEST(RecipeValidation, AntiDatasetInV1) {
                  "anti_dataset is v0 only");
 }
 
+TEST(RecipeValidation, MinExpertTokens) {
+  expect_invalid(kV1 + "data: {min_expert_tokens: 0}\nprocess:\n" + kQuantV1, "data.min_expert_tokens",
+                 "0 is out of range");
+  expect_invalid(kV1 + "data: {min_expert_tokens: many}\nprocess:\n" + kQuantV1, "data.min_expert_tokens",
+                 "integer");
+  TempDir dir("recipe_min_tokens");
+  std::ofstream(dir.path() / "r.yaml") << kV0 + "data: {min_expert_tokens: 64}\nprocess:\n" + kM4 + kQuantV0;
+  EXPECT_EQ(load_recipe(dir.path() / "r.yaml").min_expert_tokens, 64);
+  std::ofstream(dir.path() / "d.yaml") << kV1 + "process:\n" + kQuantV1;
+  EXPECT_EQ(load_recipe(dir.path() / "d.yaml").min_expert_tokens, 1) << "by default only experts with no token";
+}
+
 TEST(RecipeValidation, EmptyDatasetName) {
   expect_invalid(kV1 + "data: {calib_dataset: ''}\nprocess:\n" + kQuantV1, "data.calib_dataset",
                  "the dataset name is empty");
