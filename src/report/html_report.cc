@@ -131,6 +131,7 @@ std::string resources_section(const ReportData& data) {
     chart.id = "timing-chart";
     chart.title = "Time per phase";
     chart.value_axis = "wall-clock time (seconds)";
+    chart.value_text = [](double v) { return format_number(v, 3); };
     std::vector<std::vector<std::string>> rows;
     for (const auto& [phase, seconds] : data.timing_seconds) {
       chart.bars.push_back({phase, seconds, false});

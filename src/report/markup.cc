@@ -84,7 +84,7 @@ std::string format_bytes(double bytes) {
 }
 
 std::string format_seconds(double seconds) {
-  if (!std::isfinite(seconds)) return format_number(seconds);
+  if (!std::isfinite(seconds) || seconds >= 1e12) return format_number(seconds) + " s";
   if (seconds < 60) return fmt::format("{:.{}f} s", seconds, seconds < 10 ? 2 : 1);
   const auto whole = static_cast<long long>(std::llround(seconds));
   if (whole < 3600) return fmt::format("{} min {:02} s", whole / 60, whole % 60);

@@ -75,9 +75,12 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
   const double norm = raw / magnitude;
   const double step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * magnitude;
   const double start = std::floor(lo / step) * step;
-  const auto count = static_cast<int>(std::ceil((hi - start) / step - 1e-9));
+  const double steps = std::ceil((hi - start) / step - 1e-9);
+  // Values near the double's limits (a hand-edited report may hold 1e308) overflow the arithmetic above.
+  if (!std::isfinite(start) || !std::isfinite(steps) || !(step > 0)) return {lo, hi};
   std::vector<double> ticks;
-  for (int i = 0; i <= std::min(count, 40); ++i) ticks.push_back(start + i * step);
+  const int count = static_cast<int>(std::clamp(steps, 1.0, 40.0));
+  for (int i = 0; i <= count; ++i) ticks.push_back(start + i * step);
   return ticks;
 }
 
@@ -92,7 +95,10 @@ std::string svg_bar_chart(const BarChart& chart) {
   const std::vector<double> ticks = nice_ticks(0, chart.scale_max.value_or(largest > 0 ? largest : 1));
   const double scale_end = chart.scale_max.value_or(ticks.back());
 
-  const double left = 110;
+  // Room for the longest label (at about 6.5 px a character of the 12 px font).
+  std::size_t longest = 0;
+  for (const Bar& b : chart.bars) longest = std::max(longest, b.label.size());
+  const double left = std::clamp(12 + 6.5 * static_cast<double>(longest), 70.0, 240.0);
   const double plot_width = kWidth - left - 110;
   const double top = 8;
   const double row = std::clamp(560.0 / std::max<std::size_t>(n, 1), 8.0, 22.0);
@@ -167,9 +173,19 @@ std::string svg_heat_map(const HeatMap& map) {
   const double grid_w = cell_w * static_cast<double>(columns);
   const double grid_h = cell_h * static_cast<double>(rows);
   const double height = top + grid_h + 74;
-  // A logarithmic scale: token counts span orders of magnitude, and the few-token experts are the ones to see.
-  const double log_max = std::log1p(largest);
-  const auto shade = [&](double v) { return ramp_colour(log_max > 0 ? std::log1p(std::max(v, 0.0)) / log_max : 0); };
+  // A logarithmic scale from the smallest count above 0 to the largest: token counts span orders of magnitude,
+  // and the few-token experts are the ones to see. 0 takes the lightest colour too; starved cells are crossed.
+  double smallest = largest;
+  for (const auto& r : map.values) {
+    for (const double v : r) {
+      if (std::isfinite(v) && v > 0) smallest = std::min(smallest, v);
+    }
+  }
+  const double log_span = smallest > 0 ? std::log(largest / smallest) : 0;
+  const auto shade = [&](double v) {
+    if (!(v > smallest)) return ramp_colour(0);
+    return ramp_colour(log_span > 0 ? std::log(v / smallest) / log_span : 1);
+  };
 
   std::string s = svg_open(std::max(kWidth, left + grid_w + 20), height, map.title);
   s += text_at(left + grid_w / 2, 12, map.column_axis, "middle", " font-weight=\"bold\"");
@@ -211,12 +227,12 @@ std::string svg_heat_map(const HeatMap& map) {
   s += text_at(left, legend_y + 11, map.value_name + ":", "start");
   double x = left + 8.0 * static_cast<double>(map.value_name.size()) + 14;
   for (int i = 0; i <= 5; ++i) {
-    const double v = std::expm1(log_max * i / 5.0);
+    const double v = smallest * std::exp(log_span * i / 5.0);
     s += fmt::format(
         "<rect x=\"{}\" y=\"{}\" width=\"16\" height=\"14\" fill=\"{}\" stroke=\"{}\" "
         "stroke-width=\"0.5\"/>",
         num(x), num(legend_y), shade(v), kInk);
-    s += text_at(x + 20, legend_y + 11, format_number(std::round(v), 3));
+    s += text_at(x + 20, legend_y + 11, (i == 0 ? "≤ " : "") + format_number(std::round(v), 3));
     x += 62;
   }
   if (!map.marked_legend.empty()) {
@@ -277,7 +293,9 @@ std::string svg_line_chart(const LineChart& chart) {
       s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"9\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>", num(x),
                        num(y), kInk);
       const bool right_half = x > left + plot_w * 0.6;
-      s += text_at(right_half ? x - 14 : x + 14, y - 12, chart.marked_label, right_half ? "end" : "start");
+      // A white halo under the label keeps it legible where it crosses the curve.
+      s += text_at(right_half ? x - 14 : x + 14, std::max(y - 16, top + 10), chart.marked_label, right_half ? "end" : "start",
+                   " stroke=\"#ffffff\" stroke-width=\"4\" paint-order=\"stroke\" font-weight=\"bold\"");
     }
   }
   return s + "</svg>";

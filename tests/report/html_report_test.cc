@@ -271,6 +271,34 @@ TEST_F(HtmlReport, NullNumbersAreNotANumber) {
       << doc.text("//h:section[@id='verdict']");
 }
 
+// Qwen3-235B's shape (94 layers × 128 experts), extreme values included: every cell drawn, the page stays
+// small enough for the output's size estimate (a few MiB beside the tokenizer), and extremes draw no NaN.
+TEST(HtmlReportScale, A235bReportHasEveryCellAndStaysSmall) {
+  ordered_json r = {{"per_layer", ordered_json::array()},
+                    {"timing_seconds", {{"float pass", 1e300}, {"total", 1e300}}},
+                    {"starved_expert_min_tokens", 2}};
+  for (int l = 0; l < 94; ++l) {
+    ordered_json tokens = ordered_json::array();
+    for (int e = 0; e < 128; ++e) tokens.push_back((l * 131 + e * 17) % 5000);
+    ordered_json choice = {{"alpha", 0.5}, {"beta", 0.5}, {"searched", true}, {"error", 1e-3}};
+    if (l == 93) {
+      choice["search"] = {{{"alpha", 0.0}, {"beta", 1.0}, {"error", -1e308}}, {{"alpha", 0.5}, {"beta", 0.5}, {"error", 1e308}}};
+    }
+    r["per_layer"].push_back({{"layer", l},
+                              {"relative_error", l == 93 ? 1e308 : 0.01 + 0.0001 * l},
+                              {"expert_tokens", tokens},
+                              {"smoothing", {{"ov", choice}}}});
+  }
+  const std::string page = report::render_quant_report_html(r);
+  EXPECT_LT(page.size(), 3u << 20);
+  const XhtmlDocument doc(page);
+  ASSERT_TRUE(doc.well_formed()) << doc.errors();
+  EXPECT_EQ(doc.count(in_section("expert-tokens", "svg:rect[" + has_class("cell") + "]")), 94 * 128);
+  EXPECT_EQ(doc.count(bars("layer-error")), 94);
+  EXPECT_EQ(doc.count(marked_bars("layer-error")), 1);
+  EXPECT_EQ(page.find("nan"), std::string::npos);  // no coordinate came out as NaN
+}
+
 struct BadField {
   std::string field;                        // the path the error must name
   std::function<void(ordered_json&)> edit;  // breaks the report there
