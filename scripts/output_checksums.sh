@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The output contract: SHA-256 of every file `moeslim quant` writes (all but quant_report.json, whose timings
-# and memory figures vary run to run) for every bundled recipe and the script's flag variants, on both bundled
+# and memory figures vary run to run, and quant_report.html, the page made from it) for every bundled recipe and the script's flag variants, on both bundled
 # tiny models, at --threads 1 and 2.
 #
 #   scripts/output_checksums.sh record FILE [MOESLIM]   writes the checksums to FILE
@@ -56,7 +56,7 @@ for MODEL in tiny-qwen3-moe tiny-qwen3-moe-outliers; do
         cat "$WORK/stderr.txt" >&2
         exit 1
       fi
-      (cd "$OUT" && find . -type f ! -name quant_report.json | LC_ALL=C sort | xargs sha256sum) |
+      (cd "$OUT" && find . -type f ! -name quant_report.json ! -name quant_report.html | LC_ALL=C sort | xargs sha256sum) |
         sed "s|  \./|  $MODEL/$NAME/t$THREADS/|" >>"$OUT_LIST"
       echo "output_checksums: $MODEL $NAME --threads $THREADS" >&2
     done

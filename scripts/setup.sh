@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   nlohmann-json3-dev libicu-dev libdnnl-dev libcli11-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libxml2-dev  # the report page's tests parse it as XML
   jq  # bench scripts read quant_report.json
 )
 if [ "${1:-}" = "fuzz" ]; then PACKAGES+=(clang libclang-rt-14-dev); fi

@@ -18,5 +18,6 @@ CommandRunner register_synth(CLI::App& app);
 CommandRunner register_inspect(CLI::App& app);
 CommandRunner register_quant(CLI::App& app);
 CommandRunner register_recipes(CLI::App& app);
+CommandRunner register_report(CLI::App& app);
 
 }  // namespace moeslim::cli

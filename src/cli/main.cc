@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   add(moeslim::cli::register_quant);
   add(moeslim::cli::register_inspect);
   add(moeslim::cli::register_recipes);
+  add(moeslim::cli::register_report);
 
   try {
     app.parse(argc, argv);

@@ -125,8 +125,9 @@ int run_quant(const QuantOptions& o) {
   p.search_rows = o.search_rows;
   p.experts_per_group = o.expert_group;
   const pipeline::QuantReport report = pipeline::run_quant(r, p).report;
-  log_info("quant: wrote {} in {:.1f} s; report (every expert's token count, timings): {}/quant_report.json", o.save_path,
-           report.timing_seconds.at("total"), o.save_path);
+  log_info("quant: wrote {} in {:.1f} s; report (every expert's token count, timings): {}/quant_report.json, to read: "
+           "{}/quant_report.html",
+           o.save_path, report.timing_seconds.at("total"), o.save_path, o.save_path);
   for (const auto& [phase, seconds] : report.timing_seconds) {
     if (phase != "total") log_info("  {:<22} {:8.2f} s", phase, seconds);
   }
@@ -183,9 +184,9 @@ CommandRunner register_quant(CLI::App& app) {
       "    experts int4 weights with int8 dynamic activations (Qwen3-30B: layers 41-47 stay int8).\n"
       "Router, norms, embeddings and lm_head stay float. Output: msModelSlim's layouts (ascendV1, or the v1\n"
       "saver's for w4a8), loadable by MindIE and vLLM-Ascend; --mindie_format writes the older safe_tensor layout\n"
-      "for MindIE <= 2.1.RC1 only (vLLM-Ascend cannot load it). Plus\n"
-      "quant_report.json. The output is built in a temporary directory beside --save_path and renamed into place\n"
-      "when complete.\n"
+      "for MindIE <= 2.1.RC1 only (vLLM-Ascend cannot load it). Plus quant_report.json and quant_report.html,\n"
+      "the page to read after the run (see `moeslim report`). The output is built in a temporary directory\n"
+      "beside --save_path and renamed into place when complete.\n"
       "Examples:\n"
       "  msModelSlim's script:    moeslim quant --model_path models/tiny-qwen3-moe --save_path /tmp/w8a8 \\\n"
       "                             --anti_dataset data/qwen3-moe_anti_prompt_50.json \\\n"

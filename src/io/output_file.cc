@@ -91,4 +91,23 @@ void write_text_file(const std::filesystem::path& path, std::string_view text) {
   out.close();
 }
 
+void write_text_file_atomically(const std::filesystem::path& path, std::string_view text) {
+  std::filesystem::path temp = path;
+  temp += ".tmp-" + std::to_string(::getpid());
+  try {
+    write_text_file(temp, text);
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temp, ignored);
+    throw;
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(temp, ignored);
+    throw Error(ErrorCode::kIo, "cannot rename " + temp.string() + " to it: " + ec.message(), path.string());
+  }
+}
+
 }  // namespace moeslim::io

@@ -37,5 +37,8 @@ class OutputFile {
 
 // Writes `text` to `path` through an OutputFile (create/truncate, checked close).
 void write_text_file(const std::filesystem::path& path, std::string_view text);
+// The same, atomically: written to "<path>.tmp-<pid>" beside it, then renamed over `path`, so that a reader
+// (or a failure half-way) never sees a partial file. The temporary file is removed when the write fails.
+void write_text_file_atomically(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace moeslim::io

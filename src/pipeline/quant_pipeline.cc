@@ -24,6 +24,7 @@
 #include "pipeline/calibration_data.h"
 #include "pipeline/layer_quantizer.h"
 #include "pipeline/resource_estimate.h"
+#include "report/html_report.h"
 
 namespace moeslim::pipeline {
 namespace {
@@ -285,10 +286,20 @@ QuantReport QuantRun::report_and_commit() {
   r.experts_per_group = experts_per_group_;
   r.peak_rss_bytes = peak_rss_bytes();
   const std::filesystem::path report_path = out_->temp_path() / "quant_report.json";
+  const nlohmann::ordered_json report_json = to_json(r);
   {
     std::ofstream f(report_path);
-    f << to_json(r).dump(2) << "\n";
+    f << report_json.dump(2) << "\n";
     if (!f) throw Error(ErrorCode::kIo, "cannot write the report", report_path.string());
+  }
+  // The page is made from the JSON alone. Should it fail to render (a bug), the model and the JSON still
+  // stand, and `moeslim report` can make the page later: a warning, not a failed run.
+  try {
+    report::write_quant_report_html(report_json, out_->temp_path() / "quant_report.html");
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kFormat) throw;
+    log_warn("quant: quant_report.html not written ({}); `moeslim report {}` makes it", e.what(),
+             o_.save_path.string());
   }
   out_->commit();
   return r;

@@ -97,10 +97,14 @@ std::string shell_line(const std::vector<std::string>& args) {
 
 // Every file of an output directory: name -> contents. quant_report.json without what varies run to run
 // (timing_seconds, peak_rss_bytes) or with the thread count (threads, and the memory estimate, which counts
-// each thread's expert buffers).
+// each thread's expert buffers); quant_report.html, the page made from it, only by name.
 std::map<std::string, std::string> output_files(const fs::path& dir) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().filename() == "quant_report.html") {
+      files["quant_report.html"] = "";
+      continue;
+    }
     std::string content = read_whole_file(e.path());
     if (e.path().filename() == "quant_report.json") {
       json report = json::parse(content);
