@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Quality of every bundled recipe on the bundled tiny models, measured from the written directories with the
 # runtime's integer arithmetic: perplexity on data/eval_valid.jsonl (held-in text), mean KL divergence from the
-# float model's next-token distribution, top-1 agreement, how many experts saw no calibration token (those
-# are quantized data-free; quant_report.json lists every expert's token count) and how many linears GPTQ left
-# to its fallback. The W4A8 rows include an ablation of qwen3-moe-w4a8-rot-gptq (each of its steps left out in
-# turn), written to the work directory as recipes of their own, and so do the W4A16 rows.
+# float model's next-token distribution, top-1 agreement, router agreement (the share of evaluation tokens whose
+# top-k experts are the float model's, over every MoE layer, each model on its own hidden states), how many
+# experts saw no calibration token (those are quantized data-free; quant_report.json lists every expert's token
+# count) and how many linears GPTQ left to its fallback. The W4A8 rows include an ablation of
+# qwen3-moe-w4a8-rot-gptq (each of its steps left out in turn), written to the work directory as recipes of their
+# own, and so do the W4A16 rows.
 # Usage: bench/quality.sh [--timing] [workdir]
 #   (about 20 minutes on 2 cores; REUSE=1 re-tabulates existing outputs; MODELS="a b" picks models/ entries;
 #   ONLY=REGEX runs only the rows whose names match the extended regular expression)
@@ -62,8 +64,8 @@ for MODEL in ${MODELS:-tiny-qwen3-moe-massive tiny-qwen3-moe-outliers tiny-qwen3
   echo
   echo "**$MODEL**"
   echo
-  echo "| recipe | perplexity | change vs float | mean KL (nats) | top-1 agreement | data-free experts | GPTQ fallbacks |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| recipe | perplexity | change vs float | mean KL (nats) | top-1 agreement | router agreement | data-free experts | GPTQ fallbacks |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   FIRST=1
   for CASE in "${CASES[@]}"; do
     NAME=${CASE%%|*}
@@ -75,13 +77,13 @@ for MODEL in ${MODELS:-tiny-qwen3-moe-massive tiny-qwen3-moe-outliers tiny-qwen3
       --eval_data data/eval_valid.jsonl $FLAGS 2>/dev/null
     R="$OUT/quant_report.json"
     if [ "$FIRST" = 1 ]; then
-      jq -r '.evaluation.float_perplexity' "$R" | awk '{ printf "| float (bf16 checkpoint) | %.4f | | | | | |\n", $1 }'
+      jq -r '.evaluation.float_perplexity' "$R" | awk '{ printf "| float (bf16 checkpoint) | %.4f | | | | | | |\n", $1 }'
       FIRST=0
     fi
     jq -r '.evaluation as $e | ([.per_layer[] | (.experts_without_tokens // []) | length] | add) as $free
            | ([.per_layer[] | (.weight_fallbacks // []) | length] | add) as $fallbacks
-           | "\($e.quantized_perplexity) \($e.perplexity_change) \($e.mean_kl) \($e.top1_agreement) \($free) \($fallbacks)"' "$R" |
-      awk -v n="$NAME" '{ printf "| %s | %.4f | %+.2f %% | %.5f | %.4f | %d | %d |\n", n, $1, 100 * $2, $3, $4, $5, $6 }'
+           | "\($e.quantized_perplexity) \($e.perplexity_change) \($e.mean_kl) \($e.top1_agreement) \(if $e.router_agreement then ($e.router_agreement.exact * 10000 | round / 10000) else "-" end) \($free) \($fallbacks)"' "$R" |
+      awk -v n="$NAME" '{ printf "| %s | %.4f | %+.2f %% | %.5f | %.4f | %s | %d | %d |\n", n, $1, 100 * $2, $3, $4, $5, $6, $7 }'
   done
 done
 

@@ -13,6 +13,12 @@ ordered_json smoothing_json(const std::vector<quant::SmoothingChoice>& choices) 
     if (c.subgraph == "ov" || c.subgraph == "norm-linear") {
       j["searched"] = c.searched;
       if (c.searched) j["error"] = c.search_error;
+      if (!c.search_curve.empty()) {
+        j["search"] = ordered_json::array();
+        for (const auto& [alpha, beta, error] : c.search_curve) {
+          j["search"].push_back({{"alpha", alpha}, {"beta", beta}, {"error", error}});
+        }
+      }
     }
     if (c.experts_smoothed >= 0) j["experts_smoothed"] = c.experts_smoothed;
     out[c.subgraph] = j;

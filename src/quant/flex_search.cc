@@ -303,12 +303,17 @@ FlexSearchResult flex_grid_search_pruned(
   };
   std::array<double, kFlexGridPoints> phase1{};
   double cutoff = std::numeric_limits<double>::infinity();
+  FlexSearchResult r;
+  // An error at most the cutoff it was computed under is exact (a stopped evaluation returns a bound above it).
+  const auto keep = [&r](double alpha, double beta, double err, double under) {
+    if (!std::isnan(err) && err <= under) r.exact_points.push_back({alpha, beta, err});
+  };
   for (const int i : order) {
     const double alpha = flex_grid_value(i);
     phase1[i] = error(alpha, 1.0 - alpha, cutoff);  // 1.0 − α in double, as Python computes it
+    keep(alpha, 1.0 - alpha, phase1[i], cutoff);
     cutoff = std::min(cutoff, std::isnan(phase1[i]) ? cutoff : phase1[i]);
   }
-  FlexSearchResult r;
   double best = std::numeric_limits<double>::infinity();
   int alpha_index = -1;
   replay(phase1, [&](int i) { alpha_index = i; return flex_grid_value(i); }, best, r.alpha);
@@ -322,6 +327,7 @@ FlexSearchResult flex_grid_search_pruned(
       phase2[j] = phase1[alpha_index];  // the same float32 exponents: phase 1's exact error
     } else {
       phase2[j] = error(r.alpha, beta, cutoff);
+      keep(r.alpha, beta, phase2[j], cutoff);
     }
     cutoff = std::min(cutoff, std::isnan(phase2[j]) ? cutoff : phase2[j]);
   }

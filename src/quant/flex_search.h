@@ -48,10 +48,20 @@ double flex_grid_value(int i);
 double flex_error(const Tensor& x, const std::vector<const Tensor*>& weights, double alpha, double beta,
                   DType float_dtype);
 
+// One grid point the search evaluated to its exact error (the loss curve a report draws).
+struct FlexSearchPoint {
+  double alpha = 0.0;
+  double beta = 0.0;
+  double error = 0.0;
+};
+
 struct FlexSearchResult {
   double alpha = 0.0;
   double beta = 0.0;
   double error = 0.0;  // the best error seen (phase 2's, or phase 1's when the β fallback fires)
+  // flex_grid_search_pruned: the points whose error was computed in full, in the order evaluated (phase 1's,
+  // then phase 2's); a point stopped early (its error shown above the cutoff) or NaN is left out.
+  std::vector<FlexSearchPoint> exact_points{};
 };
 
 // The selection rule alone, on any error function: phase 1 α over the grid with β = 1.0 − α, keeping the last

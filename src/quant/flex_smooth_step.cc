@@ -80,6 +80,7 @@ class FlexSmoothStep final : public LayerStep {
       choice.beta = r.beta;
       choice.searched = true;
       choice.search_error = r.error;
+      for (const FlexSearchPoint& p : r.exact_points) choice.search_curve.push_back({p.alpha, p.beta, p.error});
     }
     c.smoothing.push_back(choice);
     return choice;

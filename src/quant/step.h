@@ -22,6 +22,7 @@
 // step_registry.cc (docs/design.md, "Adding a step").
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -105,6 +106,8 @@ struct SmoothingChoice {
   double beta = 0;
   bool searched = false;           // α/β came from the search (flex_smooth without a fixed alpha)
   double search_error = 0;         // the search's best error, when searched
+  // When searched: the grid points evaluated to their exact error, in search order (α, β, error each).
+  std::vector<std::array<double, 3>> search_curve{};
   std::int64_t experts_smoothed = -1;  // up-down: experts that saw tokens and were smoothed; −1 = n/a
 };
 

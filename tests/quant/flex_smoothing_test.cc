@@ -333,6 +333,19 @@ TEST(FlexSearch, StoppingEarlyPicksWhatTheFullGridPicksAtAnyThreadCount) {
     EXPECT_EQ(r.error, ref.error) << threads;
     EXPECT_EQ(e, flex_error(x, {&w}, 0.35, 0.4, DType::kBF16)) << threads;
   }
+  // The loss curve it reports: only points evaluated in full, each with its exact error; the pick among them;
+  // most points stopped early here, so fewer than the grid's 42.
+  const FlexSearchResult r = search_flex_alpha_beta(x, {&w}, DType::kBF16);
+  ASSERT_FALSE(r.exact_points.empty());
+  EXPECT_LT(r.exact_points.size(), 2u * kFlexGridPoints);
+  bool has_pick = false;
+  for (const FlexSearchPoint& p : r.exact_points) {
+    EXPECT_EQ(p.error, flex_error(x, {&w}, p.alpha, p.beta, DType::kBF16)) << p.alpha << " " << p.beta;
+    EXPECT_GE(p.error, r.error);
+    // (phase 1 holds β = 1 − α in double, which can be an ulp from the grid's β: the same float32 exponent)
+    has_pick = has_pick || (p.alpha == r.alpha && std::abs(p.beta - r.beta) < 1e-12 && p.error == r.error);
+  }
+  EXPECT_TRUE(has_pick);
 }
 
 // The pruned rule against the plain one on random error tables with ties and NaNs: a pruned point answers
