@@ -82,8 +82,9 @@ for MODEL in ${MODELS:-tiny-qwen3-moe-massive tiny-qwen3-moe-outliers tiny-qwen3
     fi
     jq -r '.evaluation as $e | ([.per_layer[] | (.experts_without_tokens // []) | length] | add) as $free
            | ([.per_layer[] | (.weight_fallbacks // []) | length] | add) as $fallbacks
-           | "\($e.quantized_perplexity) \($e.perplexity_change) \($e.mean_kl) \($e.top1_agreement) \(if $e.router_agreement then ($e.router_agreement.exact * 10000 | round / 10000) else "-" end) \($free) \($fallbacks)"' "$R" |
-      awk -v n="$NAME" '{ printf "| %s | %.4f | %+.2f %% | %.5f | %.4f | %s | %d | %d |\n", n, $1, 100 * $2, $3, $4, $5, $6, $7 }'
+           | "\($e.quantized_perplexity) \($e.perplexity_change) \($e.mean_kl) \($e.top1_agreement) \($e.router_agreement.exact // "-") \($free) \($fallbacks)"' "$R" |
+      awk -v n="$NAME" '{ r = $5 == "-" ? "-" : sprintf("%.4f", $5)
+                           printf "| %s | %.4f | %+.2f %% | %.5f | %.4f | %s | %d | %d |\n", n, $1, 100 * $2, $3, $4, r, $6, $7 }'
   done
 done
 
