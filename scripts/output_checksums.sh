@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The output contract: SHA-256 of every file `moeslim quant` writes (all but quant_report.json, whose timings
-# and memory figures vary run to run, and quant_report.html, the page made from it) for every bundled recipe and the script's flag variants, on both bundled
-# tiny models, at --threads 1 and 2.
+# and memory figures vary run to run, and quant_report.html, the page made from it) for every bundled recipe
+# and the script's flag variants, on both bundled tiny models, at --threads 1 and 2.
 #
 #   scripts/output_checksums.sh record FILE [MOESLIM]   writes the checksums to FILE
 #   scripts/output_checksums.sh check FILE [MOESLIM]    recomputes them and diffs against FILE (exit 1 on any
@@ -37,6 +37,9 @@ CASES=(
   "w4a8-30b-rot|--config $C/qwen3-30b-w4a8-rot.yaml"
   "w4a8-235b-rot|--config $C/qwen3-235b-w4a8-rot.yaml"
   "w4a8-rot-gptq|--config $C/qwen3-moe-w4a8-rot-gptq.yaml"
+  "w4a8-rot-gptq-ct|--config $C/qwen3-moe-w4a8-rot-gptq-ct.yaml"
+  "w8a8-dynamic-ct|--config $C/qwen3-moe-w8a8-dynamic.yaml"
+  "w4a16-gptq-ct|--config $C/qwen3-moe-w4a16-gptq.yaml"
 )
 mkdir -p "$WORK"
 OUT_LIST=$(mktemp)
