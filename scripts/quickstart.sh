@@ -33,3 +33,5 @@ echo "== moeslim quant --model_type Qwen3-30B --quant_type w4a8 (msModelSlim's o
 echo
 echo "== moeslim eval --model $OUT --reference $MODEL --data data/eval_valid.jsonl (integer runtime arithmetic)"
 "$MOESLIM" eval --model "$OUT" --reference "$MODEL" --data data/eval_valid.jsonl
+echo
+echo "== the report pages to read (open them in a browser): $OUT/quant_report.html, $OUT-w4a8/quant_report.html"
