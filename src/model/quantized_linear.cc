@@ -137,7 +137,8 @@ class W8A8StaticLinear final : public Linear {
   std::vector<double> column_bias_;  // quant_bias − 128·Σ_k W, exact
 };
 
-// kInvalidArgument unless `codes` is a non-empty 2-D I8 tensor of int4 values, naming the first code out of range.
+}  // namespace
+
 void check_int4_codes(const Tensor& codes) {
   if (codes.dtype() != DType::kI8 || codes.rank() != 2 || codes.dim(0) <= 0 || codes.dim(1) <= 0) {
     throw Error(ErrorCode::kInvalidArgument, "int4 codes must be a non-empty 2-D I8 tensor [out, in], got " +
@@ -154,6 +155,8 @@ void check_int4_codes(const Tensor& codes) {
     }
   }
 }
+
+namespace {
 
 class DynamicInt8Linear final : public Linear {
  public:

@@ -40,6 +40,10 @@ std::unique_ptr<Linear> make_w4a8_dynamic_linear(const Tensor& packed_weight, co
 std::unique_ptr<Linear> make_w4a8_dynamic_linear_from_codes(const Tensor& codes, const Tensor& weight_scale,
                                                             const Tensor& bias = Tensor());
 
+// kInvalidArgument unless `codes` is a non-empty 2-D I8 tensor [out, in] of int4 values in [−8, 7], naming the
+// row and column of the first code out of range.
+void check_int4_codes(const Tensor& codes);
+
 // msModelSlim's int4 packing (docs/msmodelslim-format.md §5): byte[r, c] = (q[2r+1, c] << 4) | (q[2r, c] & 0xF),
 // codes in [−8, 7].
 // I8 [rows, in] → I8 [2·rows, in]: even output rows from the low nibbles, odd rows from the high nibbles,

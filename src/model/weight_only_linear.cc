@@ -1,5 +1,6 @@
 #include "model/weight_only_linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -7,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "model/quantized_linear.h"
 
 namespace moeslim::model {
 namespace {
@@ -42,9 +44,7 @@ class W4A16Linear final : public Linear {
 }  // namespace
 
 Tensor dequantize_w4a16(const Tensor& codes, const Tensor& scale, const Tensor& zero_point, DType float_dtype) {
-  if (codes.dtype() != DType::kI8 || codes.rank() != 2 || codes.dim(0) < 1 || codes.dim(1) < 1) {
-    invalid("codes must be a non-empty 2-D I8 tensor [out, in], got " + describe(codes));
-  }
+  check_int4_codes(codes);
   if (!is_float_dtype(float_dtype)) invalid("the float dtype must be BF16, F16 or F32");
   const std::int64_t out = codes.dim(0), in = codes.dim(1);
   const std::vector<float> s = group_values(scale, out, "weight_scale");
@@ -68,23 +68,23 @@ Tensor dequantize_w4a16(const Tensor& codes, const Tensor& scale, const Tensor& 
     }
   }
   const std::int64_t group_size = in / groups;
+  // Row by row: (q − z)·s in float32 (exact for a BF16 or F16 scale), then one rounding to the dtype.
   Tensor w = Tensor::zeros(float_dtype, {out, in});
   const auto* q = codes.data<std::int8_t>();
+  std::vector<float> row(static_cast<std::size_t>(in));
   for (std::int64_t r = 0; r < out; ++r) {
     for (std::int64_t c = 0; c < in; ++c) {
-      const std::int8_t code = q[r * in + c];
-      if (code < -8 || code > 7) {
-        invalid("int4 code " + std::to_string(code) + " at row " + std::to_string(r) + ", column " +
-                std::to_string(c) + " is outside [-8, 7]");
-      }
       const std::size_t g = static_cast<std::size_t>(r * groups + c / group_size);
-      const float v = (static_cast<float>(code) - (z.empty() ? 0.0f : z[g])) * s[g];  // exact in float32
-      const std::size_t at = static_cast<std::size_t>(r * in + c);
-      switch (float_dtype) {
-        case DType::kBF16: w.mutable_data<std::uint16_t>()[at] = f32_to_bf16(v); break;
-        case DType::kF16: w.mutable_data<std::uint16_t>()[at] = f32_to_f16(v); break;
-        default: w.mutable_data<float>()[at] = v; break;
-      }
+      row[static_cast<std::size_t>(c)] = (static_cast<float>(q[r * in + c]) - (z.empty() ? 0.0f : z[g])) * s[g];
+    }
+    const auto n = static_cast<std::size_t>(in);
+    if (float_dtype == DType::kF32) {
+      std::copy(row.begin(), row.end(), w.mutable_data<float>() + r * in);
+    } else if (float_dtype == DType::kBF16) {
+      f32_to_bf16(row.data(), w.mutable_data<std::uint16_t>() + r * in, n);
+    } else {
+      std::uint16_t* dst = w.mutable_data<std::uint16_t>() + r * in;
+      for (std::size_t c = 0; c < n; ++c) dst[c] = f32_to_f16(row[c]);
     }
   }
   return w;

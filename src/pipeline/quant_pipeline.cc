@@ -1,7 +1,6 @@
 #include "pipeline/quant_pipeline.h"
 
 #include <algorithm>
-#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -17,6 +16,7 @@
 #include "export/output_dir.h"
 #include "formats/registry.h"
 #include "io/checkpoint.h"
+#include "io/output_file.h"
 #include "kernels/threading.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
@@ -285,13 +285,8 @@ QuantReport QuantRun::report_and_commit() {
   r.threads = kernels::num_threads();
   r.experts_per_group = experts_per_group_;
   r.peak_rss_bytes = peak_rss_bytes();
-  const std::filesystem::path report_path = out_->temp_path() / "quant_report.json";
   const nlohmann::ordered_json report_json = to_json(r);
-  {
-    std::ofstream f(report_path);
-    f << report_json.dump(2) << "\n";
-    if (!f) throw Error(ErrorCode::kIo, "cannot write the report", report_path.string());
-  }
+  io::write_text_file(out_->temp_path() / "quant_report.json", report_json.dump(2) + "\n");
   // The page is made from the JSON alone. Should it fail to render (a bug), the model and the JSON still
   // stand, and `moeslim report` can make the page later: a warning, not a failed run.
   try {

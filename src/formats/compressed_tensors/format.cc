@@ -1,6 +1,7 @@
 #include "formats/compressed_tensors/format.h"
 
-#include <set>
+#include <map>
+#include <string>
 
 #include "core/error.h"
 #include "formats/compressed_tensors/quantization_config.h"
@@ -132,17 +133,19 @@ class CompressedTensorsFormat final : public OutputFormat {
     const std::uint64_t fb = dtype_size(float_dtype);
     std::uint64_t bytes = 0;
     for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
-      std::set<std::string> linear;
+      std::map<std::string, std::string> module_of;  // a linear's weight tensor -> the linear
       for (const model::ModuleId& id : model::layer_linears(config, l)) {
-        linear.insert(tensor_name(model::hf_module_name(id), "weight"));
+        const std::string module = model::hf_module_name(id);
+        module_of[tensor_name(module, "weight")] = module;
       }
       for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
         const auto elements = static_cast<std::uint64_t>(shape_numel(t.shape));
-        if (linear.count(t.name) == 0) {
+        const auto linear = module_of.find(t.name);
+        if (linear == module_of.end()) {
           bytes += elements * fb;
           continue;
         }
-        const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
+        const std::string& module = linear->second;
         const LinearPlan plan = plan_of(module);
         if (plan.scheme == quant::QuantScheme::kFloat) {
           bytes += elements * fb;

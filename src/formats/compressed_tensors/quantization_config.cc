@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "formats/module_names.h"
 #include "model/module_id.h"
 
 namespace moeslim::formats::compressed_tensors {
@@ -106,10 +107,8 @@ nlohmann::ordered_json quantization_config(const model::ModelConfig& config, con
   ClassScheme attention, mlp;
   nlohmann::ordered_json ignore = nlohmann::ordered_json::array();
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
-    std::map<std::string, Shape> weight_shape;  // by module
-    for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
-      if (t.name.ends_with(".weight")) weight_shape[t.name.substr(0, t.name.size() - 7)] = t.shape;
-    }
+    std::map<std::string, Shape> shapes;  // by tensor name
+    for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) shapes[t.name] = t.shape;
     for (const model::ModuleId& id : model::layer_linears(config, l)) {
       const std::string module = model::hf_module_name(id);
       const LinearPlan plan = plan_of(module);
@@ -126,7 +125,7 @@ nlohmann::ordered_json quantization_config(const model::ModelConfig& config, con
         unsupported(module, "vLLM's fused-MoE methods load only symmetric int4 experts; set symmetric: true in the "
                             "experts' quantize group");
       }
-      const Shape& shape = weight_shape.at(module);
+      const Shape& shape = shapes.at(tensor_name(module, "weight"));
       ct_linear_tensors(s, shape[0], shape[1], DType::kBF16, module);  // refuses what cannot be packed
       const bool is_attention = id.role == model::ModuleRole::kQProj || id.role == model::ModuleRole::kKProj ||
                                 id.role == model::ModuleRole::kVProj || id.role == model::ModuleRole::kOProj;
