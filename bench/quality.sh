@@ -32,6 +32,8 @@ sed 's/subgraphs: \[norm-linear, ov, moe-input, up-down\]/subgraphs: [norm-linea
 W4A16=$C/qwen3-moe-w4a16-gptq.yaml
 sed '/^  - smooth:/,/^      subgraphs:/d' "$W4A16" >"$WORK/w4a16-no-smoothing.yaml"
 sed 's/weight: gptq/weight: minmax/' "$W4A16" >"$WORK/w4a16-minmax.yaml"
+# The W8A8 dynamic recipe without its rotation.
+sed '/^  - rotate:/,/^      method: hadamard/d' $C/qwen3-moe-w8a8-dynamic.yaml >"$WORK/w8a8-dynamic-no-rotation.yaml"
 # msModelSlim's W8A8 script with GPTQ weights (v0 grid) in both groups.
 sed 's/^        scheme: w8a8\(_dynamic\)\?$/&\n        weight: gptq/' $C/qwen3-moe-w8a8.yaml >"$WORK/w8a8-gptq.yaml"
 CASES=(
@@ -56,6 +58,7 @@ CASES=(
   "  ablation: no moe-input / up-down smoothing|--config $WORK/ablation-no-moe-smoothing.yaml"
   "compressed-tensors W4A8 (qwen3-moe-w4a8-rot-gptq-ct)|--config $C/qwen3-moe-w4a8-rot-gptq-ct.yaml"
   "compressed-tensors W8A8 dynamic (qwen3-moe-w8a8-dynamic)|--config $C/qwen3-moe-w8a8-dynamic.yaml"
+  "  W8A8 dynamic ablation: no rotation|--config $WORK/w8a8-dynamic-no-rotation.yaml"
   "compressed-tensors W4A16 g128 GPTQ (qwen3-moe-w4a16-gptq)|--config $W4A16"
   "  W4A16 ablation: no smoothing|--config $WORK/w4a16-no-smoothing.yaml"
   "  W4A16 ablation: minmax instead of GPTQ|--config $WORK/w4a16-minmax.yaml"
