@@ -15,9 +15,8 @@ namespace {
 
 using dt = dnnl::memory::data_type;
 
+// A task's buffers (each worker thread has its own).
 struct Scratch {
-  std::vector<float> k;       // [T, d]: one KV head's keys, dense
-  std::vector<float> v;       // [T, d]: its values, dense
   std::vector<float> q;       // [rows, d]: the block's q rows of one KV group, head-major
   std::vector<float> scores;  // [rows, keys], then the probabilities
   std::vector<float> o;       // [rows, d]
@@ -64,73 +63,80 @@ void attention_impl(const float* q, const float* k, const float* v, const Attent
   const std::int64_t block = std::min(std::clamp<std::int64_t>(512 / group, 16, 256), round_up(T, 16));
   const std::int64_t rows = group * block;
   const std::int64_t padded_tokens = round_up(T, kKeyGranule);
-  Scratch& s = t_scratch;
-  float* qb = sized(s.q, rows * d);
-  float* ob = sized(s.o, rows * d);
-  float* scores = sized(s.scores, rows * padded_tokens);
-  float* kc = sized(s.k, padded_tokens * d);
-  float* vc = sized(s.v, padded_tokens * d);
-  std::fill(kc + T * d, kc + padded_tokens * d, 0.0f);
-  std::fill(vc + T * d, vc + padded_tokens * d, 0.0f);
-
+  const std::int64_t blocks = (T + block - 1) / block;
+  // Dense copies of every KV head's keys and values, zero-padded: oneDNN's fast (brgemm) kernels want dense
+  // operands. [nkv, padded_tokens, d] each.
+  std::vector<float> kd(static_cast<std::size_t>(nkv * padded_tokens * d), 0.0f);
+  std::vector<float> vd(static_cast<std::size_t>(nkv * padded_tokens * d), 0.0f);
   for (std::int64_t c = 0; c < nkv; ++c) {
-    // Dense copies of this head's keys and values: oneDNN's fast (brgemm) kernels want dense operands.
     for (std::int64_t t = 0; t < T; ++t) {
-      std::memcpy(kc + t * d, k + t * ks + c * d, sizeof(float) * d);
-      std::memcpy(vc + t * d, v + t * vs + c * d, sizeof(float) * d);
-    }
-    for (std::int64_t r0 = 0; r0 < T; r0 += block) {
-      const std::int64_t bq = std::min(block, T - r0);  // real query rows per head in this block
-      const std::int64_t keys = std::min(round_up(r0 + bq, kKeyGranule), padded_tokens);  // causal limit
-      for (std::int64_t u = 0; u < group; ++u) {
-        for (std::int64_t i = 0; i < block; ++i) {
-          float* dst = qb + (u * block + i) * d;
-          if (i < bq) {
-            std::memcpy(dst, q + (r0 + i) * qs + (c * group + u) * d, sizeof(float) * d);
-          } else {
-            std::fill(dst, dst + d, 0.0f);
-          }
-        }
-      }
-      // S = Qb · K[0:keys]ᵀ
-      const detail::MatmulProblem qk{detail::row_major_desc(rows, d, d, dt::f32),
-                                     detail::transposed_weight_desc(keys, d, d, dt::f32),
-                                     detail::row_major_desc(rows, keys, keys, dt::f32)};
-      detail::run_matmul(qk, qb, kc, scores);
-      detail::for_each_row(rows, keys, [&](std::int64_t row) {
-        float* p = scores + row * keys;
-        const std::int64_t i = row % block;
-        const std::int64_t t = r0 + i;
-        if (i >= bq) {  // a padding row: its output is discarded
-          std::fill(p, p + keys, 0.0f);
-          return;
-        }
-        if (is_real != nullptr && !is_real[t]) {
-          std::fill(p, p + keys, 0.0f);  // a pad query attends only to itself
-          p[t] = 1.0f;
-          return;
-        }
-        const std::int64_t visible = t + 1;
-        if (is_real != nullptr) {
-          for (std::int64_t j = 0; j < visible; ++j) {
-            if (!is_real[j]) p[j] = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
-          }
-        }
-        detail::softmax_row(p, p, visible, scale);
-        std::fill(p + visible, p + keys, 0.0f);
-      });
-      // Ob = P · V[0:keys]
-      const detail::MatmulProblem pv{detail::row_major_desc(rows, keys, keys, dt::f32),
-                                     detail::row_major_desc(keys, d, d, dt::f32),
-                                     detail::row_major_desc(rows, d, d, dt::f32)};
-      detail::run_matmul(pv, scores, vc, ob);
-      for (std::int64_t u = 0; u < group; ++u) {
-        for (std::int64_t i = 0; i < bq; ++i) {
-          std::memcpy(out + (r0 + i) * os + (c * group + u) * d, ob + (u * block + i) * d, sizeof(float) * d);
-        }
-      }
+      std::memcpy(kd.data() + (c * padded_tokens + t) * d, k + t * ks + c * d, sizeof(float) * d);
+      std::memcpy(vd.data() + (c * padded_tokens + t) * d, v + t * vs + c * d, sizeof(float) * d);
     }
   }
+  // One task per KV head and block of query rows, later blocks (more keys) first. Each task's GEMMs and
+  // softmax are the ones a single thread would run for it, so the output does not depend on how the tasks
+  // fall on the threads; a block's GEMMs alone are too small to share two threads well.
+  const std::int64_t tasks = nkv * blocks;
+  run_tasks(tasks, true, [&](std::int64_t task, int) {
+    const std::int64_t c = task % nkv;
+    const std::int64_t r0 = (blocks - 1 - task / nkv) * block;
+    const float* kc = kd.data() + c * padded_tokens * d;
+    const float* vc = vd.data() + c * padded_tokens * d;
+    Scratch& s = t_scratch;
+    float* qb = sized(s.q, rows * d);
+    float* ob = sized(s.o, rows * d);
+    float* scores = sized(s.scores, rows * padded_tokens);
+    const std::int64_t bq = std::min(block, T - r0);  // real query rows per head in this block
+    const std::int64_t keys = std::min(round_up(r0 + bq, kKeyGranule), padded_tokens);  // causal limit
+    for (std::int64_t u = 0; u < group; ++u) {
+      for (std::int64_t i = 0; i < block; ++i) {
+        float* dst = qb + (u * block + i) * d;
+        if (i < bq) {
+          std::memcpy(dst, q + (r0 + i) * qs + (c * group + u) * d, sizeof(float) * d);
+        } else {
+          std::fill(dst, dst + d, 0.0f);
+        }
+      }
+    }
+    // S = Qb · K[0:keys]ᵀ
+    const detail::MatmulProblem qk{detail::row_major_desc(rows, d, d, dt::f32),
+                                   detail::transposed_weight_desc(keys, d, d, dt::f32),
+                                   detail::row_major_desc(rows, keys, keys, dt::f32)};
+    detail::run_matmul(qk, qb, kc, scores);
+    for (std::int64_t row = 0; row < rows; ++row) {
+      float* p = scores + row * keys;
+      const std::int64_t i = row % block;
+      const std::int64_t t = r0 + i;
+      if (i >= bq) {  // a padding row: its output is discarded
+        std::fill(p, p + keys, 0.0f);
+        continue;
+      }
+      if (is_real != nullptr && !is_real[t]) {
+        std::fill(p, p + keys, 0.0f);  // a pad query attends only to itself
+        p[t] = 1.0f;
+        continue;
+      }
+      const std::int64_t visible = t + 1;
+      if (is_real != nullptr) {
+        for (std::int64_t j = 0; j < visible; ++j) {
+          if (!is_real[j]) p[j] = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
+        }
+      }
+      detail::softmax_row(p, p, visible, scale);
+      std::fill(p + visible, p + keys, 0.0f);
+    }
+    // Ob = P · V[0:keys]
+    const detail::MatmulProblem pv{detail::row_major_desc(rows, keys, keys, dt::f32),
+                                   detail::row_major_desc(keys, d, d, dt::f32),
+                                   detail::row_major_desc(rows, d, d, dt::f32)};
+    detail::run_matmul(pv, scores, vc, ob);
+    for (std::int64_t u = 0; u < group; ++u) {
+      for (std::int64_t i = 0; i < bq; ++i) {
+        std::memcpy(out + (r0 + i) * os + (c * group + u) * d, ob + (u * block + i) * d, sizeof(float) * d);
+      }
+    }
+  });
 }
 
 }  // namespace

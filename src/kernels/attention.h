@@ -5,7 +5,8 @@
 //
 // Implementation: per KV head and block of query rows, the q rows of all heads sharing that KV head are
 // stacked into one matrix and go through two float32 oneDNN GEMMs (Q·Kᵀ over the keys up to the block's
-// last row, then P·V); the causal triangle inside a block is masked. Work ≈ T²/2 per head, not T².
+// last row, then P·V); the causal triangle inside a block is masked. Work ≈ T²/2 per head, not T². The
+// (KV head, block) pairs are tasks over the kernel threads (kernels/threading.h), each on one thread.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// The MoE block's row moves: gathering the rows routed to an expert, and adding its weighted output back.
+// The MoE block's row moves: gathering the rows routed to an expert, adding its weighted output back, and
+// adding a block's output to the residual stream.
 #include <cstring>
 
 #include "kernels/cpu_features.h"
@@ -22,6 +23,10 @@ MOESLIM_AVX512 void add_scaled_row_avx512(const float* src, float weight, std::i
   }
 }
 
+void add_row(const float* src, std::int64_t cols, float* dst) {
+  for (std::int64_t j = 0; j < cols; ++j) dst[j] += src[j];
+}
+
 }  // namespace
 
 void gather_rows(const float* x, std::int64_t cols, const std::int32_t* rows, std::int64_t n, float* out) {
@@ -41,6 +46,11 @@ void add_weighted_rows(const float* src, std::int64_t n, std::int64_t cols, cons
     avx512 ? add_scaled_row_avx512(src + i * cols, weights[i], cols, d)
            : add_scaled_row_portable(src + i * cols, weights[i], cols, d);
   });
+}
+
+void add_rows(const float* src, std::int64_t rows, std::int64_t cols, float* dst) {
+  detail::require(cols >= 1 && rows >= 0 && (rows == 0 || (src && dst)), "add_rows", "bad arguments");
+  detail::for_each_row(rows, cols, [&](std::int64_t i) { add_row(src + i * cols, cols, dst + i * cols); });
 }
 
 }  // namespace moeslim::kernels

@@ -74,4 +74,7 @@ void gather_rows(const float* x, std::int64_t cols, const std::int32_t* rows, st
 void add_weighted_rows(const float* src, std::int64_t n, std::int64_t cols, const std::int32_t* rows,
                        const float* weights, float* dst);
 
+// dst[i,:] += src[i,:] for the `rows` rows of `cols` floats (the residual stream's update), over the threads.
+void add_rows(const float* src, std::int64_t rows, std::int64_t cols, float* dst);
+
 }  // namespace moeslim::kernels

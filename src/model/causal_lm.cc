@@ -65,18 +65,21 @@ void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Ten
                        const TokenLayout& layout, std::int64_t max_rows, std::int64_t max_sequences,
                        ForwardObserver* observer) {
   const std::int64_t H = config.hidden_size;
+  if (hidden.rank() != 2 || hidden.dim(0) != layout.rows() || hidden.dim(1) != H) {
+    throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
+                                          " does not match the token layout's " + std::to_string(layout.rows()) +
+                                          " rows");
+  }
   if (max_sequences <= 0) max_sequences = static_cast<std::int64_t>(layout.sequences.size());
   ForwardScratch scratch;  // one set of activation buffers for every chunk (model/forward_scratch.h)
   if (layout.rows() <= max_rows && static_cast<std::int64_t>(layout.sequences.size()) <= max_sequences) {
     layer.forward(config, hidden, layout, observer, &scratch);
     return;
   }
-  for (const LayoutChunk& chunk : split_into_chunks(layout, max_rows, max_sequences)) {
-    const std::int64_t rows = chunk.layout.rows();
-    Tensor part = Tensor::zeros(DType::kF32, {rows, H});
-    std::memcpy(part.mutable_data<float>(), hidden.data<float>() + chunk.begin * H, rows * H * sizeof(float));
-    layer.forward(config, part, chunk.layout, observer, &scratch);
-    std::memcpy(hidden.mutable_data<float>() + chunk.begin * H, part.data<float>(), rows * H * sizeof(float));
+  float* h = hidden.mutable_data<float>();
+  for (const LayoutChunk& chunk : split_into_chunks(layout, max_rows, max_sequences)) {  // rows where they lie
+    layer.forward_attention(config, h + chunk.begin * H, chunk.layout, observer, scratch);
+    layer.forward_mlp(config, h + chunk.begin * H, chunk.layout, observer, scratch);
   }
 }
 

@@ -28,27 +28,28 @@ void DecoderLayer::forward(const ModelConfig& config, Tensor& hidden, const Toke
                            ForwardObserver* observer, ForwardScratch* scratch) const {
   ForwardScratch fresh;
   ForwardScratch& s = scratch != nullptr ? *scratch : fresh;
-  forward_attention(config, hidden, layout, observer, s);
-  forward_mlp(config, hidden, layout, observer, s);
+  if (hidden.rank() != 2 || hidden.dim(0) != layout.rows() || hidden.dim(1) != config.hidden_size) {
+    throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
+                                          " does not match the token layout's " + std::to_string(layout.rows()) +
+                                          " rows");
+  }
+  forward_attention(config, hidden.mutable_data<float>(), layout, observer, s);
+  forward_mlp(config, hidden.mutable_data<float>(), layout, observer, s);
 }
 
-void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const TokenLayout& layout,
+void DecoderLayer::forward_attention(const ModelConfig& c, float* hidden, const TokenLayout& layout,
                                      ForwardObserver* observer, ForwardScratch& scratch) const {
   const std::int64_t N = layout.rows();
   const std::int64_t H = c.hidden_size;
   const std::int64_t d = c.head_dim;
   const std::int64_t nh = c.num_attention_heads;
   const std::int64_t nkv = c.num_key_value_heads;
-  if (hidden.rank() != 2 || hidden.dim(0) != N || hidden.dim(1) != H) {
-    throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
-                                          " does not match the token layout's " + std::to_string(N) + " rows");
-  }
   const std::uint8_t* real = layout.real.data();
 
   float* normed = scratch.overwritten(ForwardScratch::kAttentionNormed, N, H);
   {
     ProfileScope scope(ProfileKind::kNormRope);
-    attn.input_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed);
+    attn.input_norm.apply(hidden, N, H, c.rms_norm_eps, normed);
   }
   observe_input(observer, {index, ModuleRole::kQProj}, normed, N, H, real);
   observe_input(observer, {index, ModuleRole::kKProj}, normed, N, H, real);
@@ -96,11 +97,10 @@ void DecoderLayer::forward_attention(const ModelConfig& c, Tensor& hidden, const
   observe_input(observer, {index, ModuleRole::kOProj}, context, N, nh * d, real);
   float* o = scratch.overwritten(ForwardScratch::kAttentionOut, N, H);
   run_linear(*attn.o_proj, context, N, o, ProfileKind::kAttentionGemm);
-  float* h = hidden.mutable_data<float>();
-  for (std::int64_t i = 0; i < N * H; ++i) h[i] += o[i];
+  kernels::add_rows(o, N, H, hidden);
 }
 
-void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const TokenLayout& layout,
+void DecoderLayer::forward_mlp(const ModelConfig& c, float* hidden, const TokenLayout& layout,
                                ForwardObserver* observer, ForwardScratch& scratch) const {
   const std::int64_t N = layout.rows();
   const std::int64_t H = c.hidden_size;
@@ -109,7 +109,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
   float* normed = scratch.overwritten(ForwardScratch::kMlpNormed, N, H);
   {
     ProfileScope scope(ProfileKind::kNormRope);
-    mlp.post_norm.apply(hidden.data<float>(), N, H, c.rms_norm_eps, normed);
+    mlp.post_norm.apply(hidden, N, H, c.rms_norm_eps, normed);
   }
   float* out = scratch.zeroed(ForwardScratch::kMlpOut, N, H);
 
@@ -119,8 +119,7 @@ void DecoderLayer::forward_mlp(const ModelConfig& c, Tensor& hidden, const Token
     const ExpertRouting routing = route_tokens(c, mlp, index, normed, layout, observer, scratch);
     run_expert_group(c, *this, {0, c.num_experts}, {{0, &layout, &routing}}, normed, N, observer, scratch, out);
   }
-  float* h = hidden.mutable_data<float>();
-  for (std::int64_t i = 0; i < N * H; ++i) h[i] += out[i];
+  kernels::add_rows(out, N, H, hidden);
 }
 
 }  // namespace moeslim::model

@@ -54,9 +54,11 @@ class DecoderLayer {
                ForwardScratch* scratch = nullptr) const;
 
   // The two halves, for code that needs the residual stream between them (e.g. per-block error reports).
-  void forward_attention(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
+  // hidden: layout.rows() rows of hidden_size floats, updated in place; a pass over a whole token set hands
+  // each chunk's rows where they lie, without copying them out and back.
+  void forward_attention(const ModelConfig& config, float* hidden, const TokenLayout& layout,
                          ForwardObserver* observer, ForwardScratch& scratch) const;
-  void forward_mlp(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout, ForwardObserver* observer,
+  void forward_mlp(const ModelConfig& config, float* hidden, const TokenLayout& layout, ForwardObserver* observer,
                    ForwardScratch& scratch) const;
 };
 

@@ -1,6 +1,5 @@
 #include "model/grouped_layer_pass.h"
 
-#include <cstring>
 #include <limits>
 
 #include "core/error.h"
@@ -10,32 +9,7 @@
 #include "model/moe_block.h"
 
 namespace moeslim::model {
-namespace {
 
-// Rows [chunk.begin, +rows) of `all` as a tensor of their own, or `all` itself when the chunk is all of it.
-class ChunkRows {
- public:
-  ChunkRows(Tensor& all, const LayoutChunk& chunk, std::int64_t cols) : all_(all), chunk_(chunk), cols_(cols) {
-    if (chunk.layout.rows() == all.dim(0)) return;
-    part_ = Tensor::zeros(DType::kF32, {chunk.layout.rows(), cols});
-    std::memcpy(part_.mutable_data<float>(), all.data<float>() + chunk.begin * cols, bytes());
-  }
-  ~ChunkRows() = default;
-  Tensor& tensor() { return part_.empty() ? all_ : part_; }
-  // Copies the rows back into `all` (nothing to do when they are `all`).
-  void store() {
-    if (!part_.empty()) std::memcpy(all_.mutable_data<float>() + chunk_.begin * cols_, part_.data<float>(), bytes());
-  }
-
- private:
-  std::size_t bytes() const { return static_cast<std::size_t>(chunk_.layout.rows() * cols_) * sizeof(float); }
-  Tensor& all_;
-  const LayoutChunk& chunk_;
-  std::int64_t cols_;
-  Tensor part_;
-};
-
-}  // namespace
 
 std::int64_t ExpertGroupInputs::rows(std::int64_t expert) const {
   std::int64_t n = 0;
@@ -71,7 +45,7 @@ std::vector<ExpertRange> expert_groups(std::int64_t num_experts, std::int64_t pe
 
 void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& hidden, const TokenLayout& layout,
                        std::int64_t max_sequences, const std::vector<ExpertRange>& groups, ForwardObserver* observer,
-                       const ExpertGroupHooks& hooks) {
+                       const ExpertGroupHooks& hooks, ForwardScratch* kept_scratch) {
   const std::int64_t H = config.hidden_size;
   const std::int64_t N = layout.rows();
   if (hidden.rank() != 2 || hidden.dim(0) != N || hidden.dim(1) != H) {
@@ -89,52 +63,50 @@ void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& h
   }
   const std::vector<LayoutChunk> chunks =
       split_into_chunks(layout, std::numeric_limits<std::int64_t>::max(), max_sequences);
-  ForwardScratch scratch;  // one set of activation buffers for every chunk (model/forward_scratch.h)
+  // One set of activation buffers for every chunk (model/forward_scratch.h), kept across passes when the
+  // caller keeps it; each chunk's rows are worked on where they lie in `hidden`.
+  ForwardScratch fresh;
+  ForwardScratch& scratch = kept_scratch != nullptr ? *kept_scratch : fresh;
+  float* h = hidden.mutable_data<float>();
 
   for (const LayoutChunk& chunk : chunks) {
-    ChunkRows rows(hidden, chunk, H);
-    layer.forward_attention(config, rows.tensor(), chunk.layout, observer, scratch);
-    rows.store();
+    layer.forward_attention(config, h + chunk.begin * H, chunk.layout, observer, scratch);
   }
   if (hooks.after_attention) hooks.after_attention();
 
   if (!layer.mlp.is_moe) {
     for (const LayoutChunk& chunk : chunks) {
-      ChunkRows rows(hidden, chunk, H);
-      layer.forward_mlp(config, rows.tensor(), chunk.layout, observer, scratch);
-      rows.store();
+      layer.forward_mlp(config, h + chunk.begin * H, chunk.layout, observer, scratch);
     }
     return;
   }
 
-  // The MoE block's input and routing for every chunk, then its output, summed group by group.
-  Tensor normed = Tensor::zeros(DType::kF32, {N, H});
+  // The MoE block's input and routing for every chunk, then its output, summed group by group. Both span the
+  // whole set: the MLP slots, which the chunk-by-chunk forward_mlp would use, are free in a MoE layer.
+  float* normed = scratch.overwritten(ForwardScratch::kMlpNormed, N, H);
   std::vector<ExpertRouting> routing;
   routing.reserve(chunks.size());
   for (const LayoutChunk& chunk : chunks) {
     const std::int64_t rows = chunk.layout.rows();
-    float* x = normed.mutable_data<float>() + chunk.begin * H;
+    float* x = normed + chunk.begin * H;
     {
       ProfileScope scope(ProfileKind::kNormRope);
-      layer.mlp.post_norm.apply(hidden.data<float>() + chunk.begin * H, rows, H, config.rms_norm_eps, x);
+      layer.mlp.post_norm.apply(h + chunk.begin * H, rows, H, config.rms_norm_eps, x);
     }
     routing.push_back(route_tokens(config, layer.mlp, layer.index, x, chunk.layout, observer, scratch));
   }
-  Tensor out = Tensor::zeros(DType::kF32, {N, H});
+  float* out = scratch.zeroed(ForwardScratch::kMlpOut, N, H);
   if (static_cast<std::int64_t>(layer.mlp.experts.size()) < config.num_experts) {
     layer.mlp.experts.resize(static_cast<std::size_t>(config.num_experts));
   }
   std::vector<RoutedChunk> routed;
   for (std::size_t c = 0; c < chunks.size(); ++c) routed.push_back({chunks[c].begin, &chunks[c].layout, &routing[c]});
   for (const ExpertRange& group : groups) {
-    if (hooks.load_experts) hooks.load_experts(group, ExpertGroupInputs(routed, normed.data<float>(), H));
-    run_expert_group(config, layer, group, routed, normed.data<float>(), N, observer, scratch,
-                     out.mutable_data<float>());
+    if (hooks.load_experts) hooks.load_experts(group, ExpertGroupInputs(routed, normed, H));
+    run_expert_group(config, layer, group, routed, normed, N, observer, scratch, out);
     if (hooks.unload_experts) hooks.unload_experts(group);
   }
-  float* h = hidden.mutable_data<float>();
-  const float* o = out.data<float>();
-  for (std::int64_t i = 0; i < N * H; ++i) h[i] += o[i];
+  kernels::add_rows(out, N, H, h);
 }
 
 }  // namespace moeslim::model

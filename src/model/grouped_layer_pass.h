@@ -21,6 +21,7 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/decoder_layer.h"
+#include "model/forward_scratch.h"
 #include "model/moe_block.h"
 #include "model/observer.h"
 #include "model/token_layout.h"
@@ -58,9 +59,11 @@ struct ExpertGroupHooks {
 
 // hidden: F32 [layout.rows(), hidden_size], updated in place. Chunks as split_into_chunks(layout, no row
 // limit, max_sequences). `groups` must be [0, num_experts) in ascending order (expert_groups()); ignored for a
-// dense layer. observer may be null; any hook may be empty.
+// dense layer. observer may be null; any hook may be empty. scratch: activation buffers to use and keep
+// (a run passes one to every pass of every layer, so that they are faulted in once, not per pass: on 30B
+// shapes a pass otherwise maps and zeroes over a GiB afresh); null uses buffers of the pass's own.
 void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& hidden, const TokenLayout& layout,
                        std::int64_t max_sequences, const std::vector<ExpertRange>& groups, ForwardObserver* observer,
-                       const ExpertGroupHooks& hooks);
+                       const ExpertGroupHooks& hooks, ForwardScratch* scratch = nullptr);
 
 }  // namespace moeslim::model

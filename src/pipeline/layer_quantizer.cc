@@ -133,7 +133,8 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
           : std::vector<ExpertRange>();
   const auto run = [&](model::DecoderLayer& l, ActivationSet& set, model::ForwardObserver* observer,
                        const model::ExpertGroupHooks& hooks) {
-    model::run_layer_grouped(config, l, set.hidden, *set.layout, set.batch_size, groups, observer, hooks);
+    model::run_layer_grouped(config, l, set.hidden, *set.layout, set.batch_size, groups, observer, hooks,
+                             options.scratch);
   };
 
   PhaseClock clock(times);

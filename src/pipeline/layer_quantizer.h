@@ -17,6 +17,7 @@
 #include <string>
 
 #include "model/config.h"
+#include "model/forward_scratch.h"
 #include "model/layer_loader.h"
 #include "model/linear.h"
 #include "pipeline/layer_types.h"
@@ -29,6 +30,9 @@ struct LayerQuantizerOptions {
   quant::Propagation propagation = quant::Propagation::kQuantized;
   // Hands a checkpoint tensor's mapped pages back (quant::LayerContext::release_mapped); may be empty.
   std::function<void(const std::string& name)> release_mapped;
+  // Activation buffers every pass of the layer uses and keeps (model/grouped_layer_pass.h): a run hands the
+  // same one to every layer, so that they are faulted in once. Null: each pass takes buffers of its own.
+  model::ForwardScratch* scratch = nullptr;
 };
 
 // `raw`: the layer's checkpoint tensors (views are fine; what a step edits is copied). `anti`: the set the

@@ -120,6 +120,7 @@ class QuantRun {
   std::unique_ptr<formats::FormatWriter> writer_;
   ActivationSet anti_set_, calib_set_;
   LayerQuantizerOptions layer_options_;
+  model::ForwardScratch scratch_;  // every layer's passes share these activation buffers
   std::vector<LayerReport> per_layer_;
 };
 
@@ -196,6 +197,7 @@ void QuantRun::setup() {
   layer_options_.release_mapped = [this](const std::string& name) { checkpoint_->release(name); };
   layer_options_.settings.experts_per_group = experts_per_group_;
   layer_options_.settings.min_expert_tokens = recipe_.min_expert_tokens;
+  layer_options_.scratch = &scratch_;
   times_.add("setup", start);
 }
 

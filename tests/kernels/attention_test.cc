@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common/scoped_threads.h"
 #include "core/error.h"
 #include "kernels/gemm.h"
 #include "kernel_test_util.h"
@@ -86,6 +87,27 @@ TEST(Attention, PathsAreBitIdentical) {
     results.push_back(out);
   }
   for (const auto& r : results) EXPECT_EQ(r, results.front());
+}
+
+// The (KV head, query block) tasks fall on the threads differently at each count; the bits must not move.
+// 300 tokens with 8 heads per KV head make several blocks per head (and a short last one).
+TEST(Attention, BitsDoNotDependOnTheThreadCount) {
+  const Inputs in({300, 16, 2, 24}, 90);
+  std::vector<std::uint8_t> is_real(300, 1);
+  is_real[0] = is_real[1] = is_real[150] = 0;
+  std::vector<std::vector<float>> plain, padded;
+  for (int threads : {1, 2, 3}) {
+    moeslim::testing::ScopedThreads scoped(threads);
+    std::vector<float> out(in.q.size()), out_padded(in.q.size());
+    causal_attention(in.q.data(), in.k.data(), in.v.data(), in.dims, out.data());
+    causal_attention_padded(in.q.data(), in.k.data(), in.v.data(), in.dims, is_real.data(), out_padded.data());
+    plain.push_back(out);
+    padded.push_back(out_padded);
+  }
+  for (std::size_t i = 1; i < plain.size(); ++i) {
+    EXPECT_EQ(plain[i], plain.front()) << "thread count #" << i;
+    EXPECT_EQ(padded[i], padded.front()) << "thread count #" << i;
+  }
 }
 
 TEST(Attention, PaddedMatchesNaiveAndEqualsUnpaddedAtRealTokens) {

@@ -276,6 +276,18 @@ TEST(MoeRows, AddWeightedRowsRoundsTheProductThenAddsOnEveryPath) {
   }
 }
 
+TEST(MoeRows, AddRowsAddsElementwiseOverTheThreads) {
+  const std::int64_t rows = 300, cols = 301;  // over the size at which the rows are spread over threads
+  const std::vector<float> src = random_floats(rows * cols, 14, -3.0f, 3.0f);
+  const std::vector<float> base = random_floats(rows * cols, 15, -3.0f, 3.0f);
+  std::vector<float> want = base;
+  for (std::size_t i = 0; i < want.size(); ++i) want[i] = want[i] + src[i];
+  std::vector<float> dst = base;
+  add_rows(src.data(), rows, cols, dst.data());
+  EXPECT_EQ(dst, want);
+  EXPECT_THROW(add_rows(src.data(), rows, 0, dst.data()), Error);
+}
+
 // ---------------------------------------------------------------------------------------------- softmax
 
 TEST(Softmax, MatchesDoubleAndPathsAreBitIdentical) {
