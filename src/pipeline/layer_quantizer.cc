@@ -172,7 +172,10 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     };
     hooks.unload_experts = [&](ExpertRange g) {
       for (std::int64_t e = g.first; e < g.last; ++e) float_layer.mlp.experts[static_cast<std::size_t>(e)] = {};
-      release(model::expert_linears(layer, g.first, g.last));
+      // One group is the whole layer: its pages stay for the next pass and the quantize step, which hands
+      // each weight back once quantized (mapping them again per pass costs more than the GEMMs save; see
+      // quant_pipeline.cc). Smaller groups go back now, so that only one group is ever mapped.
+      if (groups.size() > 1) release(model::expert_linears(layer, g.first, g.last));
     };
     if (anti != nullptr && !request.empty()) {
       ObserverFanOut anti_observers({&collector, moe ? &anti_tokens : nullptr});
