@@ -170,12 +170,14 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
         float_layer.mlp.experts[static_cast<std::size_t>(e)] = model::build_expert(layer, e, weights, make_float);
       }
     };
+    // Smaller groups than the layer go back after each pass, so that only one group is ever mapped. One group
+    // is the whole layer: its pages stay from the load's check to the last float pass (mapping them again per
+    // pass costs more than the GEMMs save; see quant_pipeline.cc), and go back after it, so that the steps
+    // (the α/β search's copies of the rows) do not hold them too.
+    bool last_float_pass = false;
     hooks.unload_experts = [&](ExpertRange g) {
       for (std::int64_t e = g.first; e < g.last; ++e) float_layer.mlp.experts[static_cast<std::size_t>(e)] = {};
-      // One group is the whole layer: its pages stay for the next pass and the quantize step, which hands
-      // each weight back once quantized (mapping them again per pass costs more than the GEMMs save; see
-      // quant_pipeline.cc). Smaller groups go back now, so that only one group is ever mapped.
-      if (groups.size() > 1) release(model::expert_linears(layer, g.first, g.last));
+      if (groups.size() > 1 || last_float_pass) release(model::expert_linears(layer, g.first, g.last));
     };
     if (anti != nullptr && !request.empty()) {
       ObserverFanOut anti_observers({&collector, moe ? &anti_tokens : nullptr});
@@ -183,6 +185,7 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       out.anti_expert_tokens = anti_tokens.counts();
       clock.end("anti statistics");
     }
+    last_float_pass = true;
     ObserverFanOut observers({anti == nullptr ? &collector : nullptr, propagate_quantized ? nullptr : &tokens,
                               moe ? &float_routes : nullptr});
     if (propagate_quantized) {

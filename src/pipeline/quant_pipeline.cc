@@ -207,9 +207,10 @@ void QuantRun::quantize_layers() {
   for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     throw_if_interrupted();
     auto start = PhaseTimes::mark();
-    // With the layer's experts in one group the passes read the layer whole, so the checked pages stay mapped
-    // for them (mapping pages again costs ~2 µs each in a VM with shadow page tables: 0.5-0.9 s per 30B layer
-    // and pass); with smaller groups each tensor's pages go back once checked, to bound memory by the group.
+    // With the layer's experts in one group the float passes read the layer whole, so the checked pages stay
+    // mapped for them (mapping pages again costs ~2 µs each in a VM with shadow page tables: 0.5-0.9 s per 30B
+    // layer and pass); with smaller groups each tensor's pages go back once checked, to bound memory by the
+    // group.
     const bool one_group = layer_options_.settings.experts_in_one_group(config_);
     model::LayerTensors raw = model::read_layer_tensors(*checkpoint_, config_, l, /*release_checked=*/!one_group);
     std::vector<std::string> names;

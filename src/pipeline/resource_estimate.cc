@@ -58,25 +58,43 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
     largest_layer = std::max(largest_layer, layer);
   }
 
-  // Peak memory, a model fitted to the peaks bench/quant_bench measures at Qwen3-30B-A3B and
-  // Qwen3-Coder-480B-A35B shapes: the process and its libraries; the activation sets in float32 (input and
-  // output of the layer for every prompt set, the float reference, and in the v1 flow the float and quantized
-  // streams, and the α/β search's rows and products); and the larger of two moments. At setup, the embedding
-  // (mapped and read once, then released). In a layer, the weights it holds at once: its attention and router,
-  // and one group of experts (model/grouped_layer_pass.h), as mapped: the float passes read them in place and
-  // release each group after it ran, and the quantized codes (int8, half the bytes of bf16) replace them weight
-  // by weight, the codes going to the writer after their group ran. Plus the forward's buffers, which a pass
-  // keeps for all its chunks (model/forward_scratch.h): per row of the largest chunk, the attention's normed
-  // input, q, k, v, context and output, the MLP's normed input and output, and the router logits; per row of
-  // the whole set, the MoE block's input and output, which the grouped pass keeps for every chunk, and a
-  // batch of expert outputs (about the set's rows per 16 threads). Each thread running experts keeps an
-  // input, gate and up buffer for the largest expert it met: counted as four times an expert's mean share of
-  // the chunk (or the whole chunk for a dense MLP).
-  const std::uint64_t process = 160 * kMiB;
+  // Peak memory: what a layer holds at its fullest moment, counted from the code, plus a fitted constant.
+  //  - The process, its libraries, the tokenizer and the allocators' slack: 360 MiB, fitted so that the estimate
+  //    is within 15 % of the peaks bench/quant_bench measured (README, Performance) at Qwen3-30B-A3B (W8A8 and
+  //    W4A8, one expert group), Qwen3-235B-A22B and Qwen3-Coder-480B-A35B shapes (W8A8, 43 and 16 experts per
+  //    group): it lies between the 30B runs, which held ~0.6 GiB more than the count below, and the bigger
+  //    ones, which held ~0.2 GiB less.
+  //  - The token streams in float32: v0, the anti set, the calibration set and its float reference; v1, the
+  //    calibration set, its input (kept for the quantized check) and, with flex_smooth, the observed input rows
+  //    of q/k/v and of o_proj, which the α/β search reads.
+  //  - The larger of three moments. At setup, the embedding (mapped and read once, then released). In a pass,
+  //    the weights the layer holds at once: its attention and router and one group of experts, as mapped (the
+  //    float passes read them in place and the quantized codes, half the bytes, replace them weight by weight),
+  //    plus the forward's buffers, which the run keeps for every pass (model/forward_scratch.h): per row of the
+  //    largest chunk, the attention's normed input, q, k, v, context and output, the MLP's normed input and
+  //    output and the router logits; per row of the whole set, the MoE block's input and output and a batch of
+  //    expert outputs (about the set's rows per 16 threads); and each thread's expert input, gate and up for
+  //    the largest expert it met (counted as four times an expert's mean share of the chunk, or the whole
+  //    chunk for a dense MLP). During the α/β search (v1), the attention and those buffers with the search's
+  //    copy of the larger subgraph's rows and their float product.
+  const std::uint64_t process = 360 * kMiB;
   const std::uint64_t row_bytes = hidden * 4;
+  const auto calib_rows = static_cast<std::uint64_t>(work.calibration_tokens);
+  const auto q_bytes = static_cast<std::uint64_t>(config.q_width()) * 4;
+  const auto qkv_bytes = static_cast<std::uint64_t>(config.q_width() + 2 * config.kv_width()) * 4;
+  const bool flex = recipe.find_step("flex_smooth") != nullptr;
   const std::uint64_t activations =
-      work.v1 ? 14 * row_bytes * static_cast<std::uint64_t>(work.calibration_tokens)
-              : 4 * row_bytes * static_cast<std::uint64_t>(work.calibration_tokens + work.anti_tokens);
+      work.v1 ? calib_rows * (2 * row_bytes + (flex ? row_bytes + q_bytes : 0))
+              : row_bytes * (static_cast<std::uint64_t>(work.anti_tokens) + 2 * calib_rows);
+  const std::uint64_t search = work.v1 && flex ? calib_rows * std::max(row_bytes + qkv_bytes, q_bytes + row_bytes) : 0;
+  std::uint64_t attention_bytes = 0;  // the layer's weights outside its experts (the largest layer's)
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    std::uint64_t layer = 0;
+    for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
+      if (t.name.find(".mlp.") == std::string::npos) layer += static_cast<std::uint64_t>(shape_numel(t.shape)) * fb;
+    }
+    attention_bytes = std::max(attention_bytes, layer);
+  }
   const std::int64_t rows = work.rows_per_chunk;
   const std::int64_t threads = std::max(1, work.threads);
   const auto shared_row = static_cast<std::uint64_t>(4 * config.hidden_size + 2 * config.q_width() +
@@ -112,11 +130,11 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   const std::uint64_t gptq_rows = gptq && !work.v1 ? (2 * h + q) * 4 * set_rows : 0;
   const std::uint64_t gptq_bytes =
       gptq ? (static_cast<std::uint64_t>(threads) * (4 * h * h + 2 * h * width) + 4 * q * q) * 4 + gptq_rows : 0;
-  const std::uint64_t chunk = static_cast<std::uint64_t>(rows) * shared_row * 4 +
-                              (2 * set_rows + group_output_rows) * row_bytes +
-                              static_cast<std::uint64_t>(threads) * worker_bytes + gptq_bytes;
-  e.peak_memory_bytes =
-      process + activations + std::max(embedding, largest_layer + chunk);
+  const std::uint64_t buffers = static_cast<std::uint64_t>(rows) * shared_row * 4 +
+                                (2 * set_rows + group_output_rows) * row_bytes +
+                                static_cast<std::uint64_t>(threads) * worker_bytes;
+  e.peak_memory_bytes = process + activations +
+                        std::max({embedding, largest_layer + buffers + gptq_bytes, attention_bytes + buffers + search});
   return e;
 }
 

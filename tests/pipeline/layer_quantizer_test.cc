@@ -196,25 +196,28 @@ TEST_F(LayerQuantizerTest, MappedWeightsAreReleasedAfterEachUse) {
   }
 }
 
-// With the layer's experts in one group nothing bounds memory below the layer, so the float pass keeps their
-// pages mapped for the quantize step: each expert weight goes back once, when it is quantized.
-TEST_F(LayerQuantizerTest, WithOneGroupTheExpertsGoBackOnlyOnceQuantized) {
-  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-30b-w4a8.yaml");
-  ActivationSet calib = embedded();
-  PhaseTimes times;
-  LayerQuantizerOptions o = options(quant::Propagation::kFloat);
-  o.settings.experts_per_group = 0;  // one group
-  std::map<std::string, int> released;
-  std::mutex mutex;
-  o.release_mapped = [&](const std::string& name) {
-    const std::lock_guard<std::mutex> lock(mutex);
-    ++released[name];
-  };
-  quantize_layer(config_, kLayer, raw(), r.steps, nullptr, calib, o, times);
-  for (const ModuleId& id : model::layer_linears(config_, kLayer)) {
-    const std::string name = model::hf_weight_name(id);
-    const int expected = id.role == ModuleRole::kRouter ? 0 : 1;
-    EXPECT_EQ(released.count(name) > 0 ? released.at(name) : 0, expected) << name;
+// A layer of several groups maps each group's pages again in every pass; one group (the whole layer) keeps them
+// from pass to pass and gives them back after the last float pass (the steps then run without them) and again
+// once each weight is quantized. W8A8 runs two float passes (anti statistics, float reference).
+TEST_F(LayerQuantizerTest, ExpertPagesStayMappedBetweenFloatPassesOnlyInOneGroup) {
+  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-moe-w8a8.yaml");
+  for (const std::int64_t per_group : {std::int64_t{0}, std::int64_t{3}}) {
+    ActivationSet anti = embedded(), calib = embedded();
+    PhaseTimes times;
+    LayerQuantizerOptions o = options(quant::Propagation::kQuantized);
+    o.settings.experts_per_group = per_group;
+    std::map<std::string, int> released;
+    std::mutex mutex;
+    o.release_mapped = [&](const std::string& name) {
+      const std::lock_guard<std::mutex> lock(mutex);
+      ++released[name];
+    };
+    quantize_layer(config_, kLayer, raw(), r.steps, &anti, calib, o, times);
+    for (const ModuleId& id : model::layer_linears(config_, kLayer)) {
+      const std::string name = model::hf_weight_name(id);
+      const int expected = id.role == ModuleRole::kRouter ? 0 : !id.is_expert() ? 1 : per_group == 0 ? 2 : 3;
+      EXPECT_EQ(released.count(name) > 0 ? released.at(name) : 0, expected) << name << ", group " << per_group;
+    }
   }
 }
 
