@@ -65,11 +65,7 @@ void run_layer_chunked(const ModelConfig& config, const DecoderLayer& layer, Ten
                        const TokenLayout& layout, std::int64_t max_rows, std::int64_t max_sequences,
                        ForwardObserver* observer) {
   const std::int64_t H = config.hidden_size;
-  if (hidden.rank() != 2 || hidden.dim(0) != layout.rows() || hidden.dim(1) != H) {
-    throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
-                                          " does not match the token layout's " + std::to_string(layout.rows()) +
-                                          " rows");
-  }
+  check_hidden_rows(config, hidden, layout);
   if (max_sequences <= 0) max_sequences = static_cast<std::int64_t>(layout.sequences.size());
   ForwardScratch scratch;  // one set of activation buffers for every chunk (model/forward_scratch.h)
   if (layout.rows() <= max_rows && static_cast<std::int64_t>(layout.sequences.size()) <= max_sequences) {

@@ -24,15 +24,19 @@ void RmsNorm::apply(const float* x, std::int64_t rows, std::int64_t n, double ep
   }
 }
 
-void DecoderLayer::forward(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
-                           ForwardObserver* observer, ForwardScratch* scratch) const {
-  ForwardScratch fresh;
-  ForwardScratch& s = scratch != nullptr ? *scratch : fresh;
+void check_hidden_rows(const ModelConfig& config, const Tensor& hidden, const TokenLayout& layout) {
   if (hidden.rank() != 2 || hidden.dim(0) != layout.rows() || hidden.dim(1) != config.hidden_size) {
     throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
                                           " does not match the token layout's " + std::to_string(layout.rows()) +
                                           " rows");
   }
+}
+
+void DecoderLayer::forward(const ModelConfig& config, Tensor& hidden, const TokenLayout& layout,
+                           ForwardObserver* observer, ForwardScratch* scratch) const {
+  ForwardScratch fresh;
+  ForwardScratch& s = scratch != nullptr ? *scratch : fresh;
+  check_hidden_rows(config, hidden, layout);
   forward_attention(config, hidden.mutable_data<float>(), layout, observer, s);
   forward_mlp(config, hidden.mutable_data<float>(), layout, observer, s);
 }

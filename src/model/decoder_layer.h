@@ -42,6 +42,10 @@ struct MlpBlock {
   SwiGluMlp dense;                 // dense (mlp_only) layers
 };
 
+// kInternal unless `hidden` is F32-shaped [layout.rows(), hidden_size]: what every pass over a token set checks
+// before it hands the rows to the layer as raw pointers.
+void check_hidden_rows(const ModelConfig& config, const Tensor& hidden, const TokenLayout& layout);
+
 class DecoderLayer {
  public:
   std::int64_t index = 0;

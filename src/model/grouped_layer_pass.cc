@@ -10,7 +10,6 @@
 
 namespace moeslim::model {
 
-
 std::int64_t ExpertGroupInputs::rows(std::int64_t expert) const {
   std::int64_t n = 0;
   for (const RoutedChunk& c : chunks_) n += c.routing->rows_in(expert);
@@ -48,10 +47,7 @@ void run_layer_grouped(const ModelConfig& config, DecoderLayer& layer, Tensor& h
                        const ExpertGroupHooks& hooks, ForwardScratch* kept_scratch) {
   const std::int64_t H = config.hidden_size;
   const std::int64_t N = layout.rows();
-  if (hidden.rank() != 2 || hidden.dim(0) != N || hidden.dim(1) != H) {
-    throw Error(ErrorCode::kInternal, "hidden state shape " + shape_to_string(hidden.shape()) +
-                                          " does not match the token layout's " + std::to_string(N) + " rows");
-  }
+  check_hidden_rows(config, hidden, layout);
   std::int64_t covered = 0;  // the groups must be [0, num_experts) in order, or some output would be missing
   for (const ExpertRange& g : groups) {
     if (g.first != covered || g.last <= g.first) break;

@@ -45,12 +45,14 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   const std::int64_t per_group =
       work.experts_per_group > 0 ? std::min(work.experts_per_group, config.num_experts) : config.num_experts;
   std::uint64_t largest_layer = 0;  // the weights a layer holds at once: all but its experts, and one group
+  std::uint64_t outside_experts = 0;  // the largest layer's weights but its experts (attention, router, norms)
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
     std::uint64_t layer = 0;
     for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
       const bool expert = t.name.find(".mlp.experts.") != std::string::npos;
       if (!expert) layer += static_cast<std::uint64_t>(shape_numel(t.shape)) * fb;
     }
+    outside_experts = std::max(outside_experts, layer);
     if (config.is_moe_layer(l)) {
       const std::uint64_t expert = 3 * hidden * static_cast<std::uint64_t>(config.moe_intermediate_size) * fb;
       layer += expert * static_cast<std::uint64_t>(per_group);
@@ -75,8 +77,8 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
   //    output and the router logits; per row of the whole set, the MoE block's input and output and a batch of
   //    expert outputs (about the set's rows per 16 threads); and each thread's expert input, gate and up for
   //    the largest expert it met (counted as four times an expert's mean share of the chunk, or the whole
-  //    chunk for a dense MLP). During the α/β search (v1), the attention and those buffers with the search's
-  //    copy of the larger subgraph's rows and their float product.
+  //    chunk for a dense MLP). During the α/β search (v1), the weights outside the experts and those buffers,
+  //    with the search's copy of the larger subgraph's rows and their float product.
   const std::uint64_t process = 360 * kMiB;
   const std::uint64_t row_bytes = hidden * 4;
   const auto calib_rows = static_cast<std::uint64_t>(work.calibration_tokens);
@@ -87,14 +89,6 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
       work.v1 ? calib_rows * (2 * row_bytes + (flex ? row_bytes + q_bytes : 0))
               : row_bytes * (static_cast<std::uint64_t>(work.anti_tokens) + 2 * calib_rows);
   const std::uint64_t search = work.v1 && flex ? calib_rows * std::max(row_bytes + qkv_bytes, q_bytes + row_bytes) : 0;
-  std::uint64_t attention_bytes = 0;  // the layer's weights outside its experts (the largest layer's)
-  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
-    std::uint64_t layer = 0;
-    for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
-      if (t.name.find(".mlp.") == std::string::npos) layer += static_cast<std::uint64_t>(shape_numel(t.shape)) * fb;
-    }
-    attention_bytes = std::max(attention_bytes, layer);
-  }
   const std::int64_t rows = work.rows_per_chunk;
   const std::int64_t threads = std::max(1, work.threads);
   const auto shared_row = static_cast<std::uint64_t>(4 * config.hidden_size + 2 * config.q_width() +
@@ -134,7 +128,7 @@ ResourceEstimate estimate_resources(const recipe::Recipe& recipe, const model::M
                                 (2 * set_rows + group_output_rows) * row_bytes +
                                 static_cast<std::uint64_t>(threads) * worker_bytes;
   e.peak_memory_bytes = process + activations +
-                        std::max({embedding, largest_layer + buffers + gptq_bytes, attention_bytes + buffers + search});
+                        std::max({embedding, largest_layer + buffers + gptq_bytes, outside_experts + buffers + search});
   return e;
 }
 

@@ -87,8 +87,8 @@ FlexErrorEvaluator::FlexErrorEvaluator(const Tensor& x, const std::vector<const 
   n_ = (max_rows > 0 && max_rows < rows_all) ? max_rows : rows_all;
 
   // X: σ's maxima over every row; the error over the (evenly strided) selected rows. The set-up is spread over
-  // the threads (a serial one took ~1.5 s of a 30B layer's search); maxima are exact in any order, and the
-  // first non-finite row is the lowest one whichever thread finds it.
+  // the threads (serial, it showed in a profile of the search); maxima are exact in any order, and the first
+  // non-finite row is the lowest one whichever thread finds it.
   const int threads = kernels::num_threads();
   const float* xp = x.data<float>();
   a_.assign(static_cast<std::size_t>(c_), 0.0f);
