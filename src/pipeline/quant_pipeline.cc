@@ -208,9 +208,9 @@ void QuantRun::quantize_layers() {
     throw_if_interrupted();
     auto start = PhaseTimes::mark();
     // With the layer's experts in one group the float passes read the layer whole, so the checked pages stay
-    // mapped for them (mapping pages again costs ~2 µs each in a VM with shadow page tables: 0.5-0.9 s per 30B
-    // layer and pass); with smaller groups each tensor's pages go back once checked, to bound memory by the
-    // group.
+    // mapped for them (mapping pages again costs ~2 µs each in a VM with shadow page tables: ~0.7 s per 30B
+    // layer and pass, README's Performance section); with smaller groups each tensor's pages go back once
+    // checked, to bound memory by the group.
     const bool one_group = layer_options_.settings.experts_in_one_group(config_);
     model::LayerTensors raw = model::read_layer_tensors(*checkpoint_, config_, l, /*release_checked=*/!one_group);
     std::vector<std::string> names;
