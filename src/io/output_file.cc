@@ -28,11 +28,13 @@ void OutputFile::fail(const char* what, int err) const {
   throw Error(ErrorCode::kIo, std::string(what) + ": " + std::strerror(err), path_.string());
 }
 
-void OutputFile::write(const void* data, std::uint64_t size) {
+void OutputFile::write(const void* data, std::uint64_t size) { write_at(end_, data, size); }
+
+void OutputFile::write_at(std::uint64_t offset, const void* data, std::uint64_t size) {
   const auto* p = static_cast<const char*>(data);
   while (size > 0) {
     // Linux writes at most about 2 GiB per call; larger requests come back short and are continued.
-    const ssize_t n = ::write(fd_, p, size);
+    const ssize_t n = ::pwrite(fd_, p, size, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
       fail("write failed", errno);
@@ -40,7 +42,8 @@ void OutputFile::write(const void* data, std::uint64_t size) {
     if (n == 0) fail("write failed", ENOSPC);
     p += n;
     size -= static_cast<std::uint64_t>(n);
-    written_ += static_cast<std::uint64_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+    end_ = std::max(end_, offset);
   }
 }
 
@@ -49,7 +52,8 @@ void OutputFile::append_range_of(const OutputFile& source, std::uint64_t offset,
   std::uint64_t left = length;
   // copy_file_range keeps the bytes in the kernel (or shares extents on reflink file systems).
   while (left > 0) {
-    const ssize_t n = ::copy_file_range(source.fd_, &in_offset, fd_, nullptr, left, 0);
+    auto out_offset = static_cast<off_t>(end_);
+    const ssize_t n = ::copy_file_range(source.fd_, &in_offset, fd_, &out_offset, left, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP) break;  // fall back below
@@ -59,7 +63,7 @@ void OutputFile::append_range_of(const OutputFile& source, std::uint64_t offset,
       throw Error(ErrorCode::kIo, "unexpected end of file while copying from it", source.path_.string());
     }
     left -= static_cast<std::uint64_t>(n);
-    written_ += static_cast<std::uint64_t>(n);
+    end_ += static_cast<std::uint64_t>(n);
   }
   std::vector<char> buffer(left > 0 ? std::min<std::uint64_t>(left, 8u << 20) : 0);
   while (left > 0) {

@@ -1,6 +1,7 @@
 // A file being written through a POSIX descriptor, with every failure (ENOSPC, EFBIG, EIO, ...) turned into
 // kIo naming the file. Short writes and EINTR are retried. Used by the safetensors writers, whose outputs are
-// tens of gigabytes: a silently truncated shard must never look like success.
+// tens of gigabytes: a silently truncated shard must never look like success. Appends go after the furthest
+// byte written so far, so that bytes placed ahead with write_at() are never overwritten by one.
 #pragma once
 
 #include <cstdint>
@@ -17,22 +18,26 @@ class OutputFile {
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
 
+  // Appends at end().
   void write(const void* data, std::uint64_t size);
   void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
+  // Writes at `offset` (which may lie beyond end(): the gap reads as zeros until written).
+  void write_at(std::uint64_t offset, const void* data, std::uint64_t size);
   // Appends `length` bytes of `source` starting at `offset` (copy_file_range, falling back to read/write).
   void append_range_of(const OutputFile& source, std::uint64_t offset, std::uint64_t length);
   // Flushes and closes; a failure here (delayed EIO, NFS quota) throws too.
   void close();
 
   const std::filesystem::path& path() const { return path_; }
-  std::uint64_t bytes_written() const { return written_; }
+  // One past the furthest byte written.
+  std::uint64_t end() const { return end_; }
 
  private:
   [[noreturn]] void fail(const char* what, int err) const;
 
   std::filesystem::path path_;
   int fd_ = -1;
-  std::uint64_t written_ = 0;
+  std::uint64_t end_ = 0;
 };
 
 // Writes `text` to `path` through an OutputFile (create/truncate, checked close).

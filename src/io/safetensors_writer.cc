@@ -121,56 +121,120 @@ std::string ShardedSafetensorsWriter::final_name(std::size_t shard_number, std::
   return fmt::format("{}-{:05}-of-{:05}.safetensors", base_, shard_number, shard_count);
 }
 
+void ShardedSafetensorsWriter::plan(std::vector<PlannedTensor> tensors) {
+  if (finished_ || !names_.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "plan() after the first add()", dir_.string());
+  }
+  plan_ = std::move(tensors);
+  following_plan_ = true;
+}
+
+ShardedSafetensorsWriter::ShardLayout ShardedSafetensorsWriter::lay_out(
+    const std::vector<PlannedTensor>& tensors) const {
+  ShardLayout layout;
+  layout.file_order.resize(tensors.size());
+  std::iota(layout.file_order.begin(), layout.file_order.end(), std::size_t{0});
+  if (options_.sort_within_shard) {
+    std::stable_sort(layout.file_order.begin(), layout.file_order.end(), [&](std::size_t a, std::size_t b) {
+      const std::size_t sa = dtype_size(tensors[a].dtype), sb = dtype_size(tensors[b].dtype);
+      return sa != sb ? sa > sb : tensors[a].name < tensors[b].name;
+    });
+  }
+  std::vector<TensorInfo> infos;
+  std::uint64_t offset = 0;
+  for (std::size_t i : layout.file_order) {
+    infos.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape, offset, offset + tensors[i].nbytes()});
+    offset += tensors[i].nbytes();
+  }
+  const std::string header = build_safetensors_header(infos, options_.metadata);
+  layout.prefix = encode_header_length(header.size()) + header;
+  layout.file_offsets.resize(tensors.size());
+  for (std::size_t k = 0; k < infos.size(); ++k)
+    layout.file_offsets[layout.file_order[k]] = layout.prefix.size() + infos[k].begin;
+  return layout;
+}
+
+bool ShardedSafetensorsWriter::follows_plan(const std::string& name, const Tensor& tensor) const {
+  if (plan_next_ >= plan_.size()) return false;
+  const PlannedTensor& p = plan_[plan_next_];
+  return p.name == name && p.dtype == tensor.dtype() && p.shape == tensor.shape();
+}
+
+// The planned shard that starts at plan_next_: as far as msModelSlim's rule in add() would take it.
+void ShardedSafetensorsWriter::open_planned_shard() {
+  const bool sharded = options_.single_file_name.empty();
+  shard_first_ = shard_end_ = plan_next_;
+  std::uint64_t bytes = 0;
+  while (shard_end_ < plan_.size()) {
+    const std::uint64_t nbytes = plan_[shard_end_].nbytes();
+    if (sharded && shard_end_ > shard_first_ && bytes + nbytes >= options_.max_shard_bytes) break;
+    bytes += nbytes;
+    ++shard_end_;
+  }
+  const ShardLayout layout =
+      lay_out(std::vector<PlannedTensor>(plan_.begin() + static_cast<std::ptrdiff_t>(shard_first_),
+                                         plan_.begin() + static_cast<std::ptrdiff_t>(shard_end_)));
+  data_ = std::make_unique<OutputFile>(temp_path(closed_.size() + 1, "data"));
+  data_->write(layout.prefix);
+  shard_offsets_ = layout.file_offsets;
+}
+
 void ShardedSafetensorsWriter::add(const std::string& name, const Tensor& tensor) {
   if (finished_) throw Error(ErrorCode::kInvalidArgument, "add() after finish()", dir_.string(), name);
   check_writable(name, tensor, dir_.string());
   if (names_.count(name)) throw Error(ErrorCode::kInvalidArgument, "tensor added twice", dir_.string(), name);
   const std::uint64_t nbytes = tensor.nbytes();
-  const bool sharded = options_.single_file_name.empty();
-  // msModelSlim's rule: close the shard *before* the tensor that would bring it to the limit or past it.
-  if (sharded && !pending_.empty() && pending_bytes_ + nbytes >= options_.max_shard_bytes) close_shard();
-  if (!data_) data_ = std::make_unique<OutputFile>(temp_path(closed_.size() + 1, "data"));
-  const std::uint64_t offset = data_->bytes_written();
-  data_->write(tensor.bytes(), nbytes);
+  // Off the plan: the open shard's file becomes a data file like any other, appended to past what it holds.
+  if (following_plan_ && !follows_plan(name, tensor)) following_plan_ = false;
+  std::uint64_t offset = 0;
+  if (following_plan_) {
+    if (plan_next_ == shard_end_) {
+      if (data_) close_shard();
+      open_planned_shard();
+    }
+    offset = shard_offsets_[plan_next_ - shard_first_];
+    data_->write_at(offset, tensor.bytes(), nbytes);
+    ++plan_next_;
+  } else {
+    // msModelSlim's rule: close the shard *before* the tensor that would bring it to the limit or past it.
+    const bool sharded = options_.single_file_name.empty();
+    if (sharded && !pending_.empty() && pending_bytes_ + nbytes >= options_.max_shard_bytes) close_shard();
+    if (!data_) data_ = std::make_unique<OutputFile>(temp_path(closed_.size() + 1, "data"));
+    offset = data_->end();
+    data_->write(tensor.bytes(), nbytes);
+  }
   names_.insert(name);
-  pending_.push_back({name, tensor.dtype(), tensor.shape(), offset, nbytes});
+  pending_.push_back({{name, tensor.dtype(), tensor.shape()}, offset});
   pending_bytes_ += nbytes;
   weight_map_.emplace_back(name, closed_.size());
   total_size_ += nbytes;
 }
 
 void ShardedSafetensorsWriter::close_shard() {
-  std::vector<std::size_t> order(pending_.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  if (options_.sort_within_shard) {
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-      const std::size_t sa = dtype_size(pending_[a].dtype), sb = dtype_size(pending_[b].dtype);
-      return sa != sb ? sa > sb : pending_[a].name < pending_[b].name;
-    });
-  }
-  std::vector<TensorInfo> infos;
-  std::uint64_t offset = 0;
-  for (std::size_t i : order) {
-    const PendingTensor& p = pending_[i];
-    infos.push_back({p.name, p.dtype, p.shape, offset, offset + p.nbytes});
-    offset += p.nbytes;
-  }
-  const std::string header = build_safetensors_header(infos, options_.metadata);
-
   closed_.push_back(temp_path(closed_.size() + 1, "safetensors"));  // listed first so a failure cleans it up
-  OutputFile out(closed_.back());
-  out.write(encode_header_length(header.size()));
-  out.write(header);
-  for (std::size_t i : order) {
-    if (pending_[i].nbytes > 0) out.append_range_of(*data_, pending_[i].temp_offset, pending_[i].nbytes);
-  }
-  out.close();
-
-  if (data_) {
-    const auto data_path = data_->path();
+  if (following_plan_ && data_) {
+    // Written in place: the data file is the shard.
+    data_->close();
+    rename_or_throw(data_->path(), closed_.back());
     data_.reset();
-    std::error_code ec;
-    std::filesystem::remove(data_path, ec);
+    written_once_ += pending_.size();
+  } else {
+    std::vector<PlannedTensor> tensors;
+    for (const PendingTensor& p : pending_) tensors.push_back(p.tensor);
+    const ShardLayout layout = lay_out(tensors);
+    OutputFile out(closed_.back());
+    out.write(layout.prefix);
+    for (std::size_t i : layout.file_order) {
+      const std::uint64_t nbytes = tensors[i].nbytes();
+      if (nbytes > 0) out.append_range_of(*data_, pending_[i].temp_offset, nbytes);
+    }
+    out.close();
+    if (data_) {
+      const auto data_path = data_->path();
+      data_.reset();
+      std::error_code ec;
+      std::filesystem::remove(data_path, ec);
+    }
   }
   pending_.clear();
   pending_bytes_ = 0;
@@ -178,6 +242,7 @@ void ShardedSafetensorsWriter::close_shard() {
 
 ShardedWriteSummary ShardedSafetensorsWriter::finish() {
   if (finished_) throw Error(ErrorCode::kInvalidArgument, "finish() called twice", dir_.string());
+  if (plan_next_ < plan_.size()) following_plan_ = false;  // the plan's last shard is not complete
   if (!pending_.empty() || closed_.empty()) close_shard();
 
   ShardedWriteSummary summary;
@@ -191,6 +256,7 @@ ShardedWriteSummary ShardedSafetensorsWriter::finish() {
 
   summary.tensor_count = weight_map_.size();
   summary.total_size = total_size_;
+  summary.tensors_written_once = written_once_;
   for (const auto& [name, shard] : weight_map_) summary.names.push_back(name);
   if (options_.single_file_name.empty()) {
     summary.index_path = dir_ / (base_ + ".safetensors.index.json");
