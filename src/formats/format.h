@@ -44,6 +44,11 @@ class FormatWriter {
   virtual void add_norm(const quant::NormTensors& norm) = 0;
   virtual void add_linear(const quant::QuantizedLinear& linear) = 0;
 
+  // Before the first add: the tensors the adds will write, in order (planned_tensors()). While the adds match
+  // them, each shard is written once, in place; from the first that does not, as without a plan (the same
+  // bytes, copied once more).
+  virtual void plan(std::vector<io::PlannedTensor> tensors) = 0;
+
   // Closes the shards and writes the index, the description, config.json and the side files copied from
   // `model_dir` (the input model). layer_count_written: 0 = all layers, else the count written (recorded as
   // num_hidden_layers). `metadata` (a JSON object, e.g. the rotation applied) goes where the format has a
@@ -61,6 +66,15 @@ struct LinearPlan {
   bool has_bias = false;
 };
 using LinearPlanOf = std::function<LinearPlan(const std::string& module)>;
+
+// One add_*() call a writer will be given, planned before the run (writer_calls.h lists a run's).
+struct WriterCall {
+  enum class Kind { kFloat, kNorm, kLinear };
+  Kind kind = Kind::kFloat;
+  std::string name;  // kFloat: the tensor's name; kNorm, kLinear: the module's
+  Shape shape;       // kFloat: the tensor's; kNorm: {width}; kLinear: the weight's [out, in]
+  LinearPlan plan;   // kLinear
+};
 
 class OutputFormat {
  public:
@@ -89,12 +103,15 @@ class OutputFormat {
   // True when `dir` holds this format (its marker files say so; the contents are not checked).
   virtual bool holds(const std::filesystem::path& dir) const = 0;
 
+  // The tensors the writer adds for `call`, in the order it adds them, with their file dtypes and shapes
+  // (`float_dtype` as for open_writer). kUnsupported for what check() refuses.
+  virtual std::vector<io::PlannedTensor> tensors_of(const WriterCall& call, DType float_dtype) const = 0;
+
   // The bytes of tensor data a model of `config` (the layers that will be written) takes in this format, with
   // `plan_of` giving each linear's scheme and bias: exactly what the shard index's total_size will say. The
   // shard headers, the index, the description, config.json and the copied side files come on top. Refuses
   // what check() refuses.
-  virtual std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,
-                                       DType float_dtype) const = 0;
+  std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of, DType float_dtype) const;
 
   // The serving runtimes that load a model written with `plan_of` in this format ("MindIE", "vLLM-Ascend",
   // "vLLM GPU", "vLLM CPU"), judged by the schemes of layer 0's attention and experts, from what the runtimes'

@@ -15,6 +15,7 @@
 #include "eval/perplexity.h"
 #include "export/output_dir.h"
 #include "formats/registry.h"
+#include "formats/writer_calls.h"
 #include "io/checkpoint.h"
 #include "io/output_file.h"
 #include "kernels/threading.h"
@@ -117,7 +118,9 @@ class QuantRun {
   std::int64_t experts_per_group_ = 0;
   Tensor raw_embedding_;
   DType float_dtype_ = DType::kBF16;
+  std::vector<io::PlannedTensor> planned_;  // what the writer will be given, in order
   std::unique_ptr<formats::FormatWriter> writer_;
+  io::ShardedWriteSummary written_;
   ActivationSet anti_set_, calib_set_;
   LayerQuantizerOptions layer_options_;
   model::ForwardScratch scratch_;  // every layer's passes share these activation buffers
@@ -165,8 +168,12 @@ void QuantRun::setup() {
                            ? std::min(o_.experts_per_group, std::max<std::int64_t>(1, config_.num_experts))
                            : default_experts_per_group(config_, work.float_bytes, work.threads);
   work.experts_per_group = experts_per_group_;
-  work.output_tensor_bytes = formats::for_recipe(recipe_).estimate_bytes(
-      config_, formats::linear_plan(recipe_), checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
+  const formats::OutputFormat& format = formats::for_recipe(recipe_);
+  const formats::LinearPlanOf plan_of = formats::linear_plan(recipe_);
+  format.check(config_, plan_of);
+  planned_ = formats::planned_tensors(format, formats::writer_calls(config_, plan_of),
+                                      checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
+  for (const io::PlannedTensor& t : planned_) work.output_tensor_bytes += t.nbytes();
   need_ = estimate_resources(recipe_, config_, work);
   log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward; {} of {} experts at "
            "a time), output {:.2f} GiB",
@@ -180,7 +187,8 @@ void QuantRun::setup() {
   Tensor embedding = raw_embedding_;
   for (const auto& step : recipe_.steps) step->edit_embedding(config_, embedding);
   float_dtype_ = embedding.dtype() == DType::kF16 ? DType::kF16 : DType::kBF16;
-  writer_ = formats::for_recipe(recipe_).open_writer(out_->temp_path(), float_dtype_);
+  writer_ = format.open_writer(out_->temp_path(), float_dtype_);
+  writer_->plan(std::move(planned_));
   writer_->add_float("model.embed_tokens.weight", embedding);
 
   anti_set_ = {anti_pass_ ? model::embed(embedding, anti_.tokens.ids) : Tensor(), &anti_.tokens.layout,
@@ -246,7 +254,9 @@ void QuantRun::finish() {
   writer_->add_float("lm_head.weight", lm_head);
   nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
   if (const quant::LayerStep* rotate = recipe_.find_step("rotate")) metadata["rotation"] = rotate->settings();
-  writer_->finish(o_.model_path, config_.num_hidden_layers < input_layers_ ? config_.num_hidden_layers : 0, metadata);
+  written_ = writer_->finish(o_.model_path, config_.num_hidden_layers < input_layers_ ? config_.num_hidden_layers : 0,
+                            metadata)
+                 .shards;
   times_.add("finish", start);
 }
 
@@ -288,6 +298,8 @@ QuantReport QuantRun::report_and_commit() {
   r.phase_spans = times_.spans;
   r.timing_seconds["total"] = std::chrono::duration<double>(Clock::now() - run_start_).count();
   r.expected_output_bytes = need_.output_bytes;
+  r.output_tensors = written_.tensor_count;
+  r.output_tensors_written_once = written_.tensors_written_once;
   r.expected_peak_memory_bytes = need_.peak_memory_bytes;
   r.threads = kernels::num_threads();
   r.experts_per_group = experts_per_group_;

@@ -109,6 +109,8 @@ ordered_json to_json(const QuantReport& q) {
   }
   r["expected_output_bytes"] = q.expected_output_bytes;
   r["expected_peak_memory_bytes"] = q.expected_peak_memory_bytes;
+  r["output_tensors"] = q.output_tensors;
+  r["output_tensors_written_once"] = q.output_tensors_written_once;
   r["threads"] = q.threads;
   r["experts_per_group"] = q.experts_per_group;
   r["peak_rss_bytes"] = q.peak_rss_bytes;

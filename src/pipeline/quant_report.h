@@ -69,6 +69,9 @@ struct QuantReport {
   std::vector<LayerReport> per_layer;
   std::optional<EvaluationReport> evaluation;
   std::uint64_t expected_output_bytes = 0;
+  std::size_t output_tensors = 0;
+  // Those in shards written in place as planned; the others were copied once more (formats/writer_calls.h).
+  std::size_t output_tensors_written_once = 0;
   std::uint64_t expected_peak_memory_bytes = 0;
   // These vary run to run, or with --threads: comparisons of reports drop them.
   int threads = 1;  // compute threads used

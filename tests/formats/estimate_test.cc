@@ -1,5 +1,6 @@
 // Each registered format, end to end on the bundled tiny model's shapes: a model written through the registry's
-// writer takes exactly the bytes estimate_bytes() predicts, reads back through the registry, and passes inspect.
+// writer adds exactly the tensors planned for it (writer_calls.h), each written once, takes the bytes
+// estimate_bytes() predicts, reads back through the registry, and passes inspect.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -8,6 +9,7 @@
 #include "common/test_paths.h"
 #include "core/error.h"
 #include "formats/registry.h"
+#include "formats/writer_calls.h"
 #include "io/json_file.h"
 #include "model/config.h"
 #include "model/module_id.h"
@@ -48,10 +50,11 @@ quant::QuantizedLinear linear(const std::string& module, const Shape& shape, con
   return l;
 }
 
-// Streams the whole model in Hugging Face module order, as the pipeline does.
-void write_model(const OutputFormat& format, const LinearPlanOf& plan_of, const model::ModelConfig& config,
-                 const fs::path& out) {
+// Streams the whole model in Hugging Face module order, as the pipeline does, told its tensors ahead.
+io::ShardedWriteSummary write_model(const OutputFormat& format, const LinearPlanOf& plan_of,
+                                    const model::ModelConfig& config, const fs::path& out) {
   const auto writer = format.open_writer(out, DType::kBF16);
+  writer->plan(planned_tensors(format, writer_calls(config, plan_of), DType::kBF16));
   const Shape embedding{config.vocab_size, config.hidden_size};
   writer->add_float("model.embed_tokens.weight", filled(embedding, 0.02f));
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
@@ -74,7 +77,7 @@ void write_model(const OutputFormat& format, const LinearPlanOf& plan_of, const 
   }
   writer->add_norm({model::ModuleId::final_norm(), filled({config.hidden_size}, 1.0f), Tensor()});
   writer->add_float("lm_head.weight", filled(embedding, 0.03f));
-  writer->finish(testing::bundled_model_dir(), 0);
+  return writer->finish(testing::bundled_model_dir(), 0).shards;
 }
 
 // The bundled recipes' plans: v0 W8A8 (static attention with m4's q/k/v bias, dynamic experts), v1 W4A8 (dynamic
@@ -105,7 +108,13 @@ TEST(OutputFormats, EstimateEqualsWhatIsWrittenAndTheOutputReadsBackAndInspectsC
     const fs::path out = dir.path() / "out";
     fs::create_directories(out);
     const LinearPlanOf plan = plan_for(format->name());
-    write_model(*format, plan, config, out);
+    const io::ShardedWriteSummary written = write_model(*format, plan, config, out);
+    std::vector<std::string> planned_names;
+    for (const io::PlannedTensor& t : planned_tensors(*format, writer_calls(config, plan), DType::kBF16)) {
+      planned_names.push_back(t.name);
+    }
+    EXPECT_EQ(written.names, planned_names);
+    EXPECT_EQ(written.tensors_written_once, written.tensor_count);
 
     std::uint64_t total_size = 0;
     for (const auto& e : fs::directory_iterator(out)) {

@@ -125,40 +125,25 @@ class CompressedTensorsFormat final : public OutputFormat {
     return out;
   }
 
-  // The writer's tensors: per quantized linear those of ct_linear_tensors; float linears, norm weights, the
-  // embedding, the final norm and lm_head (written even when tied) in the float dtype.
-  std::uint64_t estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,
-                               DType float_dtype) const override {
-    check(config, plan_of);
-    const std::uint64_t fb = dtype_size(float_dtype);
-    std::uint64_t bytes = 0;
-    for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
-      std::map<std::string, std::string> module_of;  // a linear's weight tensor -> the linear
-      for (const model::ModuleId& id : model::layer_linears(config, l)) {
-        const std::string module = model::hf_module_name(id);
-        module_of[tensor_name(module, "weight")] = module;
-      }
-      for (const model::ExpectedTensor& t : model::expected_layer_tensors(config, l)) {
-        const auto elements = static_cast<std::uint64_t>(shape_numel(t.shape));
-        const auto linear = module_of.find(t.name);
-        if (linear == module_of.end()) {
-          bytes += elements * fb;
-          continue;
-        }
-        const std::string& module = linear->second;
-        const LinearPlan plan = plan_of(module);
-        if (plan.scheme == quant::QuantScheme::kFloat) {
-          bytes += elements * fb;
-          continue;
-        }
-        const CtScheme s = ct_scheme(plan.scheme, plan.grid, module);
-        for (const CtTensor& c : ct_linear_tensors(s, t.shape[0], t.shape[1], float_dtype, module)) {
-          bytes += static_cast<std::uint64_t>(shape_numel(c.shape)) * dtype_size(c.dtype);
-        }
-      }
+  // Float tensors, norm weights and float linears in the float dtype; a quantized linear's tensors as
+  // ct_linear_tensors lays them out.
+  std::vector<io::PlannedTensor> tensors_of(const WriterCall& call, DType float_dtype) const override {
+    switch (call.kind) {
+      case WriterCall::Kind::kFloat:
+        return {{call.name, float_dtype, call.shape}};
+      case WriterCall::Kind::kNorm:
+        return {{tensor_name(call.name, "weight"), float_dtype, call.shape}};
+      case WriterCall::Kind::kLinear:
+        break;
     }
-    const auto embedding = static_cast<std::uint64_t>(config.vocab_size * config.hidden_size);
-    return bytes + static_cast<std::uint64_t>(config.hidden_size) * fb + 2 * embedding * fb;
+    if (call.plan.scheme == quant::QuantScheme::kFloat)
+      return {{tensor_name(call.name, "weight"), float_dtype, call.shape}};
+    const CtScheme s = ct_scheme(call.plan.scheme, call.plan.grid, call.name);
+    std::vector<io::PlannedTensor> out;
+    for (const CtTensor& c : ct_linear_tensors(s, call.shape.at(0), call.shape.at(1), float_dtype, call.name)) {
+      out.push_back({tensor_name(call.name, c.suffix), c.dtype, c.shape});
+    }
+    return out;
   }
 };
 

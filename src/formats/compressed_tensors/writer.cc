@@ -59,6 +59,14 @@ void CtWriter::add(const std::string& name, const Tensor& tensor) {
   }
 }
 
+void CtWriter::plan(std::vector<io::PlannedTensor> tensors) {
+  try {
+    shards_.plan(std::move(tensors));
+  } catch (const Error& e) {
+    rethrow_with_file(e, out_dir_.string());
+  }
+}
+
 void CtWriter::add_float(const std::string& tensor_name, const Tensor& tensor) {
   add(tensor_name, to_float_dtype(tensor, float_dtype_));
 }

@@ -32,6 +32,7 @@ class CtWriter final : public FormatWriter {
   void add_float(const std::string& tensor_name, const Tensor& tensor) override;
   void add_norm(const quant::NormTensors& norm) override;
   void add_linear(const quant::QuantizedLinear& linear) override;
+  void plan(std::vector<io::PlannedTensor> tensors) override;
   // `metadata` has no place in this format and is ignored.
   WrittenOutput finish(const std::filesystem::path& model_dir, std::int64_t layer_count_written,
                        const nlohmann::ordered_json& metadata = nlohmann::ordered_json::object()) override;

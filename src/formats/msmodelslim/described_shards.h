@@ -25,6 +25,8 @@ class DescribedShardWriter {
   DescribedShardWriter(const std::filesystem::path& directory, const std::string& base_name,
                        std::uint64_t max_shard_bytes);
 
+  // The tensors add() will be given, in order (io::ShardedSafetensorsWriter::plan).
+  void plan(std::vector<io::PlannedTensor> tensors) { shards_.plan(std::move(tensors)); }
   // Writes the tensor's bytes now. kInvalidArgument on a duplicate name or after finish().
   void add(const std::string& name, const Tensor& tensor, const std::string& type);
   // Closes the shards and writes the index (see io::ShardedSafetensorsWriter::finish).

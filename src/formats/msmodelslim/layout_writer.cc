@@ -48,6 +48,14 @@ void LayoutWriter::add_linear(const quant::QuantizedLinear& linear) {
   }
 }
 
+void LayoutWriter::plan(std::vector<io::PlannedTensor> tensors) {
+  try {
+    tensors_.plan(std::move(tensors));
+  } catch (const Error& e) {
+    rethrow_with_file(e, out_dir_.string());
+  }
+}
+
 io::ShardedWriteSummary LayoutWriter::close_shards() {
   if (finished_) throw Error(ErrorCode::kInvalidArgument, "finish() called twice", out_dir_.string());
   finished_ = true;

@@ -22,6 +22,7 @@ class LayoutWriter : public FormatWriter {
   void add_float(const std::string& tensor_name, const Tensor& tensor) override;
   void add_norm(const quant::NormTensors& norm) override;
   void add_linear(const quant::QuantizedLinear& linear) override;
+  void plan(std::vector<io::PlannedTensor> tensors) override;
 
   DType float_dtype() const { return float_dtype_; }
 
