@@ -153,6 +153,9 @@ SynthSummary write_synthetic_checkpoint(const SynthOptions& o) {
   io::ShardedWriterOptions writer_options;
   writer_options.max_shard_bytes = o.max_shard_bytes;
   io::ShardedSafetensorsWriter writer(o.out_dir, "model", writer_options);
+  std::vector<io::PlannedTensor> planned;
+  for (const ExpectedTensor& t : tensors) planned.push_back({t.name, DType::kBF16, t.shape});
+  writer.plan(std::move(planned));  // each shard written once
   Progress progress("synth " + o.preset, tensors.size(), "tensors");
   SynthSummary summary;
   for (const ExpectedTensor& t : tensors) {
