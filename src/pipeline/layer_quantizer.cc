@@ -171,13 +171,17 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
       }
     };
     // Smaller groups than the layer go back after each pass, so that only one group is ever mapped. One group
-    // is the whole layer: its pages stay from the load's check to the last float pass (mapping them again per
-    // pass costs more than the GEMMs save; see quant_pipeline.cc), and go back after it, so that the steps
-    // (the α/β search's copies of the rows) do not hold them too.
+    // is the whole layer: its pages stay from the load's check through the float passes (mapping them again
+    // per pass costs more than the GEMMs save; see quant_pipeline.cc). When a step holds observed input rows
+    // (the α/β search, which copies them too), they go back after the last float pass, so that the search does
+    // not hold them as well; otherwise they stay until the quantize step hands each back as it quantizes it.
+    const bool release_before_steps = groups.size() > 1 || !request.input_rows.empty();
     bool last_float_pass = false;
     hooks.unload_experts = [&](ExpertRange g) {
       for (std::int64_t e = g.first; e < g.last; ++e) float_layer.mlp.experts[static_cast<std::size_t>(e)] = {};
-      if (groups.size() > 1 || last_float_pass) release(model::expert_linears(layer, g.first, g.last));
+      if (groups.size() > 1 || (last_float_pass && release_before_steps)) {
+        release(model::expert_linears(layer, g.first, g.last));
+      }
     };
     if (anti != nullptr && !request.empty()) {
       ObserverFanOut anti_observers({&collector, moe ? &anti_tokens : nullptr});

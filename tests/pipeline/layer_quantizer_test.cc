@@ -196,27 +196,39 @@ TEST_F(LayerQuantizerTest, MappedWeightsAreReleasedAfterEachUse) {
   }
 }
 
-// A layer of several groups maps each group's pages again in every pass; one group (the whole layer) keeps them
-// from pass to pass and gives them back after the last float pass (the steps then run without them) and again
-// once each weight is quantized. W8A8 runs two float passes (anti statistics, float reference).
-TEST_F(LayerQuantizerTest, ExpertPagesStayMappedBetweenFloatPassesOnlyInOneGroup) {
-  const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / "qwen3-moe-w8a8.yaml");
-  for (const std::int64_t per_group : {std::int64_t{0}, std::int64_t{3}}) {
+// How often each weight's mapped pages are handed back. Smaller groups than the layer: after each float pass (W8A8
+// runs two: anti statistics, float reference) and once quantized. One group: they stay mapped through the float
+// passes, and, unless a step holds observed input rows (W4A8's α/β search), through the steps until the quantize
+// step hands each back.
+TEST_F(LayerQuantizerTest, ExpertPagesStayMappedWhileTheLayerIsOneGroupAndNoStepHoldsRows) {
+  struct Case {
+    const char* recipe;
+    quant::Propagation propagation;
+    std::int64_t per_group;
+    int expert_releases;
+  };
+  for (const Case& k : {Case{"qwen3-moe-w8a8.yaml", quant::Propagation::kQuantized, 0, 1},
+                        Case{"qwen3-moe-w8a8.yaml", quant::Propagation::kQuantized, 3, 3},
+                        Case{"qwen3-30b-w4a8.yaml", quant::Propagation::kFloat, 0, 2},
+                        Case{"qwen3-30b-w4a8.yaml", quant::Propagation::kFloat, 3, 2}}) {
+    SCOPED_TRACE(std::string(k.recipe) + ", groups of " + std::to_string(k.per_group));
+    const recipe::Recipe r = recipe::load_recipe(source_dir() / "configs" / "qwen3_moe" / k.recipe);
+    const bool anti_pass = k.propagation == quant::Propagation::kQuantized;
     ActivationSet anti = embedded(), calib = embedded();
     PhaseTimes times;
-    LayerQuantizerOptions o = options(quant::Propagation::kQuantized);
-    o.settings.experts_per_group = per_group;
+    LayerQuantizerOptions o = options(k.propagation);
+    o.settings.experts_per_group = k.per_group;
     std::map<std::string, int> released;
     std::mutex mutex;
     o.release_mapped = [&](const std::string& name) {
       const std::lock_guard<std::mutex> lock(mutex);
       ++released[name];
     };
-    quantize_layer(config_, kLayer, raw(), r.steps, &anti, calib, o, times);
+    quantize_layer(config_, kLayer, raw(), r.steps, anti_pass ? &anti : nullptr, calib, o, times);
     for (const ModuleId& id : model::layer_linears(config_, kLayer)) {
       const std::string name = model::hf_weight_name(id);
-      const int expected = id.role == ModuleRole::kRouter ? 0 : !id.is_expert() ? 1 : per_group == 0 ? 2 : 3;
-      EXPECT_EQ(released.count(name) > 0 ? released.at(name) : 0, expected) << name << ", group " << per_group;
+      const int expected = id.role == ModuleRole::kRouter ? 0 : !id.is_expert() ? 1 : k.expert_releases;
+      EXPECT_EQ(released.count(name) > 0 ? released.at(name) : 0, expected) << name;
     }
   }
 }
