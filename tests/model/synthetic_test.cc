@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/error.h"
 #include "io/checkpoint.h"
 #include "kernels/threading.h"
 #include "model/causal_lm.h"
@@ -333,6 +334,31 @@ TEST(SyntheticCheckpoint, WritesTheRealNamesShapesAndShardsAndRuns) {
   tokens.layout.add_sequence(7);
   const Tensor hidden = run_layers(source, tokens, {});
   for (float v : hidden.span<float>()) ASSERT_TRUE(std::isfinite(v));
+}
+
+// A large tensor is scanned in blocks over the threads; the first bad element is reported whichever block finds
+// one first.
+TEST(CheckFinite, LargeTensorsReportTheFirstBadElementAtAnyThreadCount) {
+  Tensor t = Tensor::zeros(DType::kBF16, {5, 4 << 20});  // 40 MiB: three blocks of 16 MiB
+  auto* bits = t.mutable_data<std::uint16_t>();
+  bits[(17u << 20) + 3] = 0x7f80;  // +inf in the third block
+  for (int threads : {1, 2, 3}) {
+    kernels::set_num_threads(threads);
+    try {
+      check_finite(t, "f", "w");
+      ADD_FAILURE() << "an infinity not found";
+    } catch (const Error& e) {
+      EXPECT_NE(e.detail().find("an infinity at element [4, 1048579]"), std::string::npos) << e.what();
+    }
+  }
+  bits[(9u << 20) + 1] = 0x7fc1;  // a NaN in the second block comes first
+  try {
+    check_finite(t, "f", "w");
+    ADD_FAILURE() << "a NaN not found";
+  } catch (const Error& e) {
+    EXPECT_NE(e.detail().find("a NaN at element [2, 1048577]"), std::string::npos) << e.what();
+  }
+  kernels::set_num_threads(1);
 }
 
 }  // namespace
