@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/tensor.h"
 
 namespace moeslim::io::testing {
 
@@ -33,6 +34,14 @@ inline void write_raw_safetensors(const std::filesystem::path& path, std::string
   bytes += header;
   for (std::size_t i = 0; i < data_bytes; ++i) bytes += static_cast<char>(i & 0xff);
   write_bytes(path, bytes);
+}
+
+// A tensor whose bytes are a pattern derived from `seed`, so every tensor's data is distinguishable.
+inline Tensor patterned(DType dtype, Shape shape, int seed) {
+  Tensor t = Tensor::zeros(dtype, std::move(shape));
+  std::byte* p = t.mutable_bytes();
+  for (std::size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<std::byte>((i * 31 + seed * 17) & 0xff);
+  return t;
 }
 
 // Runs `f`, which must throw moeslim::Error with this code, file, field and a detail containing `substring`.

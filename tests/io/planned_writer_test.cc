@@ -15,13 +15,7 @@ namespace {
 
 using moeslim::testing::TempDir;
 using testing::expect_error;
-
-Tensor patterned(DType dtype, Shape shape, int seed) {
-  Tensor t = Tensor::zeros(dtype, std::move(shape));
-  std::byte* p = t.mutable_bytes();
-  for (std::size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<std::byte>((i * 29 + seed * 13) & 0xff);
-  return t;
-}
+using testing::patterned;
 
 using Added = std::vector<std::pair<std::string, Tensor>>;
 

@@ -17,14 +17,7 @@ namespace {
 
 using moeslim::testing::TempDir;
 using testing::expect_error;
-
-// A tensor whose bytes are a pattern derived from `seed`, so every tensor's data is distinguishable.
-Tensor patterned(DType dtype, Shape shape, int seed) {
-  Tensor t = Tensor::zeros(dtype, std::move(shape));
-  std::byte* p = t.mutable_bytes();
-  for (std::size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<std::byte>((i * 31 + seed * 17) & 0xff);
-  return t;
-}
+using testing::patterned;
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && a.nbytes() == b.nbytes() &&
