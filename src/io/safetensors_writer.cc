@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "io/output_file.h"
 #include "io/safetensors_header.h"
 
@@ -185,7 +186,16 @@ void ShardedSafetensorsWriter::add(const std::string& name, const Tensor& tensor
   if (names_.count(name)) throw Error(ErrorCode::kInvalidArgument, "tensor added twice", dir_.string(), name);
   const std::uint64_t nbytes = tensor.nbytes();
   // Off the plan: the open shard's file becomes a data file like any other, appended to past what it holds.
-  if (following_plan_ && !follows_plan(name, tensor)) following_plan_ = false;
+  // The output is still right, but written twice from here: the plan and the writer's caller disagree.
+  if (following_plan_ && !follows_plan(name, tensor)) {
+    following_plan_ = false;
+    const std::string planned = plan_next_ < plan_.size()
+                                    ? plan_[plan_next_].name + " " + std::string(dtype_name(plan_[plan_next_].dtype)) +
+                                          " " + shape_to_string(plan_[plan_next_].shape)
+                                    : "nothing more";
+    log_warn("{}: {} {} {} is not the planned tensor ({}); the rest of the output is written twice", dir_.string(),
+             name, dtype_name(tensor.dtype()), shape_to_string(tensor.shape()), planned);
+  }
   std::uint64_t offset = 0;
   if (following_plan_) {
     if (plan_next_ == shard_end_) {
@@ -242,7 +252,11 @@ void ShardedSafetensorsWriter::close_shard() {
 
 ShardedWriteSummary ShardedSafetensorsWriter::finish() {
   if (finished_) throw Error(ErrorCode::kInvalidArgument, "finish() called twice", dir_.string());
-  if (plan_next_ < plan_.size()) following_plan_ = false;  // the plan's last shard is not complete
+  if (following_plan_ && plan_next_ < plan_.size()) {  // the plan's last shard is not complete
+    following_plan_ = false;
+    log_warn("{}: {} planned tensors were not added, from {} on; the last shard is written twice", dir_.string(),
+             plan_.size() - plan_next_, plan_[plan_next_].name);
+  }
   if (!pending_.empty() || closed_.empty()) close_shard();
 
   ShardedWriteSummary summary;
