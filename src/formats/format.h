@@ -44,7 +44,7 @@ class FormatWriter {
   virtual void add_norm(const quant::NormTensors& norm) = 0;
   virtual void add_linear(const quant::QuantizedLinear& linear) = 0;
 
-  // Before the first add: the tensors the adds will write, in order (planned_tensors()). While the adds match
+  // Before the first add: the tensors the adds will write, in order (planned_output()). While the adds match
   // them, each shard is written once, in place; from the first that does not, as without a plan (the same
   // bytes, copied once more).
   virtual void plan(std::vector<io::PlannedTensor> tensors) = 0;

@@ -11,6 +11,10 @@ namespace moeslim::formats {
 using model::ModuleId;
 using model::ModuleRole;
 
+bool written_as_float_tensor(const ModuleId& module, quant::QuantScheme scheme) {
+  return !module.is_attention() && scheme == quant::QuantScheme::kFloat;
+}
+
 std::vector<WriterCall> writer_calls(const model::ModelConfig& config, const LinearPlanOf& plan_of) {
   const Shape vocab_by_hidden{config.vocab_size, config.hidden_size};
   std::vector<WriterCall> calls{{WriterCall::Kind::kFloat, "model.embed_tokens.weight", vocab_by_hidden, {}}};
@@ -21,7 +25,7 @@ std::vector<WriterCall> writer_calls(const model::ModelConfig& config, const Lin
       const std::string module = model::hf_module_name(id);
       const LinearPlan plan = plan_of(module);
       const Shape& weight = shapes.at(model::hf_weight_name(id));
-      if (!id.is_attention() && plan.scheme == quant::QuantScheme::kFloat) {
+      if (written_as_float_tensor(id, plan.scheme)) {
         calls.push_back({WriterCall::Kind::kFloat, model::hf_weight_name(id), weight, {}});
       } else {
         calls.push_back({WriterCall::Kind::kLinear, module, weight, plan});
@@ -49,23 +53,25 @@ std::vector<WriterCall> writer_calls(const model::ModelConfig& config, const Lin
   return calls;
 }
 
-std::vector<io::PlannedTensor> planned_tensors(const OutputFormat& format, const std::vector<WriterCall>& calls,
-                                               DType float_dtype) {
+std::vector<io::PlannedTensor> planned_output(const OutputFormat& format, const model::ModelConfig& config,
+                                              const LinearPlanOf& plan_of, DType float_dtype) {
+  format.check(config, plan_of);
   std::vector<io::PlannedTensor> tensors;
-  for (const WriterCall& call : calls) {
+  for (const WriterCall& call : writer_calls(config, plan_of)) {
     for (io::PlannedTensor& t : format.tensors_of(call, float_dtype)) tensors.push_back(std::move(t));
   }
   return tensors;
 }
 
+std::uint64_t total_bytes(const std::vector<io::PlannedTensor>& tensors) {
+  std::uint64_t bytes = 0;
+  for (const io::PlannedTensor& t : tensors) bytes += t.nbytes();
+  return bytes;
+}
+
 std::uint64_t OutputFormat::estimate_bytes(const model::ModelConfig& config, const LinearPlanOf& plan_of,
                                            DType float_dtype) const {
-  check(config, plan_of);
-  std::uint64_t bytes = 0;
-  for (const io::PlannedTensor& t : planned_tensors(*this, writer_calls(config, plan_of), float_dtype)) {
-    bytes += t.nbytes();
-  }
-  return bytes;
+  return total_bytes(planned_output(*this, config, plan_of, float_dtype));
 }
 
 }  // namespace moeslim::formats

@@ -175,11 +175,11 @@ QuantizedLayer quantize_layer(const model::ModelConfig& config, std::int64_t lay
     // per pass costs more than the GEMMs save; see quant_pipeline.cc). When a step holds observed input rows
     // (the α/β search, which copies them too), they go back after the last float pass, so that the search does
     // not hold them as well; otherwise they stay until the quantize step hands each back as it quantizes it.
-    const bool release_before_steps = groups.size() > 1 || !request.input_rows.empty();
+    const bool a_step_holds_rows = !request.input_rows.empty();
     bool last_float_pass = false;
     hooks.unload_experts = [&](ExpertRange g) {
       for (std::int64_t e = g.first; e < g.last; ++e) float_layer.mlp.experts[static_cast<std::size_t>(e)] = {};
-      if (groups.size() > 1 || (last_float_pass && release_before_steps)) {
+      if (groups.size() > 1 || (last_float_pass && a_step_holds_rows)) {
         release(model::expert_linears(layer, g.first, g.last));
       }
     };

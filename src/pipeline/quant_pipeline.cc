@@ -40,7 +40,7 @@ class WriterSink final : public LayerSink {
  public:
   explicit WriterSink(formats::FormatWriter& writer) : writer_(writer) {}
   void linear(quant::QuantizedLinear l) override {
-    if (!l.module.is_attention() && l.scheme == quant::QuantScheme::kFloat) {
+    if (formats::written_as_float_tensor(l.module, l.scheme)) {
       writer_.add_float(model::hf_weight_name(l.module), l.weight);
     } else {
       writer_.add_linear(l);
@@ -175,11 +175,9 @@ void QuantRun::setup() {
                            : default_experts_per_group(config_, work.float_bytes, work.threads);
   work.experts_per_group = experts_per_group_;
   const formats::OutputFormat& format = formats::for_recipe(recipe_);
-  const formats::LinearPlanOf plan_of = formats::linear_plan(recipe_);
-  format.check(config_, plan_of);
-  planned_ = formats::planned_tensors(format, formats::writer_calls(config_, plan_of),
-                                      checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
-  for (const io::PlannedTensor& t : planned_) work.output_tensor_bytes += t.nbytes();
+  planned_ = formats::planned_output(format, config_, formats::linear_plan(recipe_),
+                                     checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
+  work.output_tensor_bytes = formats::total_bytes(planned_);
   need_ = estimate_resources(recipe_, config_, work);
   log_info("quant: expected peak memory {:.2f} GiB (batch {}: up to {} token rows per forward; {} of {} experts at "
            "a time), output {:.2f} GiB",

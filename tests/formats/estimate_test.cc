@@ -54,7 +54,7 @@ quant::QuantizedLinear linear(const std::string& module, const Shape& shape, con
 io::ShardedWriteSummary write_model(const OutputFormat& format, const LinearPlanOf& plan_of,
                                     const model::ModelConfig& config, const fs::path& out) {
   const auto writer = format.open_writer(out, DType::kBF16);
-  writer->plan(planned_tensors(format, writer_calls(config, plan_of), DType::kBF16));
+  writer->plan(planned_output(format, config, plan_of, DType::kBF16));
   const Shape embedding{config.vocab_size, config.hidden_size};
   writer->add_float("model.embed_tokens.weight", filled(embedding, 0.02f));
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
@@ -110,7 +110,7 @@ TEST(OutputFormats, EstimateEqualsWhatIsWrittenAndTheOutputReadsBackAndInspectsC
     const LinearPlanOf plan = plan_for(format->name());
     const io::ShardedWriteSummary written = write_model(*format, plan, config, out);
     std::vector<std::string> planned_names;
-    for (const io::PlannedTensor& t : planned_tensors(*format, writer_calls(config, plan), DType::kBF16)) {
+    for (const io::PlannedTensor& t : planned_output(*format, config, plan, DType::kBF16)) {
       planned_names.push_back(t.name);
     }
     EXPECT_EQ(written.names, planned_names);

@@ -1,6 +1,5 @@
 #include "formats/compressed_tensors/format.h"
 
-#include <map>
 #include <string>
 
 #include "core/error.h"

@@ -8,7 +8,6 @@
 #include "formats/msmodelslim/reader.h"
 #include "formats/msmodelslim/v0_writer.h"
 #include "formats/msmodelslim/v1_writer.h"
-#include "model/layer_loader.h"
 #include "model/module_id.h"
 
 namespace moeslim::formats::msmodelslim {

@@ -133,11 +133,6 @@ Shape resolve_shape(const std::vector<Extent>& shape, const ModuleDims& dims) {
   return out;
 }
 
-std::uint64_t tensor_bytes(const TensorRule& rule, const ModuleDims& dims, DType float_dtype) {
-  return static_cast<std::uint64_t>(shape_numel(resolve_shape(rule.shape, dims))) *
-         dtype_size(resolve_dtype(rule.dtype, float_dtype));
-}
-
 std::string described_type(const TensorRule& rule, const std::string& scheme_type, const LayoutRules& layout) {
   switch (rule.typed) {
     case Typed::kScheme: return scheme_type;

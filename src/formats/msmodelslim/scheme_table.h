@@ -99,7 +99,6 @@ struct ModuleDims {
 
 DType resolve_dtype(DTypeRule rule, DType float_dtype);
 Shape resolve_shape(const std::vector<Extent>& shape, const ModuleDims& dims);
-std::uint64_t tensor_bytes(const TensorRule& rule, const ModuleDims& dims, DType float_dtype);
 // The description type of a tensor written under `rule` for a module of scheme type `scheme_type`.
 std::string described_type(const TensorRule& rule, const std::string& scheme_type, const LayoutRules& layout);
 
