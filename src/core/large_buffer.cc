@@ -8,9 +8,9 @@ namespace moeslim {
 namespace {
 
 constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
-constexpr std::size_t kPageBytes = 4096;
 
-std::size_t mapped_length(std::size_t bytes) { return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes; }
+// Whole huge pages: a tail shorter than 2 MiB would be backed by 4 KiB pages.
+std::size_t mapped_length(std::size_t bytes) { return (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes; }
 
 }  // namespace
 

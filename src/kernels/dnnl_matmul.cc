@@ -1,14 +1,17 @@
 #include "kernels/dnnl_matmul.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
+#include "core/large_buffer.h"
 #include "core/log.h"
 #include "kernels/threading.h"
 
@@ -34,9 +37,7 @@ Cache& cache() {
   return c;
 }
 
-void append_i64(std::string& key, std::int64_t v) {
-  key.append(reinterpret_cast<const char*>(&v), sizeof v);
-}
+void append_i64(std::string& key, std::int64_t v) { key.append(reinterpret_cast<const char*>(&v), sizeof v); }
 
 // Everything of a memory descriptor that makes two problems different primitives.
 void append_desc(std::string& key, const dnnl::memory::desc& desc) {
@@ -92,8 +93,8 @@ std::shared_ptr<const CachedMatmul> create(const MatmulProblem& p) {
     const std::string_view impl = pd.impl_info_str();
     if (impl.rfind("ref", 0) == 0) {
       // Correct but very slow; the strides or types are unusual for this CPU's optimised kernels.
-      log_warn("oneDNN chose its reference matmul ({}) for an {}x{}x{} problem", impl, p.src.dims()[0],
-               p.dst.dims()[1], p.src.dims()[1]);
+      log_warn("oneDNN chose its reference matmul ({}) for an {}x{}x{} problem", impl, p.src.dims()[0], p.dst.dims()[1],
+               p.src.dims()[1]);
     }
     return std::make_shared<const CachedMatmul>(CachedMatmul{dnnl::matmul(pd), pd.scratchpad_desc()});
   } catch (const dnnl::error& e) {
@@ -157,13 +158,27 @@ void run_matmul(const MatmulProblem& problem, const void* src, const void* weigh
   std::size_t space = scratch.size();
   dnnl::memory scratch_mem(primitive->scratchpad, engine, std::align(kAlign, need, base, space));
   dnnl::stream& stream = thread_stream();
-  primitive->matmul.execute(stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem},
-                              {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+  primitive->matmul.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                                     {DNNL_ARG_WEIGHTS, weights_mem},
+                                     {DNNL_ARG_DST, dst_mem},
+                                     {DNNL_ARG_SCRATCHPAD, scratch_mem}});
   stream.wait();
 }
 
-dnnl::memory::desc preferred_weight_desc(std::int64_t n, std::int64_t k, dt src_type, dt weight_type,
-                                         dt dst_type) {
+dnnl::memory owned_weight_memory(const dnnl::memory::desc& desc, std::shared_ptr<void>& storage) {
+  const std::size_t bytes = std::max<std::size_t>(desc.get_size(), 1);
+  if (bytes >= kOwnMappingBytes) {
+    void* p = map_large_zeroed(bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    storage = std::shared_ptr<void>(p, [bytes](void* q) { unmap_large(q, bytes); });
+  } else {
+    void* p = ::operator new (bytes, std::align_val_t{64});
+    storage = std::shared_ptr<void>(p, [](void* q) { ::operator delete (q, std::align_val_t{64}); });
+  }
+  return dnnl::memory(desc, cpu_engine(), storage.get());
+}
+
+dnnl::memory::desc preferred_weight_desc(std::int64_t n, std::int64_t k, dt src_type, dt weight_type, dt dst_type) {
   // M = 256 is a typical calibration chunk; the packed layout was measured to be the same for M = 1..2048.
   constexpr std::int64_t kRepresentativeM = 256;
   apply_num_threads();

@@ -53,7 +53,8 @@ struct PreparedWeight::Impl {
   Method method = Method::kNativeF32;
   dnnl::memory::desc weights_desc;  // packed layout, or the caller's [n, k] rows seen as [k, n]
   const void* data = nullptr;
-  dnnl::memory packed;              // owns the packed copy; empty when borrowed
+  dnnl::memory packed;              // the packed copy; empty when borrowed
+  std::shared_ptr<void> packed_storage;  // owns the packed copy's memory
   std::size_t owned_bytes = 0;
   Tensor borrowed_from;             // keeps a borrowed tensor's memory (a mapping, say) alive
 };
@@ -78,7 +79,7 @@ std::shared_ptr<Impl> pack(const void* w, dt from_type, std::int64_t n, std::int
   impl->precision = precision;
   impl->method = method;
   impl->weights_desc = detail::preferred_weight_desc(n, k, to_type, to_type, dt::f32);
-  impl->packed = dnnl::memory(impl->weights_desc, detail::cpu_engine());
+  impl->packed = detail::owned_weight_memory(impl->weights_desc, impl->packed_storage);
   impl->data = impl->packed.get_data_handle();
   impl->owned_bytes = impl->weights_desc.get_size();
   detail::reorder(detail::transposed_weight_desc(n, k, ld, from_type), w, impl->weights_desc,

@@ -22,6 +22,7 @@ struct PreparedInt8Weight::Impl {
   const std::int8_t* data = nullptr;
   std::int64_t ld = 0;
   dnnl::memory packed;
+  std::shared_ptr<void> packed_storage;  // owns the packed copy's memory
   std::vector<std::int8_t> plain_copy;
   std::vector<std::int32_t> column_sums;
   std::size_t owned_bytes = 0;
@@ -209,7 +210,7 @@ PreparedInt8Weight PreparedInt8Weight::from_s8(const std::int8_t* w, std::int64_
     impl->weights_desc = detail::transposed_weight_desc(n, k, ld, dt::s8);
   } else if (impl->backend == Int8GemmBackend::kOneDnn) {
     impl->weights_desc = detail::preferred_weight_desc(n, k, dt::u8, dt::s8, dt::s32);
-    impl->packed = dnnl::memory(impl->weights_desc, detail::cpu_engine());
+    impl->packed = detail::owned_weight_memory(impl->weights_desc, impl->packed_storage);
     impl->data = static_cast<const std::int8_t*>(impl->packed.get_data_handle());
     impl->owned_bytes = impl->weights_desc.get_size();
     detail::reorder(detail::transposed_weight_desc(n, k, ld, dt::s8), w, impl->weights_desc,

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/large_buffer.h"
 #include "core/log.h"
 #include "core/profiler.h"
 #include "kernels/gemm.h"
@@ -48,7 +49,7 @@ class FlexErrorEvaluator {
   struct BlockScratch {
     std::vector<float> v;              // a scaled row
     std::vector<std::uint8_t> codes;   // the block's activation codes, u8 = s8 + 128
-    std::vector<std::int32_t> acc;     // their int8 product with the weight codes
+    LargeVector<std::int32_t> acc;     // their int8 product with the weight codes
     std::vector<float> intervals;      // the rows' intervals
   };
   // The squared error of rows [begin, begin + rows) into row_sums_; false if one has no valid interval.
@@ -58,12 +59,13 @@ class FlexErrorEvaluator {
 
   DType dt_;
   std::int64_t n_ = 0, c_ = 0, out_ = 0;
-  std::vector<float> x_, w_;        // [n, c] and [out, c], rounded to the dtype
+  // The large buffers are huge-page mappings (core/large_buffer.h): hundreds of MB at 30B shapes, made per search.
+  LargeVector<float> x_, w_;        // [n, c] and [out, c], rounded to the dtype
   std::vector<float> a_, wmax_;     // column maxima of X (all rows) and of Wc
-  std::vector<float> golden_;       // dt(X·Wcᵀ) [n, out]
+  LargeVector<float> golden_;       // dt(X·Wcᵀ) [n, out]
   float golden_rms_ = 0.0f;         // dt(sqrt(dt(mean golden²)))
   std::vector<float> sigma_, wi_;   // σ and the weight rows' intervals at the current point
-  std::vector<std::int8_t> wq_;     // the weight codes at the current point
+  LargeVector<std::int8_t> wq_;     // the weight codes at the current point
   std::vector<std::int32_t> acc_offset_;  // 128·Σ_k wq[i,k]: what the u8 activation codes add to a product
   std::vector<double> row_sums_;    // each row's squared error at the current point
   std::vector<BlockScratch> scratch_;
