@@ -169,7 +169,9 @@ dnnl::memory owned_weight_memory(const dnnl::memory::desc& desc, std::shared_ptr
   const std::size_t bytes = std::max<std::size_t>(desc.get_size(), 1);
   if (bytes >= kOwnMappingBytes) {
     void* p = map_large_zeroed(bytes);
-    if (p == nullptr) throw std::bad_alloc();
+    if (p == nullptr) {
+      throw Error(ErrorCode::kIo, "out of memory allocating " + std::to_string(bytes) + " bytes for a packed weight");
+    }
     storage = std::shared_ptr<void>(p, [bytes](void* q) { unmap_large(q, bytes); });
   } else {
     void* p = ::operator new (bytes, std::align_val_t{64});
