@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -167,16 +168,14 @@ void run_matmul(const MatmulProblem& problem, const void* src, const void* weigh
 
 dnnl::memory owned_weight_memory(const dnnl::memory::desc& desc, std::shared_ptr<void>& storage) {
   const std::size_t bytes = std::max<std::size_t>(desc.get_size(), 1);
-  if (bytes >= kOwnMappingBytes) {
-    void* p = map_large_zeroed(bytes);
-    if (p == nullptr) {
-      throw Error(ErrorCode::kIo, "out of memory allocating " + std::to_string(bytes) + " bytes for a packed weight");
-    }
-    storage = std::shared_ptr<void>(p, [bytes](void* q) { unmap_large(q, bytes); });
-  } else {
-    void* p = ::operator new (bytes, std::align_val_t{64});
-    storage = std::shared_ptr<void>(p, [](void* q) { ::operator delete (q, std::align_val_t{64}); });
+  std::byte* p = nullptr;
+  try {
+    p = LargeBufferAllocator<std::byte>().allocate(bytes);  // a mapping of its own when large
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorCode::kIo, "out of memory allocating " + std::to_string(bytes) + " bytes for a packed weight");
   }
+  storage = std::shared_ptr<void>(
+      p, [bytes](void* q) { LargeBufferAllocator<std::byte>().deallocate(static_cast<std::byte*>(q), bytes); });
   return dnnl::memory(desc, cpu_engine(), storage.get());
 }
 

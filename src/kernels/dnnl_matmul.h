@@ -49,10 +49,11 @@ void run_matmul(const MatmulProblem& problem, const void* src, const void* weigh
 dnnl::memory::desc preferred_weight_desc(std::int64_t n, std::int64_t k, dnnl::memory::data_type src_type,
                                          dnnl::memory::data_type weight_type, dnnl::memory::data_type dst_type);
 
-// Memory for a weight packed into `desc`, owned by the caller through `storage`. From kOwnMappingBytes up it is a
-// huge-page mapping of its own (core/large_buffer.h), not oneDNN's malloc: a packed copy is made afresh per
-// candidate in the α/β search (15 MB at Qwen3-30B-A3B shapes, ~80 per layer), and in 4 KiB pages each one
-// cost ~3,700 page faults (a 30B W4A8 layer took 0.9–1.3 M faults in all; see README, Performance).
+// Memory for a weight packed into `desc`, owned by the caller through `storage`, from LargeBufferAllocator: from
+// kOwnMappingBytes up a huge-page mapping of its own (core/large_buffer.h), not oneDNN's malloc. A packed copy
+// is made afresh per candidate in the α/β search (15 MB at Qwen3-30B-A3B shapes, ~80 per layer), and in 4 KiB
+// pages each one cost ~3,700 page faults (a 2-layer 30B W4A8 run took 0.9–1.3 M faults in all; README,
+// Performance). kIo naming the size when the memory cannot be had.
 dnnl::memory owned_weight_memory(const dnnl::memory::desc& desc, std::shared_ptr<void>& storage);
 
 // Copies (and converts) between two descriptions of the same [k, n] weight via a oneDNN reorder.
