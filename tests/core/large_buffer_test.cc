@@ -46,11 +46,14 @@ Mapping mapping_at(const void* p) {
   return found;
 }
 
+bool smaps_readable() { return std::ifstream("/proc/self/smaps").good(); }
+
 bool kernel_has_transparent_huge_pages() {
   return std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled");
 }
 
 TEST(LargeBuffer, MappingsAreWholeAlignedHugePagesOfZeros) {
+  if (!smaps_readable()) GTEST_SKIP() << "/proc/self/smaps cannot be read here";
   for (const std::size_t bytes : {std::size_t{1}, kOwnMappingBytes + 1, 3 * kHugePage + 4096}) {
     SCOPED_TRACE(bytes);
     auto* p = static_cast<unsigned char*>(map_large_zeroed(bytes));
@@ -74,6 +77,7 @@ TEST(LargeBuffer, MappingsAreWholeAlignedHugePagesOfZeros) {
 // An expert's int8 codes at Qwen3-30B-A3B shapes (768 × 2048, 1.5 MiB) are a mapping of their own, not glibc
 // heap memory: 384 of them per layer, each made afresh.
 TEST(LargeBuffer, TensorsFromOneMebibyteHaveAHugePageMappingOfTheirOwn) {
+  if (!smaps_readable()) GTEST_SKIP() << "/proc/self/smaps cannot be read here";
   Tensor codes = Tensor::zeros(DType::kI8, {768, 2048});
   const Mapping m = mapping_at(codes.data<std::int8_t>());
   EXPECT_EQ(m.length, kHugePage);
@@ -86,6 +90,7 @@ TEST(LargeBuffer, TensorsFromOneMebibyteHaveAHugePageMappingOfTheirOwn) {
 }
 
 TEST(LargeBuffer, VectorsUseTheMappingOnlyWhenLarge) {
+  if (!smaps_readable()) GTEST_SKIP() << "/proc/self/smaps cannot be read here";
   LargeVector<float> big(kOwnMappingBytes / sizeof(float));
   EXPECT_EQ(mapping_at(big.data()).length, kHugePage);
   LargeVector<float> small(16);
